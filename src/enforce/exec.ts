@@ -1,0 +1,72 @@
+// The ONLY place that spawns processes. Argument arrays, never a shell; input on stdin; optional netns.
+// Nothing from a blocklist, an API body or a DNS packet can become shell syntax here because no shell runs.
+import { execa } from 'execa'
+import { errors } from '../errors.js'
+
+export interface RunOptions {
+  /** Text written to the child's stdin (for `ipset restore`, `iptables-restore`, `nft -f -`). */
+  input?: string
+  /** Run inside this named network namespace (`ip netns exec NAME ...`). */
+  netns?: string
+  /** Kill the child after this many milliseconds (default 60 s). */
+  timeoutMs?: number
+  /** When false, a non-zero exit is returned rather than thrown. Default true. */
+  reject?: boolean
+  env?: Record<string, string>
+}
+
+export interface RunResult {
+  command: string
+  exitCode: number
+  stdout: string
+  stderr: string
+}
+
+const SAFE_NETNS = /^[A-Za-z0-9_.-]{1,64}$/
+
+/** Spawn `cmd args...` (optionally inside a netns) and collect its output. */
+export async function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  let file = cmd
+  let argv = [...args]
+  if (opts.netns !== undefined) {
+    if (!SAFE_NETNS.test(opts.netns)) throw errors.usage(`invalid network namespace name: ${JSON.stringify(opts.netns)}`)
+    file = 'ip'
+    argv = ['netns', 'exec', opts.netns, cmd, ...args]
+  }
+  const command = [file, ...argv].join(' ')
+  try {
+    const r = await execa(file, argv, {
+      input: opts.input ?? '',
+      timeout: opts.timeoutMs ?? 60_000,
+      reject: false,
+      stripFinalNewline: false,
+      maxBuffer: 256 * 1024 * 1024,
+      env: opts.env,
+      extendEnv: true,
+    })
+    if (r.failed && r.exitCode === undefined) {
+      // Spawn failure (ENOENT) or timeout: never a plain exit code.
+      const why = r.timedOut ? `timed out after ${opts.timeoutMs ?? 60_000} ms` : (r as { code?: string }).code === 'ENOENT' ? 'not found' : r.shortMessage
+      if ((r as { code?: string }).code === 'ENOENT') throw errors.missingTool(`${file}: command not found`)
+      throw errors.exec(`${command.slice(0, 200)}: ${why}`)
+    }
+    const result: RunResult = { command, exitCode: r.exitCode ?? -1, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') }
+    if (result.exitCode !== 0 && opts.reject !== false) {
+      throw errors.exec(`${command.slice(0, 200)} exited ${result.exitCode}: ${result.stderr.trim().slice(0, 2000)}`, result)
+    }
+    return result
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') throw errors.missingTool(`${file}: command not found`)
+    throw e
+  }
+}
+
+/** True when `cmd` can be spawned (used by `doctor`). */
+export async function hasCommand(cmd: string, versionArgs: readonly string[] = ['--version']): Promise<boolean> {
+  try {
+    await run(cmd, versionArgs, { reject: false, timeoutMs: 10_000 })
+    return true
+  } catch {
+    return false
+  }
+}
