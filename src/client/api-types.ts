@@ -1,0 +1,114 @@
+// Wire shapes of the HTTP API (v1), shared by the server's routes, the API client, the agent and the
+// admin commands, so one change to the contract is one change here. Types only.
+import type { Entry } from '../policy/types.js'
+import type { Hit } from '../sinkhole/types.js'
+
+export type Role = 'admin' | 'agent' | 'read'
+
+/** `GET /v1/policy` full answer. */
+export interface PolicyBody {
+  version: number
+  etag: string
+  generatedAt: string
+  entries: Entry[]
+}
+
+/** `GET /v1/policy?since=V` answer when the server still has version V (header `X-Policy-Diff: 1`). */
+export interface PolicyDiffBody {
+  version: number
+  etag: string
+  generatedAt: string
+  since: number
+  added: Entry[]
+  /** Entry ids present at `since` and gone now. */
+  removed: string[]
+}
+
+export interface ReportCounts {
+  entries: number
+  domains: number
+  nets: number
+  v4: number
+  v6: number
+}
+
+/** `POST /v1/report` body: what an agent has applied. */
+export interface ReportBody {
+  host: string
+  version: number
+  etag: string
+  counts: ReportCounts
+  repairs: number
+  drift: string[]
+  errors: string[]
+  agentVersion: string
+}
+
+export type HostState = 'in-sync' | 'behind' | 'silent' | 'drift'
+
+export interface HostStatus extends Omit<ReportBody, 'host'> {
+  host: string
+  state: HostState
+  /** RFC 3339. */
+  lastSeen: string
+}
+
+export interface HostsBody {
+  current: { version: number; etag: string }
+  hosts: HostStatus[]
+}
+
+/** One item of `POST /v1/entries`. */
+export interface NewEntry {
+  value: string
+  reason: string
+  /** `4h`, `7d`, a date or an RFC 3339 time. */
+  expires?: string
+  mode?: 'block' | 'alert'
+  allow?: boolean
+  force?: boolean
+}
+
+export interface AuditEvent {
+  time: string
+  actor: string
+  action: string
+  target: string
+  reason?: string
+  details?: unknown
+}
+
+export interface TokenInfo {
+  id: string
+  role: Role
+  host?: string
+  name?: string
+  created: string
+  createdBy: string
+}
+
+export interface CreatedToken {
+  id: string
+  /** The secret: shown once, never stored. */
+  token: string
+  role: Role
+  host?: string
+}
+
+export interface HitsQuery {
+  /** `1h`, `30m` or an RFC 3339 time. */
+  since?: string
+  host?: string
+  container?: string
+  domain?: string
+  limit?: number
+}
+
+export interface EntriesQuery {
+  source?: 'api' | 'file'
+  q?: string
+  mode?: 'block' | 'alert'
+  allow?: boolean
+}
+
+export type { Entry, Hit }
