@@ -1,0 +1,173 @@
+// Pure text generation for the ipset side of the iptables backend: set names and sizes, parsing
+// `ipset save` / `ipset list -t`, and the ONE `ipset -exist restore` script that moves a set from what
+// the kernel holds to what the policy wants (incrementally for small changes, else build-beside + swap).
+
+export type SetRole = 'block' | 'alert' | 'allow'
+export type SetKey = `${SetRole}${4 | 6}`
+export const SET_KEYS: readonly SetKey[] = ['allow4', 'allow6', 'block4', 'block6', 'alert4', 'alert6']
+
+/** ipset names are at most 31 characters (IPSET_MAXNAMELEN 32 with the NUL). */
+export const SET_NAME_MAX = 31
+
+/** Live set name for a role+family, e.g. `egress-guard-block4`. */
+export function setName(prefix: string, key: SetKey): string {
+  return `${prefix}-${key}`
+}
+
+/** The temporary set a new content is built in before it is swapped with the live one. */
+export function tempSetName(prefix: string, key: SetKey): string {
+  return `${prefix}-${key}-t`
+}
+
+/** All the set names a prefix owns (live and temporary): what `remove()` may destroy, nothing else. */
+export function ownedSetNames(prefix: string): string[] {
+  return SET_KEYS.flatMap((k) => [setName(prefix, k), tempSetName(prefix, k)])
+}
+
+function nextPow2(n: number): number {
+  let p = 1
+  while (p < n) p *= 2
+  return p
+}
+
+/**
+ * maxelem: a power of two at least twice the entry count and never below 65536, so a growing policy
+ * never hits "set is full" between two rebuilds. hashsize: a starting bucket count near count/4 so a
+ * bulk load does not trigger a cascade of kernel resizes (the kernel still grows it on demand).
+ */
+export function setSize(count: number): { maxelem: number; hashsize: number } {
+  return { maxelem: nextPow2(Math.max(65536, 2 * count)), hashsize: nextPow2(Math.max(1024, Math.ceil(count / 4))) }
+}
+
+export interface SetHeader {
+  name: string
+  type: string
+  family: 'inet' | 'inet6' | string
+  hashsize: number
+  maxelem: number
+  /** Only from `ipset list -t`. */
+  entries?: number
+}
+
+export interface LiveSet extends SetHeader {
+  /** Canonical CIDRs (`198.51.100.7/32`, `2001:db8::1/128`); only from `ipset save`. */
+  members?: string[]
+}
+
+/**
+ * ipset prints a /32 or /128 member without the prefix and IPv6 via inet_ntop (RFC 5952 text), so
+ * appending the host prefix gives the canonical form src/policy/net.ts produces.
+ */
+export function canonicalMember(m: string): string {
+  if (m.includes('/')) return m
+  return m.includes(':') ? `${m}/128` : `${m}/32`
+}
+
+function num(h: string, key: string): number {
+  const m = new RegExp(`(?:^|\\s)${key} (\\d+)`).exec(h)
+  return m ? Number(m[1]) : 0
+}
+
+/** Parse `ipset save` (or `ipset list -o save`) output, keeping only sets in `only` when given. */
+export function parseIpsetSave(text: string, only?: ReadonlySet<string>): Map<string, LiveSet> {
+  const out = new Map<string, LiveSet>()
+  for (const line of text.split('\n')) {
+    if (line.startsWith('add ')) {
+      const sp = line.indexOf(' ', 4)
+      const name = line.slice(4, sp)
+      const set = out.get(name)
+      if (!set) continue
+      // Members may carry options (timeout, comment...) after the address; ours never do.
+      const rest = line.slice(sp + 1)
+      const sp2 = rest.indexOf(' ')
+      set.members!.push(canonicalMember(sp2 < 0 ? rest : rest.slice(0, sp2)))
+    } else if (line.startsWith('create ')) {
+      const parts = line.split(' ')
+      const name = parts[1]!
+      if (only && !only.has(name)) continue
+      const fam = /family (\S+)/.exec(line)?.[1] ?? ''
+      out.set(name, { name, type: parts[2] ?? '', family: fam, hashsize: num(line, 'hashsize'), maxelem: num(line, 'maxelem'), members: [] })
+    }
+  }
+  return out
+}
+
+/** Parse `ipset list -t` (terse: headers and entry counts, no members). */
+export function parseIpsetTerse(text: string): Map<string, SetHeader> {
+  const out = new Map<string, SetHeader>()
+  let cur: SetHeader | undefined
+  for (const line of text.split('\n')) {
+    if (line.startsWith('Name: ')) {
+      cur = { name: line.slice(6).trim(), type: '', family: '', hashsize: 0, maxelem: 0 }
+      out.set(cur.name, cur)
+    } else if (!cur) continue
+    else if (line.startsWith('Type: ')) cur.type = line.slice(6).trim()
+    else if (line.startsWith('Header: ')) {
+      cur.family = /family (\S+)/.exec(line)?.[1] ?? ''
+      cur.hashsize = num(line, 'hashsize')
+      cur.maxelem = num(line, 'maxelem')
+    } else if (line.startsWith('Number of entries: ')) cur.entries = Number(line.slice(19).trim())
+  }
+  return out
+}
+
+export interface SetPlan {
+  name: string
+  mode: 'none' | 'create' | 'incremental' | 'swap'
+  added: number
+  removed: number
+  /** Lines for `ipset -exist restore`; empty when nothing changes. */
+  lines: string[]
+}
+
+/**
+ * Lines that turn `live` (undefined: the set does not exist) into `desired`.
+ * - missing: create at the right size and fill;
+ * - a small change that fits the live maxelem: `del`/`add` on the live set (one-entry edits to a
+ *   100,000-entry set must stay cheap);
+ * - otherwise: build a temporary set sized for the new count, `swap` it with the live one (swap
+ *   only needs the same type and family, so this is also how a set grows), destroy the temporary.
+ * `liveMembers` must be the kernel's current members when the set exists.
+ */
+export function planSet(args: {
+  name: string
+  temp: string
+  family: 4 | 6
+  desired: readonly string[]
+  live: SetHeader | undefined
+  liveMembers: ReadonlySet<string> | undefined
+  tempExists: boolean
+}): SetPlan {
+  const { name, temp, desired, live, liveMembers } = args
+  const fam = args.family === 4 ? 'inet' : 'inet6'
+  const size = setSize(desired.length)
+  const create = (n: string): string => `create ${n} hash:net family ${fam} hashsize ${size.hashsize} maxelem ${size.maxelem}`
+  const lines: string[] = []
+  if (args.tempExists) lines.push(`destroy ${temp}`) // left over by a crashed run: start clean
+  if (!live) {
+    lines.push(create(name))
+    for (const m of desired) lines.push(`add ${name} ${m}`)
+    return { name, mode: 'create', added: desired.length, removed: 0, lines }
+  }
+  const have = liveMembers ?? new Set<string>()
+  const want = new Set(desired)
+  const adds: string[] = []
+  const dels: string[] = []
+  for (const m of want) if (!have.has(m)) adds.push(m)
+  for (const m of have) if (!want.has(m)) dels.push(m)
+  const sameKind = live.type === 'hash:net' && live.family === fam
+  if (adds.length === 0 && dels.length === 0 && sameKind) {
+    return { name, mode: 'none', added: 0, removed: 0, lines }
+  }
+  const small = adds.length + dels.length <= Math.max(64, desired.length / 4)
+  if (sameKind && small && live.maxelem >= size.maxelem) {
+    // Deletions first so the live set never holds more than max(old, new) entries.
+    for (const m of dels) lines.push(`del ${name} ${m}`)
+    for (const m of adds) lines.push(`add ${name} ${m}`)
+    return { name, mode: 'incremental', added: adds.length, removed: dels.length, lines }
+  }
+  lines.push(create(temp))
+  for (const m of desired) lines.push(`add ${temp} ${m}`)
+  lines.push(`swap ${temp} ${name}`, `destroy ${temp}`)
+  return { name, mode: 'swap', added: adds.length, removed: dels.length, lines }
+}
