@@ -36,6 +36,8 @@ export const errors = {
   missingTool: def('EG_MISSING_TOOL', 500),
   upstream: def('EG_UPSTREAM', 502),
   internal: def('EG_INTERNAL', 500),
+  /** The agent's last-good policy cache cannot be read or fails its checksum (never overwritten). */
+  cacheCorrupt: def('EG_CACHE_CORRUPT', 500),
 } as const
 
 export function isEgError(e: unknown): e is EgError {

@@ -1,0 +1,263 @@
+// The per-host agent: composes the policy sync, the enforcement controller (resolve + kernel + hosts
+// block + reconcile), the embedded sinkhole, status reports and hit upload. Order matters at start:
+// the cached policy is enforced before the server is asked, so a reboot during an outage stays protected.
+import type { Logger } from '../log.js'
+import type { Entry, Matcher, Policy } from '../policy/types.js'
+import type { Hit } from '../sinkhole/types.js'
+import type { ReportBody } from '../client/api-types.js'
+import { createPolicySync, type BackoffOptions, type LocalSource, type PolicyClient, type PolicySync, type SyncStatus } from './sync.js'
+import type { PolicyCache } from './policy-cache.js'
+import { countEntries, createReporter, type Reporter } from './reporter.js'
+import { createHitUploader, type HitClient, type HitUploader } from './hit-uploader.js'
+
+/** What the agent needs from the enforcement controller (src/enforce/controller.ts). */
+export interface AgentController {
+  setPolicy(p: Policy): Promise<{ warnings?: readonly unknown[] } | unknown>
+  reconcileOnce(): Promise<unknown>
+  start(): void
+  stop(): Promise<void> | void
+  stats(): unknown
+}
+
+/** What the agent needs from the embedded sinkhole (src/sinkhole/sinkhole.ts). */
+export interface AgentSinkhole {
+  start(): Promise<unknown>
+  stop(): Promise<unknown>
+  setMatcher(m: Matcher): void
+}
+
+export interface AgentHitSource {
+  onHit(cb: (h: Hit) => void): () => void
+  flush?(): Promise<void>
+  close?(): Promise<void>
+}
+
+export interface AgentConfig {
+  host: string
+  agentVersion: string
+  /** Directory for the policy cache and the hit spool. */
+  stateDir: string
+  /** Long-poll wait in seconds (default 30); 0 = plain polling every pollIntervalMs. */
+  waitSec?: number
+  pollIntervalMs?: number
+  reportIntervalMs?: number
+  hitUploadIntervalMs?: number
+  /** `remove`: take rules and the hosts block away on stop. Default `keep`. */
+  onExit?: 'keep' | 'remove'
+  backoff?: BackoffOptions
+}
+
+export interface AgentDeps {
+  log: Logger
+  cache: PolicyCache
+  controller: AgentController
+  /** The server; absent for a directory-only agent. */
+  client?: PolicyClient & { report(body: ReportBody, signal?: AbortSignal): Promise<void> } & HitClient
+  /** A local blocklist directory merged with the server policy by `combine`. */
+  local?: LocalSource
+  combine?: (server: Policy | undefined, local: Entry[]) => Policy
+  etagOf?: (entries: Entry[]) => string
+  sinkhole?: AgentSinkhole
+  buildMatcher?: (entries: Entry[]) => Matcher
+  hits?: AgentHitSource
+  /** Called on stop when onExit is `remove`: the enforcer's remove() and the hosts block's. */
+  remove?: () => Promise<void>
+  /** For tests: replaces the sync's sleep. */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>
+}
+
+export interface AgentStatus {
+  sync: SyncStatus
+  applied?: { version: number; etag: string; entries: number; at: string }
+  applies: number
+  applyErrors: number
+  warnings: string[]
+  reports?: ReturnType<Reporter['stats']>
+  hits?: ReturnType<HitUploader['stats']>
+  controller: unknown
+}
+
+export interface Agent {
+  /** Enforce the cached policy, then start syncing, reconciling, reporting. Throws on a corrupt cache. */
+  start(): Promise<void>
+  stop(): Promise<void>
+  /** Await one sync round (tests). */
+  syncOnce(): ReturnType<PolicySync['syncOnce']>
+  reportNow(): Promise<boolean>
+  status(): AgentStatus
+}
+
+/** Pull repairs/drift out of whatever stats() the controller gives, without depending on its exact shape. */
+function controllerFacts(stats: unknown): { repairs: number; drift: string[] } {
+  const s = (stats ?? {}) as Record<string, unknown>
+  const repairs = typeof s.repairs === 'number' ? s.repairs : 0
+  const raw = Array.isArray(s.drift) ? s.drift : Array.isArray(s.lastDrift) ? s.lastDrift : []
+  const drift = raw.map((d) => (typeof d === 'string' ? d : d && typeof d === 'object' && 'kind' in d ? `${String((d as { kind: unknown }).kind)}: ${String((d as { detail?: unknown }).detail ?? '')}` : JSON.stringify(d)))
+  return { repairs, drift }
+}
+
+function warningText(w: unknown): string {
+  if (typeof w === 'string') return w
+  if (w && typeof w === 'object' && 'message' in w) return String((w as { message: unknown }).message)
+  return JSON.stringify(w)
+}
+
+export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
+  const log = deps.log.child({ component: 'agent', host: config.host })
+  let applied: AgentStatus['applied']
+  let appliedPolicy: Policy | undefined
+  let applies = 0
+  let applyErrors = 0
+  let lastApplyError: string | undefined
+  let warnings: string[] = []
+  let unsubscribe: (() => void) | undefined
+  let started = false
+
+  const uploader: HitUploader | undefined =
+    deps.client && deps.hits
+      ? createHitUploader({
+          client: deps.client,
+          host: config.host,
+          spoolFile: `${config.stateDir}/hits-spool.jsonl`,
+          ...(config.hitUploadIntervalMs ? { intervalMs: config.hitUploadIntervalMs } : {}),
+          log: deps.log,
+        })
+      : undefined
+
+  let reporter: Reporter | undefined
+
+  async function onPolicy(p: Policy): Promise<void> {
+    const t0 = Date.now()
+    try {
+      const r = (await deps.controller.setPolicy(p)) as { warnings?: readonly unknown[] } | undefined
+      warnings = (r?.warnings ?? []).map(warningText)
+    } catch (e) {
+      applyErrors++
+      lastApplyError = `apply of version ${p.version}: ${(e as Error).message}`
+      void reporter?.reportNow()
+      throw e
+    }
+    // The sinkhole switches only after the kernel holds the policy: one version everywhere, kernel first.
+    if (deps.sinkhole && deps.buildMatcher) deps.sinkhole.setMatcher(deps.buildMatcher(p.entries))
+    applies++
+    lastApplyError = undefined
+    appliedPolicy = p
+    applied = { version: p.version, etag: p.etag, entries: p.entries.length, at: new Date().toISOString() }
+    log.info({ version: p.version, entries: p.entries.length, ms: Date.now() - t0, warnings: warnings.length }, 'policy enforced')
+    // Right after each apply: the fleet view should show the new version without waiting a tick.
+    void reporter?.reportNow()
+  }
+
+  const sync = createPolicySync({
+    ...(deps.client ? { client: deps.client } : {}),
+    cache: deps.cache,
+    onPolicy,
+    log: deps.log,
+    ...(config.waitSec !== undefined ? { waitSec: config.waitSec } : {}),
+    ...(config.pollIntervalMs !== undefined ? { pollIntervalMs: config.pollIntervalMs } : {}),
+    ...(config.backoff ? { backoff: config.backoff } : {}),
+    ...(deps.local ? { local: deps.local } : {}),
+    ...(deps.combine ? { combine: deps.combine } : {}),
+    ...(deps.etagOf ? { etagOf: deps.etagOf } : {}),
+    ...(deps.sleep ? { sleep: deps.sleep } : {}),
+  })
+
+  function reportState(): Omit<ReportBody, 'host' | 'agentVersion'> {
+    const s = sync.status()
+    const c = controllerFacts(deps.controller.stats())
+    const errs: string[] = []
+    if (lastApplyError) errs.push(lastApplyError)
+    if (s.lastError && s.lastError !== lastApplyError) errs.push(s.lastError)
+    const hs = uploader?.stats()
+    if (hs && hs.dropped > 0) errs.push(`hit spool full: ${hs.dropped} hits dropped`)
+    // version/etag are the server's (so the fleet view compares like with like); counts are what is enforced.
+    return {
+      version: s.server?.version ?? appliedPolicy?.version ?? 0,
+      etag: s.server?.etag ?? appliedPolicy?.etag ?? '',
+      counts: countEntries(appliedPolicy?.entries ?? []),
+      repairs: c.repairs,
+      drift: c.drift,
+      errors: errs,
+    }
+  }
+
+  if (deps.client) {
+    reporter = createReporter({
+      client: deps.client,
+      host: config.host,
+      agentVersion: config.agentVersion,
+      ...(config.reportIntervalMs ? { intervalMs: config.reportIntervalMs } : {}),
+      state: reportState,
+      log: deps.log,
+    })
+  }
+
+  return {
+    async start() {
+      if (started) return
+      started = true
+      // 1. The cached policy first (a corrupt cache throws here and the agent does not start).
+      try {
+        await sync.applyCached()
+      } catch (e) {
+        if ((e as { code?: string }).code === 'EG_CACHE_CORRUPT') {
+          started = false
+          throw e
+        }
+        log.error({ err: (e as Error).message }, 'enforcing the cached policy failed; continuing with the server')
+      }
+      // 2. The sinkhole answers with whatever matcher it has (the cached policy's, or forwards all).
+      if (deps.sinkhole) await deps.sinkhole.start()
+      // 3. Hits: spool left by a previous run, then live ones.
+      if (uploader && deps.hits) {
+        await uploader.load()
+        unsubscribe = deps.hits.onHit((h) => uploader.add(h))
+        uploader.start()
+      }
+      deps.controller.start()
+      sync.start()
+      if (reporter) {
+        reporter.start()
+        void reporter.reportNow()
+      }
+      log.info({ cached: applied?.version }, 'agent started')
+    },
+    async stop() {
+      if (!started) return
+      started = false
+      await sync.stop()
+      reporter?.stop()
+      await deps.controller.stop()
+      if (deps.sinkhole) await deps.sinkhole.stop()
+      // Flush the aggregated hits while still subscribed, so the last interval reaches the uploader.
+      await deps.hits?.flush?.()
+      unsubscribe?.()
+      await deps.hits?.close?.()
+      // A last attempt to send hits, bounded: the server may be the reason we are stopping.
+      if (uploader) {
+        await Promise.race([uploader.flush(), new Promise((r) => setTimeout(r, 2000).unref())])
+        await uploader.stop()
+      }
+      if (config.onExit === 'remove' && deps.remove) {
+        await deps.remove()
+        log.info('rules and hosts block removed (--on-exit remove)')
+      } else {
+        log.info({ version: applied?.version }, 'agent stopped; rules stay in place')
+      }
+    },
+    syncOnce: () => sync.syncOnce(),
+    reportNow: () => reporter?.reportNow() ?? Promise.resolve(false),
+    status() {
+      return {
+        sync: sync.status(),
+        ...(applied ? { applied } : {}),
+        applies,
+        applyErrors,
+        warnings,
+        ...(reporter ? { reports: reporter.stats() } : {}),
+        ...(uploader ? { hits: uploader.stats() } : {}),
+        controller: deps.controller.stats(),
+      }
+    },
+  }
+}

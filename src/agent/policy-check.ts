@@ -1,0 +1,64 @@
+// Structural validation of a policy that came from outside the process (the server, the cache file):
+// the agent never applies a policy it cannot parse and check entry by entry.
+import type { Entry, Policy } from '../policy/types.js'
+import { parseCidr, reservedOverlap } from '../policy/net.js'
+
+/** Label rules of DESIGN.md after punycode: [a-z0-9-_], 1..63 chars, names up to 253. */
+const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/
+
+function checkName(v: string): string | undefined {
+  if (v.length === 0 || v.length > 253) return 'name length must be 1..253'
+  for (const l of v.split('.')) if (!LABEL.test(l)) return `invalid label ${JSON.stringify(l.slice(0, 70))}`
+  return undefined
+}
+
+function checkNet(e: Entry): string | undefined {
+  const r = parseCidr(e.value)
+  if (!r.ok) return r.message
+  if (r.canonical !== e.value) return `not canonical (expected ${r.canonical})`
+  const reserved = reservedOverlap(r.cidr)
+  if (reserved) return `covers ${reserved}`
+  const broad = r.cidr.family === 4 ? r.cidr.prefix < 8 : r.cidr.prefix < 32
+  if (broad && !e.force) return 'broader than /8 (IPv4) or /32 (IPv6) without force'
+  return undefined
+}
+
+/** One entry: undefined when valid, else why not. */
+export function entryProblem(x: unknown): string | undefined {
+  if (x === null || typeof x !== 'object' || Array.isArray(x)) return 'not an object'
+  const e = x as Entry
+  if (e.kind !== 'domain' && e.kind !== 'net') return 'kind must be domain or net'
+  if (typeof e.value !== 'string') return 'value must be a string'
+  if (typeof e.allow !== 'boolean') return 'allow must be a boolean'
+  if (e.mode !== 'block' && e.mode !== 'alert') return 'mode must be block or alert'
+  if (typeof e.source !== 'string') return 'source must be a string'
+  for (const k of ['reason', 'expires', 'id', 'added', 'actor'] as const) {
+    if (e[k] !== undefined && typeof e[k] !== 'string') return `${k} must be a string`
+  }
+  if (e.expires !== undefined && Number.isNaN(Date.parse(e.expires))) return 'expires is not a date'
+  return e.kind === 'domain' ? checkName(e.value) : checkNet(e)
+}
+
+/**
+ * A whole policy: returns the list of problems (empty when it may be applied). One bad entry
+ * rejects the whole policy: the agent keeps enforcing its last good one rather than guess.
+ */
+export function policyProblems(x: unknown): string[] {
+  if (x === null || typeof x !== 'object' || Array.isArray(x)) return ['policy is not an object']
+  const p = x as Policy
+  const out: string[] = []
+  if (typeof p.version !== 'number' || !Number.isInteger(p.version) || p.version < 0) out.push('version must be a whole number')
+  if (typeof p.etag !== 'string' || p.etag.length === 0) out.push('etag must be a non-empty string')
+  if (typeof p.generatedAt !== 'string') out.push('generatedAt must be a string')
+  if (!Array.isArray(p.entries)) return [...out, 'entries must be a list']
+  p.entries.forEach((e, i) => {
+    const why = entryProblem(e)
+    if (why) out.push(`entries[${i}] ${JSON.stringify(String((e as Entry)?.value ?? '').slice(0, 80))}: ${why}`)
+  })
+  return out
+}
+
+/** Only the documented fields, so nothing unexpected from the wire travels further. */
+export function cleanPolicy(p: Policy): Policy {
+  return { version: p.version, etag: p.etag, generatedAt: p.generatedAt, entries: p.entries }
+}
