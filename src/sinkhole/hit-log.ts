@@ -1,0 +1,190 @@
+// Turns every blocked/alert lookup into hit records without flooding: the first lookup of a
+// (client, name, type, action) is emitted at once, repeats are folded into one record per interval.
+// Records go to listeners (the agent's uploader) and to an append-only JSON-lines file.
+import { appendFile } from 'node:fs/promises'
+import type { Logger } from '../log.js'
+import type { SinkholeMetrics } from '../metrics.js'
+import type { Hit, HitSink } from './types.js'
+
+export interface HitLogOptions {
+  /** JSON-lines file, appended to (one record a line). Omit to keep records in memory/listeners only. */
+  file?: string
+  /** Aggregation interval: repeats are flushed as one record at the end of each interval. */
+  intervalMs: number
+  log: Logger
+  metrics?: SinkholeMetrics
+  /** Most distinct keys held between flushes (default 10,000); a new key beyond it flushes early. */
+  maxKeys?: number
+  /**
+   * Clock (ms) that decides when an interval ends; checked by a timer and on every record(), so a test
+   * that injects a clock and advances it sees the interval end on its next record() without sleeping.
+   */
+  now?: () => number
+  /** Lines waiting for the file beyond this are dropped and counted as write errors (default 100,000). */
+  maxPendingLines?: number
+}
+
+export interface HitLog extends HitSink {
+  /** Subscribe to every emitted record (first occurrences and aggregates). Returns an unsubscribe. */
+  onHit(cb: (h: Hit) => void): () => void
+  /** End the current interval now (emit folded repeats) and wait until the file has every line. */
+  flush(): Promise<void>
+  /** Flush, stop the timer and the writer. Later record() calls are counted but not logged. */
+  close(): Promise<void>
+}
+
+type Incoming = Omit<Hit, 'count' | 'lastTime'>
+
+interface Slot {
+  /** Folded repeats since the last emit; undefined when there is nothing to flush. */
+  pending?: Hit
+  /** Seen during the current interval (a key idle for a whole interval is forgotten, so it is "new" again). */
+  seen: boolean
+}
+
+/**
+ * Key choice: client + name + qtype + action. An A and an AAAA lookup are separate records (both are
+ * informative: which families the dropper tried), and an alert and a block of the same name never fold
+ * together (a policy change between them matters).
+ */
+function keyOf(h: Incoming): string {
+  return `${h.client}\u0000${h.name}\u0000${h.qtype}\u0000${h.action}`
+}
+
+function modeOf(answer: string): string {
+  return answer.startsWith('custom') ? 'custom' : answer
+}
+
+export function createHitLog(opts: HitLogOptions): HitLog {
+  const log = opts.log.child({ component: 'hit-log' })
+  const maxKeys = Math.max(1, opts.maxKeys ?? 10_000)
+  const maxPending = Math.max(1, opts.maxPendingLines ?? 100_000)
+  const now = opts.now ?? Date.now
+  const slots = new Map<string, Slot>()
+  const listeners = new Set<(h: Hit) => void>()
+  let closed = false
+
+  // File writer: lines queue up and one appendFile at a time drains them in a batch. appendFile opens
+  // the path each time, so a rotated (renamed) log is followed without a reopen signal.
+  let queue: string[] = []
+  let writing: Promise<void> | undefined
+  let failures = 0
+
+  function drain(): Promise<void> {
+    if (writing) return writing
+    if (queue.length === 0 || !opts.file) return Promise.resolve()
+    const file = opts.file
+    writing = (async () => {
+      while (queue.length > 0) {
+        const batch = queue
+        queue = []
+        try {
+          await appendFile(file, batch.join(''))
+          if (failures > 0) log.info({ file, failed: failures }, 'hit log writable again')
+          failures = 0
+        } catch (e) {
+          // Lose this batch rather than grow without bound; log the first failure of a run and then every 100th.
+          if (failures % 100 === 0) log.error({ file, err: (e as Error).message, lines: batch.length }, 'cannot write hit log')
+          failures++
+          opts.metrics?.hitLogWriteError(batch.length)
+        }
+      }
+    })().finally(() => {
+      writing = undefined
+    })
+    return writing
+  }
+
+  function emit(h: Hit): void {
+    for (const cb of listeners) {
+      try {
+        cb(h)
+      } catch (e) {
+        log.error({ err: (e as Error).message }, 'hit listener failed')
+      }
+    }
+    if (opts.file && !closed) {
+      if (queue.length >= maxPending) {
+        opts.metrics?.hitLogWriteError(1)
+      } else {
+        queue.push(JSON.stringify(h) + '\n')
+        void drain()
+      }
+    }
+  }
+
+  /** End of an interval: emit folded repeats; forget keys that stayed idle for the whole interval. */
+  function endInterval(): void {
+    for (const [key, slot] of slots) {
+      if (slot.pending) {
+        const p = slot.pending
+        slot.pending = undefined
+        emit(p)
+      }
+      if (!slot.seen) slots.delete(key)
+      else slot.seen = false
+    }
+  }
+
+  const intervalMs = Math.max(1, opts.intervalMs)
+  let intervalStart = now()
+  function maybeEndInterval(): void {
+    const t = now()
+    if (t - intervalStart < intervalMs) return
+    endInterval()
+    intervalStart = t
+  }
+  // Tick a few times per interval so an interval ends at most a quarter late; unref: never keeps the process up.
+  const timer = setInterval(maybeEndInterval, Math.min(1000, Math.max(10, Math.floor(intervalMs / 4))))
+  timer.unref()
+
+  return {
+    record(hit) {
+      opts.metrics?.hit(hit.action, modeOf(hit.answer))
+      if (closed) return
+      maybeEndInterval()
+      const key = keyOf(hit)
+      const slot = slots.get(key)
+      if (slot === undefined) {
+        if (slots.size >= maxKeys) {
+          // Bounded memory: emit everything folded so far and start over rather than evict silently.
+          log.warn({ keys: slots.size }, 'hit aggregation full, flushing early')
+          endInterval()
+          slots.clear()
+        }
+        slots.set(key, { seen: true })
+        // A first occurrence is news: the operator sees it now, not at the interval's end.
+        emit({ ...hit, lastTime: hit.time, count: 1 })
+        return
+      }
+      slot.seen = true
+      const p = slot.pending
+      if (p === undefined) {
+        slot.pending = { ...hit, lastTime: hit.time, count: 1 }
+      } else {
+        p.count++
+        p.lastTime = hit.time
+        // Keep the latest view of what decided and what was answered; attribution may arrive late
+        // (a container's first query can beat the Docker event that names it).
+        p.entry = hit.entry
+        p.answer = hit.answer
+        if (hit.container) p.container = hit.container
+      }
+    },
+    onHit(cb) {
+      listeners.add(cb)
+      return () => listeners.delete(cb)
+    },
+    async flush() {
+      endInterval()
+      intervalStart = now()
+      await drain()
+    },
+    async close() {
+      clearInterval(timer)
+      endInterval()
+      closed = true
+      await drain()
+    },
+  }
+}
