@@ -1,0 +1,130 @@
+// Domain-name suffix table for the matcher: every listed name stored once as bytes in one buffer,
+// found through an open-addressing hash table whose hash is computed from the RIGHT end of the name.
+// Walking a query right to left therefore yields the hash of each label suffix (`example`,
+// `evil.example`, `a.evil.example`) in one pass, with no substrings, arrays or per-name objects.
+
+const FNV_OFFSET = 0x811c9dc5 | 0
+const FNV_PRIME = 0x01000193
+
+/** One FNV-1a step; callers feed characters already lower-cased, from the last one backwards. */
+export function hashStep(h: number, c: number): number {
+  return Math.imul(h ^ c, FNV_PRIME)
+}
+
+export const HASH_START = FNV_OFFSET
+
+/** murmur3 finaliser: FNV's low bits are weak, and the table index takes the low bits. */
+function mix(h: number): number {
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h
+}
+
+/** ASCII upper case -> lower case; everything else unchanged (names are punycode by then). */
+export function lowerAscii(c: number): number {
+  return c >= 65 && c <= 90 ? c | 32 : c
+}
+
+export class DomainTable {
+  /** All key bytes, back to back (latin1; names are ASCII). */
+  private bytes: Buffer
+  /** Key k spans bytes [start[k], start[k + 1]). */
+  private start: Uint32Array
+  /** First entry (EntryTable index) of key k. */
+  readonly head: Int32Array
+  /** Slot -> key index + 1 (0: empty). Load factor kept at or under 1/2. */
+  private readonly slots: Int32Array
+  private readonly mask: number
+  private keys = 0
+  private used = 0
+
+  /** `maxKeys` and `maxBytes` bound what will be added (duplicates take no space). */
+  constructor(maxKeys: number, maxBytes: number) {
+    let cap = 16
+    while (cap < maxKeys * 2) cap *= 2
+    this.slots = new Int32Array(cap)
+    this.mask = cap - 1
+    this.bytes = Buffer.allocUnsafeSlow(Math.max(1, maxBytes))
+    this.start = new Uint32Array(maxKeys + 1)
+    this.head = new Int32Array(maxKeys).fill(-1)
+  }
+
+  get size(): number {
+    return this.keys
+  }
+
+  /** Hash of a whole name, the same way `find` sees it while walking a query. */
+  static hashOf(name: string): number {
+    let h = HASH_START
+    for (let i = name.length - 1; i >= 0; i--) h = hashStep(h, lowerAscii(name.charCodeAt(i)))
+    return h
+  }
+
+  /** Key index of an ASCII lower-case name, adding it when absent. */
+  intern(name: string): number {
+    const h = DomainTable.hashOf(name)
+    const k = this.find(name, 0, name.length, h)
+    if (k >= 0) return k
+    const key = this.keys++
+    if (this.used + name.length > this.bytes.length) {
+      // Only when normalising made a name longer than announced (punycode); not the common path.
+      const b = Buffer.allocUnsafeSlow(Math.max(this.bytes.length * 2, this.used + name.length))
+      this.bytes.copy(b, 0, 0, this.used)
+      this.bytes = b
+    }
+    this.bytes.write(name, this.used, 'latin1')
+    this.used += name.length
+    this.start[key + 1] = this.used
+    let slot = mix(h) & this.mask
+    while (this.slots[slot] !== 0) slot = (slot + 1) & this.mask
+    this.slots[slot] = key + 1
+    return key
+  }
+
+  /** Trim the build-time over-allocation of the byte buffer and offsets. */
+  seal(): void {
+    if (this.used < this.bytes.length) {
+      const b = Buffer.allocUnsafeSlow(Math.max(1, this.used))
+      this.bytes.copy(b, 0, 0, this.used)
+      this.bytes = b
+    }
+    if (this.keys + 1 < this.start.length) this.start = this.start.slice(0, this.keys + 1)
+  }
+
+  /**
+   * Key index of q[from, to) compared case-insensitively, given its hash `h` (see hashStep), or -1.
+   * Allocation-free: this runs for every label suffix of every DNS query.
+   */
+  find(q: string, from: number, to: number, h: number): number {
+    const len = to - from
+    const slots = this.slots
+    const start = this.start
+    const bytes = this.bytes
+    let slot = mix(h) & this.mask
+    for (;;) {
+      const s = slots[slot]!
+      if (s === 0) return -1
+      const k = s - 1
+      const b = start[k]!
+      if (start[k + 1]! - b === len) {
+        let i = 0
+        while (i < len && bytes[b + i] === lowerAscii(q.charCodeAt(from + i))) i++
+        if (i === len) return k
+      }
+      slot = (slot + 1) & this.mask
+    }
+  }
+
+  /** The text of key k (only called when a verdict is materialised). */
+  value(k: number): string {
+    return this.bytes.toString('latin1', this.start[k]!, this.start[k + 1]!)
+  }
+
+  /** Bytes held by the typed arrays (outside the JS heap, but part of the real cost). */
+  get byteSize(): number {
+    return this.bytes.byteLength + this.start.byteLength + this.head.byteLength + this.slots.byteLength
+  }
+}

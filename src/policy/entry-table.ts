@@ -1,0 +1,167 @@
+// Compact column store for matcher entries: a million Entry objects would cost far more heap than the
+// 120 B/domain budget, so the matcher keeps per-entry flags and small integer indexes into interned
+// tables, and rebuilds an Entry object only when a verdict is returned.
+import type { Action, Entry } from './types.js'
+
+/** Flag bits in `flags`. */
+export const F_SUB = 1 // domain: `*.name` (names under it only)
+export const F_ALLOW = 2
+export const F_ALERT = 4
+export const F_FORCE = 8
+export const F_NET = 16
+
+/** Action classes, in precedence order (lower wins): allow > block > alert. */
+export const A_ALLOW = 0
+export const A_BLOCK = 1
+export const A_ALERT = 2
+export const ACTIONS: readonly Action[] = ['allow', 'block', 'alert']
+
+/**
+ * The instant an entry stops applying, in ms since the epoch. A bare date `2026-12-31` lasts to the
+ * end of that day UTC, so it expires at the next midnight UTC. Unparseable text yields NaN, which
+ * never compares as expired (the parser reports bad expiries; the matcher does not guess).
+ */
+export function expiryMs(expires: string): number {
+  const bare = /^(\d{4})-(\d{2})-(\d{2})$/.exec(expires)
+  if (bare) return Date.UTC(Number(bare[1]), Number(bare[2]) - 1, Number(bare[3]) + 1)
+  return Date.parse(expires)
+}
+
+/** `file:line` split so the file name is stored once; the line is an integer column. */
+const SOURCE_LINE = /^(.*):([1-9]\d{0,8})$/
+
+/** Interns strings into a table; index 0 is reserved for "none". */
+class Interner {
+  readonly values: (string | undefined)[] = [undefined]
+  private readonly index = new Map<string, number>()
+  add(s: string | undefined): number {
+    if (s === undefined) return 0
+    let i = this.index.get(s)
+    if (i === undefined) {
+      i = this.values.length
+      this.values.push(s)
+      this.index.set(s, i)
+    }
+    return i
+  }
+  /** Drop the lookup map once building is done; only `values` is needed afterwards. */
+  seal(): void {
+    this.index.clear()
+  }
+}
+
+/** Entries that carry API-only fields (few); kept sparse so file entries pay nothing for them. */
+type Extras = Pick<Entry, 'id' | 'added' | 'actor'>
+
+export class EntryTable {
+  readonly flags: Uint8Array
+  /** domain: key index in the DomainTable; net: index into `netValues`. */
+  readonly keyOf: Int32Array
+  /** Next entry with the same key (or the same trie node), in input order; -1 ends the chain. */
+  readonly next: Int32Array
+  private readonly source: Uint32Array
+  private readonly line: Uint32Array
+  private readonly reason: Uint32Array
+  /** Index into `expiries` (0: never expires). */
+  readonly expiry: Uint32Array
+  /** Expiry instants in ms, indexed like the interned expiry strings (slot 0 unused). */
+  expiresAt: Float64Array = new Float64Array(1)
+  private readonly sources = new Interner()
+  private readonly reasons = new Interner()
+  private readonly expiries = new Interner()
+  private readonly extras = new Map<number, Extras>()
+  readonly netValues: string[] = []
+  private count = 0
+
+  constructor(capacity: number) {
+    this.flags = new Uint8Array(capacity)
+    this.keyOf = new Int32Array(capacity)
+    this.next = new Int32Array(capacity).fill(-1)
+    this.source = new Uint32Array(capacity)
+    this.line = new Uint32Array(capacity)
+    this.reason = new Uint32Array(capacity)
+    this.expiry = new Uint32Array(capacity)
+  }
+
+  get size(): number {
+    return this.count
+  }
+
+  /** Append an entry; `key` is the domain key index, or -1 for a net (its value is kept as text). */
+  add(e: Entry, key: number): number {
+    const i = this.count++
+    let f = 0
+    if (e.subdomainsOnly) f |= F_SUB
+    if (e.allow) f |= F_ALLOW
+    if (e.mode === 'alert') f |= F_ALERT
+    if (e.force) f |= F_FORCE
+    if (e.kind === 'net') {
+      f |= F_NET
+      this.keyOf[i] = this.netValues.length
+      this.netValues.push(e.value)
+    } else this.keyOf[i] = key
+    this.flags[i] = f
+    const m = SOURCE_LINE.exec(e.source)
+    if (m) {
+      this.source[i] = this.sources.add(m[1]!)
+      this.line[i] = Number(m[2])
+    } else {
+      this.source[i] = this.sources.add(e.source)
+      this.line[i] = 0
+    }
+    this.reason[i] = this.reasons.add(e.reason)
+    this.expiry[i] = this.expiries.add(e.expires)
+    if (e.id !== undefined || e.added !== undefined || e.actor !== undefined) {
+      const x: Extras = {}
+      if (e.id !== undefined) x.id = e.id
+      if (e.added !== undefined) x.added = e.added
+      if (e.actor !== undefined) x.actor = e.actor
+      this.extras.set(i, x)
+    }
+    return i
+  }
+
+  /** Finish building: compute expiry instants and drop the build-time maps. */
+  seal(): void {
+    const ex = this.expiries.values
+    this.expiresAt = new Float64Array(ex.length)
+    for (let i = 1; i < ex.length; i++) this.expiresAt[i] = expiryMs(ex[i]!)
+    this.sources.seal()
+    this.reasons.seal()
+    this.expiries.seal()
+  }
+
+  /** Bytes held by the typed arrays. */
+  get byteSize(): number {
+    return this.flags.byteLength + this.keyOf.byteLength + this.next.byteLength + this.source.byteLength +
+      this.line.byteLength + this.reason.byteLength + this.expiry.byteLength + this.expiresAt.byteLength
+  }
+
+  /** Action class of entry i: A_ALLOW, A_BLOCK or A_ALERT. An allow is an allow whatever its mode. */
+  actionOf(i: number): number {
+    const f = this.flags[i]!
+    return f & F_ALLOW ? A_ALLOW : f & F_ALERT ? A_ALERT : A_BLOCK
+  }
+
+  /** Rebuild the Entry for index i; `domainValue` supplies the text of a domain key. */
+  materialise(i: number, domainValue: (key: number) => string): Entry {
+    const f = this.flags[i]!
+    const net = (f & F_NET) !== 0
+    const e: Entry = {
+      kind: net ? 'net' : 'domain',
+      value: net ? this.netValues[this.keyOf[i]!]! : domainValue(this.keyOf[i]!),
+      allow: (f & F_ALLOW) !== 0,
+      mode: f & F_ALERT ? 'alert' : 'block',
+      source: this.line[i] ? `${this.sources.values[this.source[i]!]!}:${this.line[i]}` : this.sources.values[this.source[i]!]!,
+    }
+    if (f & F_SUB) e.subdomainsOnly = true
+    const r = this.reasons.values[this.reason[i]!]
+    if (r !== undefined) e.reason = r
+    const x = this.expiries.values[this.expiry[i]!]
+    if (x !== undefined) e.expires = x
+    if (f & F_FORCE) e.force = true
+    const extra = this.extras.get(i)
+    if (extra) Object.assign(e, extra)
+    return e
+  }
+}

@@ -1,0 +1,278 @@
+// The policy matcher: which entry decides for a DNS name or an IP address. The DNS sinkhole calls
+// matchName for every query, so lookups hash label suffixes and walk a prefix trie (never scan
+// entries), allocate nothing until a verdict is returned, and the whole structure stays compact
+// (about 60 bytes per listed domain; see bench/matcher.ts).
+import { domainToASCII } from 'node:url'
+import type { Entry, Matcher, Verdict } from './types.js'
+import { parseCidr, parseIp } from './net.js'
+import { EntryTable, expiryMs, F_ALERT, F_ALLOW, F_NET, F_SUB } from './entry-table.js'
+import { DomainTable, HASH_START, hashStep, lowerAscii } from './domain-table.js'
+import { CidrTrie, type ChainSink } from './cidr-trie.js'
+
+export interface MatcherOptions {
+  /**
+   * A fixed clock (tests, `match --at`). Without it, entries expired when the matcher is built are
+   * dropped, and expiry is checked against the current time at each lookup, so a long-lived matcher
+   * stops matching an entry the moment it expires.
+   */
+  now?: Date
+}
+
+/** Lookup statistics for benchmarks and `doctor`-style reports. */
+export interface MatcherStats {
+  domainEntries: number
+  domainKeys: number
+  netEntries: number
+  trieNodes: number
+  /** Bytes held in typed arrays (outside the JS heap). */
+  typedBytes: number
+}
+
+const DOT = 46
+
+/**
+ * Collects, for one lookup, the deciding entry per action. Chains arrive from least to most
+ * specific, so a later chain overrides an earlier one; within one chain (same value) the first
+ * entry in input order is kept. Precedence between actions is applied at the end.
+ */
+class Selector implements ChainSink {
+  allow = -1
+  block = -1
+  alert = -1
+  /** Lazily read clock: NaN until an entry with an expiry is met. */
+  private now = NaN
+
+  constructor(
+    private readonly t: EntryTable,
+    private readonly clock: () => number,
+  ) {}
+
+  reset(): void {
+    this.allow = -1
+    this.block = -1
+    this.alert = -1
+    this.now = NaN
+  }
+
+  consider(head: number, exact: boolean): void {
+    const t = this.t
+    const flags = t.flags
+    const next = t.next
+    const expiry = t.expiry
+    let a = -1
+    let b = -1
+    let c = -1
+    for (let i = head; i >= 0; i = next[i]!) {
+      const f = flags[i]!
+      // `*.name` matches names under it, never the name itself.
+      if (exact && f & F_SUB) continue
+      const x = expiry[i]!
+      if (x !== 0) {
+        if (this.now !== this.now) this.now = this.clock()
+        if (t.expiresAt[x]! <= this.now) continue
+      }
+      if (f & F_ALLOW) {
+        if (a < 0) a = i
+      } else if (f & F_ALERT) {
+        if (c < 0) c = i
+      } else if (b < 0) b = i
+    }
+    if (a >= 0) this.allow = a
+    if (b >= 0) this.block = b
+    if (c >= 0) this.alert = c
+  }
+}
+
+/** Strict dotted quad (no leading zeros) -> unsigned 32-bit value, or -1. Allocation-free. */
+export function parseV4(s: string): number {
+  const n = s.length
+  if (n < 7 || n > 15) return -1
+  let acc = 0
+  let part = 0
+  let digits = 0
+  let dots = 0
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i)
+    if (c === DOT) {
+      if (digits === 0 || ++dots > 3) return -1
+      acc = acc * 256 + part
+      part = 0
+      digits = 0
+      continue
+    }
+    if (c < 48 || c > 57) return -1
+    if (digits === 1 && part === 0) return -1
+    part = part * 10 + (c - 48)
+    digits++
+    if (part > 255) return -1
+  }
+  if (digits === 0 || dots !== 3) return -1
+  return acc * 256 + part
+}
+
+/** `::ffff:a.b.c.d` (RFC 4291 2.5.5.2): the IPv4 address it carries, else -1. */
+function v4Mapped(b: Uint8Array): number {
+  for (let i = 0; i < 10; i++) if (b[i] !== 0) return -1
+  if (b[10] !== 0xff || b[11] !== 0xff) return -1
+  return b[12]! * 0x1000000 + ((b[13]! << 16) | (b[14]! << 8) | b[15]!)
+}
+
+/**
+ * Entry value -> the key text the table stores: lower case, no trailing dot, punycode. Entries are
+ * normalised by the parser already; this only guards against hand-built or API entries that are not.
+ */
+function normaliseName(v: string): string | undefined {
+  let clean = true
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i)
+    if ((c >= 65 && c <= 90) || c > 127) {
+      clean = false
+      break
+    }
+  }
+  let s = clean ? v : v.toLowerCase()
+  if (s.endsWith('.')) s = s.slice(0, -1)
+  if (!clean && /[^\x00-\x7f]/.test(s)) s = domainToASCII(s)
+  return s === '' ? undefined : s
+}
+
+export class CompactMatcher implements Matcher {
+  private readonly sel: Selector
+  private readonly domainValue = (k: number): string => this.domains.value(k)
+
+  constructor(
+    private readonly table: EntryTable,
+    private readonly domains: DomainTable,
+    private readonly v4: CidrTrie,
+    private readonly v6: CidrTrie,
+    clock: () => number,
+  ) {
+    this.sel = new Selector(table, clock)
+  }
+
+  matchName(name: string): Verdict | undefined {
+    let end = name.length
+    if (end > 0 && name.charCodeAt(end - 1) === DOT) end--
+    if (end === 0 || this.domains.size === 0) return undefined
+    const sel = this.sel
+    const domains = this.domains
+    sel.reset()
+    // Right to left: at each dot, `h` is the hash of the suffix after it (least specific first).
+    let h = HASH_START
+    for (let i = end - 1; i >= 0; i--) {
+      const c = name.charCodeAt(i)
+      if (c === DOT) {
+        if (i + 1 < end) {
+          const k = domains.find(name, i + 1, end, h)
+          if (k >= 0) sel.consider(domains.head[k]!, false)
+        }
+      } else if (c > 127) return this.matchUnicode(name)
+      h = hashStep(h, lowerAscii(c))
+    }
+    const k = domains.find(name, 0, end, h)
+    if (k >= 0) sel.consider(domains.head[k]!, true)
+    return this.verdict()
+  }
+
+  /** Non-ASCII input (not what DNS carries, but what a person types): compare in punycode. */
+  private matchUnicode(name: string): Verdict | undefined {
+    const a = domainToASCII(name)
+    if (a === '' || /[^\x00-\x7f]/.test(a)) return undefined
+    return this.matchName(a)
+  }
+
+  matchIp(ip: string): Verdict | undefined {
+    const sel = this.sel
+    const a = parseV4(ip)
+    if (a >= 0) {
+      sel.reset()
+      this.v4.walk32(a, sel)
+      return this.verdict()
+    }
+    if (ip.indexOf(':') < 0) return undefined
+    const p = parseIp(ip)
+    if (!p || p.family !== 6) return undefined
+    sel.reset()
+    const m = v4Mapped(p.bytes)
+    if (m >= 0) this.v4.walk32(m, sel)
+    else this.v6.walkBytes(p.bytes, sel)
+    return this.verdict()
+  }
+
+  private verdict(): Verdict | undefined {
+    const s = this.sel
+    if (s.allow >= 0) return { action: 'allow', entry: this.table.materialise(s.allow, this.domainValue) }
+    if (s.block >= 0) return { action: 'block', entry: this.table.materialise(s.block, this.domainValue) }
+    if (s.alert >= 0) return { action: 'alert', entry: this.table.materialise(s.alert, this.domainValue) }
+    return undefined
+  }
+
+  stats(): MatcherStats {
+    let nets = 0
+    let doms = 0
+    for (let i = 0; i < this.table.size; i++) (this.table.flags[i]! & F_NET ? nets++ : doms++)
+    return {
+      domainEntries: doms,
+      domainKeys: this.domains.size,
+      netEntries: nets,
+      trieNodes: this.v4.nodeCount + this.v6.nodeCount,
+      typedBytes: this.domains.byteSize + this.v4.byteSize + this.v6.byteSize + this.table.byteSize,
+    }
+  }
+}
+
+/**
+ * Build a matcher over `entries` (any order; ties between equally specific entries of the same
+ * action go to the earlier one). Entries that cannot match (bad CIDR, empty name) are skipped: the
+ * parser reports those. The Entry array is not retained.
+ */
+export function buildMatcher(entries: readonly Entry[], opts: MatcherOptions = {}): CompactMatcher {
+  const fixed = opts.now?.getTime()
+  const buildNow = fixed ?? Date.now()
+  const live = (e: Entry): boolean => e.expires === undefined || !(expiryMs(e.expires) <= buildNow)
+
+  let count = 0
+  let domainCount = 0
+  let domainBytes = 0
+  for (const e of entries) {
+    if (!live(e)) continue
+    count++
+    if (e.kind === 'domain') {
+      domainCount++
+      domainBytes += e.value.length
+    }
+  }
+
+  const table = new EntryTable(count)
+  const domains = new DomainTable(domainCount, domainBytes)
+  const v4 = new CidrTrie(32)
+  const v6 = new CidrTrie(128)
+  // Backwards, pushing onto chain heads, so every chain ends up in input order.
+  for (let j = entries.length - 1; j >= 0; j--) {
+    const e = entries[j]!
+    if (!live(e)) continue
+    if (e.kind === 'domain') {
+      const name = normaliseName(e.value)
+      if (name === undefined) continue
+      const k = domains.intern(name)
+      const i = table.add(e, k)
+      table.next[i] = domains.head[k]!
+      domains.head[k] = i
+    } else {
+      const p = parseCidr(e.value)
+      if (!p.ok) continue
+      const c = p.cidr
+      const i = table.add(e, -1)
+      if (c.family === 6 && c.prefix >= 96 && v4Mapped(c.bytes) >= 0) {
+        // An IPv4-mapped network is the IPv4 network: queries in either form find it.
+        table.next[i] = v4.insert(c.bytes.subarray(12), c.prefix - 96, i)
+      } else if (c.family === 4) table.next[i] = v4.insert(c.bytes, c.prefix, i)
+      else table.next[i] = v6.insert(c.bytes, c.prefix, i)
+    }
+  }
+  table.seal()
+  domains.seal()
+  v4.seal()
+  v6.seal()
+  return new CompactMatcher(table, domains, v4, v6, fixed !== undefined ? () => fixed : Date.now)
+}
