@@ -1,0 +1,187 @@
+// The sinkhole's decision, pure: a query packet and the policy in, a reply (or "forward this") out.
+// Also the check of a forwarded answer: a CNAME chain or an address that leads somewhere blocked is
+// answered as blocked too. No I/O here; sockets, upstreams and hits live in sinkhole.ts.
+import { errors } from '../errors.js'
+import { parseIp } from '../policy/net.js'
+import type { Matcher, Verdict } from '../policy/types.js'
+import { AA, CLASS_IN, RCODE, TYPE, addressText, buildError, buildReply, parseQuery, readName, records, typeName, type Query, type Rdata } from './wire.js'
+
+/** What a blocked name is told. Custom addresses answer A and/or AAAA; other types get NODATA. */
+export type BlockMode = 'null' | 'nxdomain' | 'refused' | { a?: string; aaaa?: string }
+
+/** A block mode compiled once (addresses pre-encoded) so the hot path only copies bytes. */
+export interface BlockPlan {
+  kind: 'null' | 'nxdomain' | 'refused' | 'custom'
+  ttl: number
+  a?: Buffer
+  aaaa?: Buffer
+  /** Hit `answer` labels per query type. */
+  labelA: string
+  labelAAAA: string
+  labelOther: string
+}
+
+export const DEFAULT_BLOCK_TTL = 60
+
+/** Validate and pre-encode a block mode. Throws EG_CONFIG on a bad address or TTL. */
+export function compileBlockMode(mode: BlockMode = 'null', ttl = DEFAULT_BLOCK_TTL): BlockPlan {
+  if (!Number.isInteger(ttl) || ttl < 0 || ttl > 86400) throw errors.config(`block TTL must be a whole number of seconds 0..86400, got ${ttl}`)
+  if (mode === 'null') return { kind: 'null', ttl, a: Buffer.alloc(4), aaaa: Buffer.alloc(16), labelA: 'null', labelAAAA: 'null', labelOther: 'null' }
+  if (mode === 'nxdomain' || mode === 'refused') return { kind: mode, ttl, labelA: mode, labelAAAA: mode, labelOther: mode }
+  if (typeof mode !== 'object' || mode === null || (!mode.a && !mode.aaaa)) throw errors.config(`block mode must be null, nxdomain, refused or an address, got ${JSON.stringify(mode)}`)
+  const plan: BlockPlan = { kind: 'custom', ttl, labelA: 'custom:nodata', labelAAAA: 'custom:nodata', labelOther: 'custom:nodata' }
+  if (mode.a) {
+    const ip = parseIp(mode.a)
+    if (!ip || ip.family !== 4) throw errors.config(`block mode address ${JSON.stringify(mode.a)} is not an IPv4 address`)
+    plan.a = Buffer.from(ip.bytes)
+    plan.labelA = `custom:${mode.a}`
+  }
+  if (mode.aaaa) {
+    const ip = parseIp(mode.aaaa)
+    if (!ip || ip.family !== 6) throw errors.config(`block mode address ${JSON.stringify(mode.aaaa)} is not an IPv6 address`)
+    plan.aaaa = Buffer.from(ip.bytes)
+    plan.labelAAAA = `custom:${mode.aaaa}`
+  }
+  return plan
+}
+
+/** Parse the `--block-mode` text: null | nxdomain | refused | IP[,IP] (one v4 and/or one v6). */
+export function parseBlockMode(text: string): BlockMode {
+  if (text === 'null' || text === 'nxdomain' || text === 'refused') return text
+  const out: { a?: string; aaaa?: string } = {}
+  for (const part of text.split(',')) {
+    const ip = parseIp(part.trim())
+    if (!ip) throw errors.config(`--block-mode must be null, nxdomain, refused or IP[,IP], got ${JSON.stringify(text)}`)
+    if (ip.family === 4) out.a = part.trim()
+    else out.aaaa = part.trim()
+  }
+  return out
+}
+
+/** A blocked or alert lookup, for the hit log. */
+export interface HitInfo {
+  action: 'block' | 'alert'
+  verdict: Verdict
+  name: string
+  qtype: string
+  /** 'null' | 'nxdomain' | 'refused' | 'custom:<ip>' | 'forwarded' */
+  answer: string
+}
+
+export type Decision =
+  /** A reply made here: a sinkhole answer or an error (FORMERR, NOTIMP, REFUSED, BADVERS). */
+  | { kind: 'reply'; packet: Buffer; rcode: number; hit?: HitInfo }
+  /** Say nothing (not a query, or too short to reply to). */
+  | { kind: 'drop' }
+  /** Send upstream. `check`: whether the answer must go through checkForwarded (not for `@@` names). */
+  | { kind: 'forward'; query: Query; check: boolean; hit?: HitInfo }
+
+/** RFC 8914 4.16: INFO-CODE 15 "Blocked". */
+export const EDE_BLOCKED = 15
+
+function edeText(v: Verdict): string {
+  const why = v.entry.reason ? `${v.entry.reason} (${v.entry.source})` : v.entry.source
+  return `blocked by egress-guard: ${v.entry.value}: ${why}`.slice(0, 160)
+}
+
+/** The configured sinkhole answer for a blocked name. */
+export function blockedReply(buf: Buffer, q: Query, v: Verdict, plan: BlockPlan): { packet: Buffer; label: string; rcode: number } {
+  const ede = { code: EDE_BLOCKED, text: edeText(v) }
+  const ttl = plan.ttl
+  switch (plan.kind) {
+    case 'nxdomain':
+      return { packet: buildReply(buf, q, { rcode: RCODE.NXDOMAIN, aa: true, ttl, soa: true, ede }), label: plan.labelA, rcode: RCODE.NXDOMAIN }
+    case 'refused':
+      return { packet: buildReply(buf, q, { rcode: RCODE.REFUSED, ttl, ede }), label: plan.labelA, rcode: RCODE.REFUSED }
+    default: {
+      let rd: Rdata | undefined
+      let label = plan.labelOther
+      if (q.qtype === TYPE.A && plan.a) {
+        rd = { type: TYPE.A, data: plan.a }
+        label = plan.labelA
+      } else if (q.qtype === TYPE.AAAA && plan.aaaa) {
+        rd = { type: TYPE.AAAA, data: plan.aaaa }
+        label = plan.labelAAAA
+      }
+      // Other types (and a custom mode without that family) get NODATA: NOERROR, no answer, and a
+      // synthetic SOA so the negative answer is cached for the block TTL (RFC 2308 5).
+      const packet = rd
+        ? buildReply(buf, q, { rcode: RCODE.NOERROR, aa: true, ttl, answers: [rd], ede })
+        : buildReply(buf, q, { rcode: RCODE.NOERROR, aa: true, ttl, soa: true, ede })
+      return { packet, label, rcode: RCODE.NOERROR }
+    }
+  }
+}
+
+/**
+ * Decide for one query packet. Cost on the hot path: one header+question parse and one matcher
+ * lookup (O(labels)); a blocked answer is written straight into one buffer.
+ *
+ * Decisions where RFCs leave room:
+ * - class other than IN (CHAOS `version.bind`, HS, ANY): REFUSED, never forwarded: the sinkhole only
+ *   speaks for the Internet class and does not leak the upstream's identity;
+ * - AXFR/IXFR: REFUSED (zone transfers are not ours to give);
+ * - EDNS version other than 0: BADVERS (RFC 6891 6.1.3);
+ * - a query that is really a response (QR set), or shorter than a header: silence.
+ */
+export function answer(buf: Buffer, matcher: Matcher, plan: BlockPlan): Decision {
+  const p = parseQuery(buf)
+  if (!p.ok) {
+    if (p.drop) return { kind: 'drop' }
+    return { kind: 'reply', packet: buildError(buf, p.rcode, p.qEnd), rcode: p.rcode }
+  }
+  const q = p.query
+  if (q.edns && q.edns.version !== 0) return { kind: 'reply', packet: buildError(buf, 0, q.qEnd, { do: q.edns.do, extRcode: 1 }), rcode: 16 }
+  if (q.qclass !== CLASS_IN || q.qtype === TYPE.AXFR || q.qtype === TYPE.IXFR || q.qtype === TYPE.OPT) {
+    return { kind: 'reply', packet: buildError(buf, RCODE.REFUSED, q.qEnd, q.edns ? { do: q.edns.do } : undefined), rcode: RCODE.REFUSED }
+  }
+  const v = matcher.matchName(q.qname)
+  if (v === undefined) return { kind: 'forward', query: q, check: true }
+  if (v.action === 'allow') return { kind: 'forward', query: q, check: false }
+  if (v.action === 'alert') return { kind: 'forward', query: q, check: true, hit: { action: 'alert', verdict: v, name: q.qname, qtype: typeName(q.qtype), answer: 'forwarded' } }
+  const r = blockedReply(buf, q, v, plan)
+  return { kind: 'reply', packet: r.packet, rcode: r.rcode, hit: { action: 'block', verdict: v, name: q.qname, qtype: typeName(q.qtype), answer: r.label } }
+}
+
+export type ForwardCheck =
+  | { kind: 'ok' }
+  /** The upstream's answer is not well-formed enough to check: answer SERVFAIL, do not pass it on. */
+  | { kind: 'malformed' }
+  /** `via`: what led to the verdict, e.g. `cname:bad.example` or `ip:203.0.113.7`. */
+  | { kind: 'block' | 'alert'; verdict: Verdict; via: string }
+
+/**
+ * Check a forwarded answer: every CNAME target and every A/AAAA address in the answer section is
+ * looked up; the first `block` verdict wins, else the first `alert`. Explicitly allowed targets
+ * (`@@`) pass. Only the answer section counts: authority/additional data is not what the client uses.
+ */
+export function checkForwarded(resp: Buffer, matcher: Matcher): ForwardCheck {
+  const rrs = records(resp)
+  if (!rrs) return { kind: 'malformed' }
+  let alert: ForwardCheck | undefined
+  for (const rr of rrs) {
+    if (rr.section !== 'answer' || rr.klass !== CLASS_IN) continue
+    let v: Verdict | undefined
+    let via = ''
+    if (rr.type === TYPE.CNAME) {
+      const target = readName(resp, rr.rdOff)
+      if (target === undefined) return { kind: 'malformed' }
+      v = matcher.matchName(target)
+      via = `cname:${target}`
+    } else if (rr.type === TYPE.A || rr.type === TYPE.AAAA) {
+      const ip = addressText(resp, rr.rdOff, rr.rdLen)
+      if (ip === undefined) return { kind: 'malformed' }
+      v = matcher.matchIp(ip)
+      via = `ip:${ip}`
+    } else continue
+    if (!v || v.action === 'allow') continue
+    if (v.action === 'block') return { kind: 'block', verdict: v, via }
+    alert ??= { kind: 'alert', verdict: v, via }
+  }
+  return alert ?? { kind: 'ok' }
+}
+
+/** Flags a reply made by answer() carries, for tests and logs. */
+export function isAuthoritative(packet: Buffer): boolean {
+  return (packet.readUInt16BE(2) & AA) !== 0
+}
