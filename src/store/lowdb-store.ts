@@ -1,0 +1,210 @@
+// The embedded Store: two lowdb JSON files in a data directory (egress-guard.json for entries, tokens,
+// agents, audit and the version counter; hits.json for hits, capped, so the main file stays small).
+// Writes are atomic because lowdb's writer (steno) writes `.<name>.tmp` beside the file and renames
+// it over the old one: a process killed mid-write leaves the last complete file (rename(2) is atomic
+// on one filesystem). steno does not fsync, so a power cut can still lose the last writes; a crash
+// of this process cannot tear the file. A file that cannot be read or parsed stops startup with
+// EG_STORE_CORRUPT naming it, and is never written over.
+import { mkdir } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import { Low } from 'lowdb'
+import { JSONFile } from 'lowdb/node'
+import { errors } from '../errors.js'
+import type { Entry } from '../policy/types.js'
+import type { Hit } from '../sinkhole/types.js'
+import type { AuditEvent } from '../client/api-types.js'
+import { STORE_SCHEMA, type Actor, type AgentRecord, type ApiEntry, type HitFilter, type Store, type StoredToken } from './types.js'
+
+interface MainData {
+  schema: number
+  version: number
+  etag: string
+  entries: ApiEntry[]
+  tokens: StoredToken[]
+  agents: AgentRecord[]
+  audit: AuditEvent[]
+}
+
+interface HitsData {
+  schema: number
+  hits: Hit[]
+}
+
+export interface LowdbStoreOptions {
+  /** Retention of hits: at most this many (oldest dropped first). */
+  maxHits?: number
+  /** Retention of hits: none older than this (by lastTime). */
+  maxHitAgeMs?: number
+  now?: () => Date
+}
+
+export const MAIN_FILE = 'egress-guard.json'
+export const HITS_FILE = 'hits.json'
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+/** Read one lowdb file; ENOENT means a new store, anything else unreadable is fatal and leaves the file alone. */
+async function openFile<T extends { schema: number }>(file: string, fresh: T, arrays: (keyof T)[]): Promise<{ db: Low<T>; created: boolean }> {
+  const db = new Low<T>(new JSONFile<T>(file), fresh)
+  try {
+    await db.read()
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException
+    const what = err instanceof SyntaxError ? `not valid JSON (${err.message})` : `cannot read it (${err.code ?? err.message})`
+    throw errors.storeCorrupt(`store file ${file}: ${what}; the server will not start and will not overwrite it: restore it from a backup or move it away`)
+  }
+  const data: unknown = db.data
+  if (data === fresh) return { db, created: true }
+  if (!isObj(data) || typeof data.schema !== 'number') {
+    throw errors.storeCorrupt(`store file ${file}: not an egress-guard store (no schema version); not starting and not overwriting it`)
+  }
+  if (data.schema > STORE_SCHEMA) {
+    throw errors.storeCorrupt(`store file ${file}: schema ${data.schema} is newer than this egress-guard understands (${STORE_SCHEMA}); upgrade egress-guard`)
+  }
+  for (const k of arrays) {
+    if (!Array.isArray(data[k as string])) throw errors.storeCorrupt(`store file ${file}: "${String(k)}" is missing or not a list; not starting and not overwriting it`)
+  }
+  return { db, created: false }
+}
+
+/** Open (or create) the store in `dir`. */
+export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}): Promise<Store> {
+  const now = opts.now ?? (() => new Date())
+  const maxHits = opts.maxHits ?? 50_000
+  const maxHitAgeMs = opts.maxHitAgeMs ?? 7 * 86_400_000
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+  } catch (e) {
+    throw errors.storeCorrupt(`store directory ${dir}: ${(e as Error).message}`)
+  }
+  const mainFile = join(dir, MAIN_FILE)
+  const hitsFile = join(dir, HITS_FILE)
+  const main = await openFile<MainData>(mainFile, { schema: STORE_SCHEMA, version: 0, etag: '', entries: [], tokens: [], agents: [], audit: [] }, ['entries', 'tokens', 'agents', 'audit'])
+  const hitsDb = await openFile<HitsData>(hitsFile, { schema: STORE_SCHEMA, hits: [] }, ['hits'])
+  if (main.created) await main.db.write()
+  if (hitsDb.created) await hitsDb.db.write()
+  const m = main.db
+  const h = hitsDb.db
+  if (typeof m.data.version !== 'number') m.data.version = 0
+  if (typeof m.data.etag !== 'string') m.data.etag = ''
+
+  const iso = (): string => now().toISOString()
+  const audit = (e: Omit<AuditEvent, 'time'> & { time?: string }): void => {
+    m.data.audit.push({ time: e.time ?? iso(), actor: e.actor, action: e.action, target: e.target, ...(e.reason !== undefined ? { reason: e.reason } : {}), ...(e.details !== undefined ? { details: e.details } : {}) })
+  }
+
+  function trimHits(): void {
+    const cutoff = now().getTime() - maxHitAgeMs
+    let drop = Math.max(0, h.data.hits.length - maxHits)
+    // Arrival order is close to time order; drop from the front while too many or too old.
+    while (drop < h.data.hits.length && Date.parse(h.data.hits[drop]!.lastTime) < cutoff) drop++
+    if (drop > 0) h.data.hits.splice(0, drop)
+  }
+
+  return {
+    schema: STORE_SCHEMA,
+    location: dir,
+    async listEntries() {
+      return m.data.entries.map((e) => ({ ...e }))
+    },
+    async addEntries(entries: Entry[], by: Actor) {
+      const time = iso()
+      const added: ApiEntry[] = entries.map((e) => ({
+        ...e,
+        id: `api-${randomBytes(6).toString('hex')}`,
+        added: time,
+        actor: by.actor,
+        source: `api:${by.actor}`,
+      }))
+      m.data.entries.push(...added)
+      for (const e of added) audit({ time, actor: by.actor, action: 'entry.add', target: e.value, reason: e.reason ?? by.reason, details: { id: e.id, kind: e.kind, mode: e.mode, allow: e.allow, ...(e.expires ? { expires: e.expires } : {}) } })
+      await m.write()
+      return added.map((e) => ({ ...e }))
+    },
+    async removeEntries(ids: string[], by: Actor) {
+      const want = new Set(ids)
+      const removed = m.data.entries.filter((e) => want.has(e.id))
+      if (removed.length === 0) return []
+      m.data.entries = m.data.entries.filter((e) => !want.has(e.id))
+      const time = iso()
+      for (const e of removed) audit({ time, actor: by.actor, action: 'entry.remove', target: e.value, ...(by.reason !== undefined ? { reason: by.reason } : {}), details: { id: e.id, addedBy: e.actor, added: e.added } })
+      await m.write()
+      return removed
+    },
+    async policyVersion() {
+      return { version: m.data.version, etag: m.data.etag }
+    },
+    async commitPolicy(etag: string, why: string) {
+      if (etag === m.data.etag) return m.data.version
+      m.data.version += 1
+      m.data.etag = etag
+      audit({ actor: 'server', action: 'policy.version', target: String(m.data.version), reason: why, details: { etag } })
+      await m.write()
+      return m.data.version
+    },
+    async appendAudit(e) {
+      audit(e)
+      await m.write()
+    },
+    async listAudit(limit: number) {
+      return m.data.audit.slice(-Math.max(0, limit)).reverse()
+    },
+    async upsertAgent(r: AgentRecord) {
+      const i = m.data.agents.findIndex((a) => a.host === r.host)
+      if (i >= 0) m.data.agents[i] = r
+      else m.data.agents.push(r)
+      await m.write()
+    },
+    async listAgents() {
+      return m.data.agents.map((a) => ({ ...a }))
+    },
+    async appendHits(hits: Hit[]) {
+      h.data.hits.push(...hits)
+      trimHits()
+      await h.write()
+      // The batch sits at the end and trimming only drops from the front.
+      return Math.min(hits.length, h.data.hits.length)
+    },
+    async queryHits(f: HitFilter) {
+      const out: Hit[] = []
+      const since = f.since?.getTime()
+      const limit = f.limit ?? 1000
+      const dom = f.domain?.toLowerCase().replace(/\.$/, '')
+      const c = f.container?.toLowerCase()
+      for (let i = h.data.hits.length - 1; i >= 0 && out.length < limit; i--) {
+        const x = h.data.hits[i]!
+        if (since !== undefined && Date.parse(x.lastTime) < since) continue
+        if (f.host !== undefined && x.host !== f.host) continue
+        if (dom !== undefined && x.name !== dom && !x.name.endsWith('.' + dom)) continue
+        if (c !== undefined) {
+          const k = x.container
+          if (!k || !(k.id.startsWith(c) || k.name.toLowerCase() === c || k.name.toLowerCase() === '/' + c || k.service?.toLowerCase() === c)) continue
+        }
+        out.push(x)
+      }
+      // Arrival order is not exactly time order across hosts: sort the page newest first.
+      return out.sort((a, b) => Date.parse(b.lastTime) - Date.parse(a.lastTime))
+    },
+    async addToken(t: StoredToken, by: Actor) {
+      m.data.tokens.push({ ...t })
+      audit({ actor: by.actor, action: 'token.create', target: t.id, ...(by.reason !== undefined ? { reason: by.reason } : {}), details: { role: t.role, ...(t.host ? { host: t.host } : {}), ...(t.name ? { name: t.name } : {}) } })
+      await m.write()
+    },
+    async listTokens() {
+      return m.data.tokens.map((t) => ({ ...t }))
+    },
+    async removeToken(id: string, by: Actor) {
+      const t = m.data.tokens.find((x) => x.id === id)
+      if (!t) return undefined
+      m.data.tokens = m.data.tokens.filter((x) => x.id !== id)
+      audit({ actor: by.actor, action: 'token.remove', target: id, ...(by.reason !== undefined ? { reason: by.reason } : {}), details: { role: t.role, ...(t.host ? { host: t.host } : {}) } })
+      await m.write()
+      return { ...t }
+    },
+    async close() {
+      // steno serialises writes and each mutation awaited its own; one last write flushes nothing new.
+      await Promise.all([m.write(), h.write()])
+    },
+  }
+}
