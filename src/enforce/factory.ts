@@ -4,6 +4,7 @@ import { errors } from '../errors.js'
 import type { Logger } from '../log.js'
 import type { Enforcer, EnforcerOptions } from './types.js'
 import { createIptablesEnforcer } from './iptables.js'
+import { createNftablesEnforcer } from './nftables.js'
 import type { IptablesFlavour } from './tools.js'
 
 export type BackendKind = 'iptables' | 'nftables' | 'dry-run'
@@ -22,7 +23,7 @@ export function createEnforcer(kind: BackendKind, opts: FactoryOptions): Enforce
     case 'iptables':
       return createIptablesEnforcer(opts)
     case 'nftables':
-      throw errors.config('backend nftables: not built yet')
+      return createNftablesEnforcer(opts)
     case 'dry-run':
       throw errors.config('backend dry-run: not built yet (src/enforce/dry-run.ts)')
     default:
