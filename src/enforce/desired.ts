@@ -3,6 +3,7 @@
 import type { Entry, Policy } from '../policy/types.js'
 import type { DesiredState, FamilySets } from './types.js'
 import { cidrContains, parseCidr, protectedReason, type Cidr } from '../policy/net.js'
+import { isExpired } from '../policy/expiry.js'
 
 export interface DesiredOptions {
   /** Extra addresses/CIDRs never blocked because a *domain* resolved to them (upstreams, the server). */
@@ -11,16 +12,9 @@ export interface DesiredOptions {
   now?: number
 }
 
-/** True when `e.expires` is in the past. A bare date means the end of that day, UTC. */
-export function isExpired(e: Entry, now: number): boolean {
-  if (!e.expires) return false
-  const bare = /^\d{4}-\d{2}-\d{2}$/.test(e.expires)
-  const t = bare ? Date.parse(`${e.expires}T23:59:59.999Z`) : Date.parse(e.expires)
-  return Number.isFinite(t) && t < now
-}
-
 function live(policy: Policy, now: number): Entry[] {
-  return policy.entries.filter((e) => !isExpired(e, now))
+  const at = new Date(now)
+  return policy.entries.filter((e) => !isExpired(e, at))
 }
 
 /**
