@@ -1,11 +1,67 @@
-// `egress-guard lint`: not built yet (see the open issues). Replace this stub.
+// `egress-guard lint [PATH...]`: check blocklist files before they reach the fleet (CI, pre-commit).
+// Problems go to stdout as `file:line: message`, the summary to stderr; exit 1 on any error.
 import type { Command } from './types.js'
+import { helpText, loadOptions, type Spec } from '../config.js'
 import { errors } from '../errors.js'
+import { loadBlocklists, DEFAULT_MAX_BYTES, BLOCKLIST_EXTENSIONS } from '../policy/load.js'
+import { buildPolicy } from '../policy/merge.js'
+import { countProblems, formatProblem } from '../policy/problems.js'
+
+const spec = {
+  'max-file-size': { type: 'string', help: `per-file size limit: bytes, or with K/M/G (binary) suffix (default ${DEFAULT_MAX_BYTES / 1024 / 1024}M)` },
+} as const satisfies Spec
+
+const USAGE = `usage: egress-guard lint [PATH...]   (default ./blocklists)
+
+Checks blocklist files, and directories of them (${BLOCKLIST_EXTENSIONS.map((e) => '*' + e).join(' ')}, README* skipped).
+Prints one "file:line: message" per problem. Exit 1 on any error, 0 with warnings only, 2 on usage errors.`
+
+/** `1048576`, `512K`, `64M`, `1G` -> bytes. */
+export function parseSize(v: string): number | undefined {
+  const m = /^(\d+)([KMG]i?B?)?$/i.exec(v.trim())
+  if (!m) return undefined
+  const mult = m[2] ? 1024 ** ('KMG'.indexOf(m[2][0]!.toUpperCase()) + 1) : 1
+  const n = Number(m[1]) * mult
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined
+}
 
 const command: Command = {
-  summary: '(not built yet)',
-  async run() {
-    throw errors.usage('lint: not built yet')
+  summary: 'check blocklist files: file:line: message per problem; exit 1 on any error',
+  async run(argv, io) {
+    const { options, positionals } = loadOptions(argv, spec, { env: io.env, section: 'lint' })
+    if (options.help) {
+      io.stdout(helpText(USAGE, spec))
+      return 0
+    }
+    let maxBytes = DEFAULT_MAX_BYTES
+    if (options['max-file-size'] !== undefined) {
+      const n = parseSize(options['max-file-size'])
+      if (n === undefined) throw errors.usage(`--max-file-size must be a size like 1048576, 512K, 64M or 1G; got ${JSON.stringify(options['max-file-size'])}`)
+      maxBytes = n
+    }
+    const paths = positionals.length > 0 ? [...positionals] : ['blocklists']
+    const now = new Date()
+    const loaded = await loadBlocklists(paths, { maxBytes, now })
+    const policy = buildPolicy(loaded.entries, { now })
+    const counts = countProblems(loaded.problems)
+    const summary = { entries: policy.entries.length, files: loaded.files.length, errors: counts.error, warnings: counts.warning }
+    if (options.json) {
+      io.stdout(JSON.stringify({ entries: policy.entries, files: loaded.files, problems: loaded.problems, summary, etag: policy.etag }) + '\n')
+    } else {
+      // Built in pieces: one write per problem would be slow for a list with many thousands of them.
+      let text = ''
+      for (const p of loaded.problems) {
+        text += formatProblem(p) + '\n'
+        if (text.length > 1 << 16) {
+          io.stdout(text)
+          text = ''
+        }
+      }
+      if (text) io.stdout(text)
+    }
+    const plural = (n: number, w: string): string => `${n} ${w}${n === 1 ? '' : 's'}`
+    io.stderr(`${plural(summary.entries, 'entry').replace('entrys', 'entries')} from ${plural(summary.files, 'file')}: ${plural(summary.errors, 'error')}, ${plural(summary.warnings, 'warning')}\n`)
+    return counts.error > 0 ? 1 : 0
   },
 }
 export default command

@@ -1,0 +1,143 @@
+// The I/O edge of the policy core: finds blocklist files, rejects what is not text, and feeds the
+// rest to the pure parser. Every failure is a `file:0` Problem, never an exception or a stack trace.
+import { readdir, readFile, stat } from 'node:fs/promises'
+import { isUtf8 } from 'node:buffer'
+import { basename, extname, join } from 'node:path'
+import type { Entry, Problem } from './types.js'
+import { BlocklistParser } from './parse.js'
+
+/** Extensions read from a directory (non-recursively). A file named on the command line is read whatever its name. */
+export const BLOCKLIST_EXTENSIONS: readonly string[] = ['.txt', '.list', '.hosts', '.conf']
+/** Default size limit per file: far above any real list (a 1M-line list is ~25 MiB). */
+export const DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+/**
+ * Decode big files in pieces cut at newlines: a JavaScript string holds at most ~512 Mi characters,
+ * and smaller strings keep the peak memory down.
+ */
+const CHUNK = 64 * 1024 * 1024
+
+export interface LoadOptions {
+  /** Per-file size limit in bytes (default 512 MiB). */
+  maxBytes?: number
+  now?: Date
+}
+
+export interface Loaded {
+  entries: Entry[]
+  problems: Problem[]
+  /** Every file that was examined, in the order read (failed ones included; their problems say why). */
+  files: string[]
+}
+
+/** Directory members that are blocklists: known extensions, README* skipped, sorted by name (code-unit order). */
+export function pickBlocklistFiles(names: readonly string[]): string[] {
+  return names
+    .filter((n) => !/^readme/i.test(n) && !n.startsWith('.') && BLOCKLIST_EXTENSIONS.includes(extname(n).toLowerCase()))
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+}
+
+function fileProblem(file: string, code: string, message: string): Problem {
+  return { file, line: 0, severity: 'error', code, message }
+}
+
+function ioMessage(e: unknown): string {
+  const err = e as NodeJS.ErrnoException
+  if (err?.code === 'ENOENT') return 'no such file or directory'
+  if (err?.code === 'EACCES') return 'permission denied'
+  if (err?.code === 'EISDIR') return 'is a directory'
+  return err?.code ? `cannot read (${err.code})` : `cannot read: ${String(err?.message ?? e)}`
+}
+
+/**
+ * Read blocklist files and directories (directories: see BLOCKLIST_EXTENSIONS, non-recursive, sorted).
+ * A file that is missing, unreadable, larger than the limit, or not UTF-8 text (a NUL byte or an invalid
+ * sequence) gives one `file:0` problem and contributes nothing; the other files still load. Duplicate
+ * warnings span all files.
+ */
+export async function loadBlocklists(paths: readonly string[], opts: LoadOptions = {}): Promise<Loaded> {
+  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES
+  const now = opts.now ?? new Date()
+  const seen = new Map<string, string>()
+  const out: Loaded = { entries: [], problems: [], files: [] }
+  const done = new Set<string>()
+
+  const loadFile = async (file: string, size: number): Promise<void> => {
+    if (done.has(file)) return
+    done.add(file)
+    out.files.push(file)
+    if (size > maxBytes) {
+      out.problems.push(fileProblem(file, 'file-too-large', `file is ${size} bytes, larger than the limit of ${maxBytes} bytes`))
+      return
+    }
+    let buf: Buffer
+    try {
+      buf = await readFile(file)
+    } catch (e) {
+      out.problems.push(fileProblem(file, 'unreadable', ioMessage(e)))
+      return
+    }
+    if (buf.length > maxBytes) {
+      out.problems.push(fileProblem(file, 'file-too-large', `file is ${buf.length} bytes, larger than the limit of ${maxBytes} bytes`))
+      return
+    }
+    const nul = buf.indexOf(0)
+    if (nul >= 0) {
+      out.problems.push(fileProblem(file, 'not-text', `not a text file (NUL byte at offset ${nul}); skipped`))
+      return
+    }
+    if (!isUtf8(buf)) {
+      out.problems.push(fileProblem(file, 'not-text', 'not a text file (invalid UTF-8); skipped'))
+      return
+    }
+    const parser = new BlocklistParser(file, { now, seen })
+    for (let start = 0; start < buf.length; ) {
+      // Cut after a newline byte: 0x0a never occurs inside a multi-byte UTF-8 sequence.
+      let end = buf.length
+      if (buf.length - start > CHUNK) {
+        const nl = buf.indexOf(0x0a, start + CHUNK)
+        end = nl < 0 ? buf.length : nl + 1
+      }
+      parser.feed(buf.toString('utf8', start, end))
+      start = end
+    }
+    const r = parser.finish()
+    // push in a loop: spreading a million-element array into push() overflows the call stack.
+    for (const e of r.entries) out.entries.push(e)
+    for (const p of r.problems) out.problems.push(p)
+  }
+
+  for (const path of paths) {
+    let st
+    try {
+      st = await stat(path)
+    } catch (e) {
+      out.problems.push(fileProblem(path, 'unreadable', ioMessage(e)))
+      continue
+    }
+    if (st.isDirectory()) {
+      let names: string[]
+      try {
+        names = await readdir(path)
+      } catch (e) {
+        out.problems.push(fileProblem(path, 'unreadable', ioMessage(e)))
+        continue
+      }
+      for (const name of pickBlocklistFiles(names)) {
+        const file = join(path, name)
+        let fst
+        try {
+          fst = await stat(file)
+        } catch (e) {
+          out.problems.push(fileProblem(file, 'unreadable', ioMessage(e)))
+          continue
+        }
+        if (fst.isFile()) await loadFile(file, fst.size)
+      }
+    } else if (st.isFile()) {
+      await loadFile(path, st.size)
+    } else {
+      out.problems.push(fileProblem(path, 'unreadable', `not a regular file or directory (${basename(path)})`))
+    }
+  }
+  return out
+}

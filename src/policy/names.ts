@@ -1,0 +1,65 @@
+// DNS name normalisation and validation for blocklist entries: one place decides what a name is,
+// so the parser, the API and the matcher agree. Pure; a name that passes is safe in any argument list.
+import { domainToASCII } from 'node:url'
+
+export type NameResult =
+  | { ok: true; name: string; subdomainsOnly: boolean; warning?: { code: string; message: string } }
+  | { ok: false; code: string; message: string }
+
+/** RFC 1035 2.3.4: 63 octets per label, 253 for the textual name (255 on the wire). */
+export const MAX_LABEL = 63
+export const MAX_NAME = 253
+
+// Fast path for the common case: already lower-case LDH(+underscore) labels.
+const PLAIN = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/
+const BAD_CHAR = /[^a-z0-9_.*-]/
+
+/**
+ * Lower-case, drop one trailing dot, punycode non-ASCII labels (node:url domainToASCII, UTS #46),
+ * strip a leading `*.` into `subdomainsOnly`, then check characters and lengths.
+ */
+export function normalizeName(raw: string): NameResult {
+  let s = raw.toLowerCase()
+  if (s.endsWith('.')) s = s.slice(0, -1)
+  // eslint-disable-next-line no-control-regex
+  if (/[^\x00-\x7f]/.test(s)) {
+    const ascii = domainToASCII(s)
+    if (ascii === '') return { ok: false, code: 'invalid-name', message: `invalid international name ${JSON.stringify(raw)}` }
+    s = ascii
+  }
+  let subdomainsOnly = false
+  if (s.startsWith('*.')) {
+    subdomainsOnly = true
+    s = s.slice(2)
+  }
+  if (s === '') return { ok: false, code: 'invalid-name', message: `empty name in ${JSON.stringify(raw)}` }
+  if (!PLAIN.test(s)) {
+    const bad = BAD_CHAR.exec(s)
+    if (bad) {
+      return { ok: false, code: 'invalid-name', message: `invalid character ${JSON.stringify(bad[0])} in name ${JSON.stringify(raw)} (allowed: a-z 0-9 - _ . and a leading *.)` }
+    }
+    if (s.includes('*')) return { ok: false, code: 'invalid-wildcard', message: `${JSON.stringify(raw)}: * is only allowed as a leading "*." (names under it)` }
+    return { ok: false, code: 'empty-label', message: `empty label in name ${JSON.stringify(raw)}` }
+  }
+  if (s.length > MAX_NAME) return { ok: false, code: 'name-too-long', message: `name is ${s.length} characters long, the limit is ${MAX_NAME}` }
+  const labels = s.split('.')
+  for (const l of labels) {
+    if (l.length > MAX_LABEL) return { ok: false, code: 'label-too-long', message: `label ${JSON.stringify(l.slice(0, 20) + '...')} is ${l.length} characters long, the limit is ${MAX_LABEL}` }
+    // A leading hyphen would also read as an option to any tool the name is handed to.
+    if (l.startsWith('-') || l.endsWith('-')) return { ok: false, code: 'invalid-name', message: `label ${JSON.stringify(l)} in ${JSON.stringify(raw)} starts or ends with a hyphen` }
+  }
+  // RFC 3696 2: a top-level label is never all-numeric, so `1.2.3` or `256.1.1.1` is a broken address.
+  if (/^[0-9]+$/.test(labels[labels.length - 1]!)) {
+    return { ok: false, code: 'invalid-name', message: `${JSON.stringify(raw)} is neither a valid IP address nor a name (numeric top-level label)` }
+  }
+  if (labels.length === 1) {
+    return { ok: true, name: s, subdomainsOnly, warning: { code: 'bare-tld', message: `${JSON.stringify(s)} is a single label (a whole top-level domain?): every name under it is affected` } }
+  }
+  return { ok: true, name: s, subdomainsOnly }
+}
+
+/** hosts-file names that map the machine itself: skipped (with a warning) when they appear in a hosts-file line. */
+export const HOSTS_LOCAL_NAMES: ReadonlySet<string> = new Set([
+  'localhost', 'localhost.localdomain', 'local', 'broadcasthost', 'ip6-localhost', 'ip6-loopback', 'ip6-localnet',
+  'ip6-mcastprefix', 'ip6-allnodes', 'ip6-allrouters', 'ip6-allhosts', '0.0.0.0',
+])
