@@ -70,7 +70,7 @@ export interface HitInfo {
 
 export type Decision =
   /** A reply made here: a sinkhole answer or an error (FORMERR, NOTIMP, REFUSED, BADVERS). */
-  | { kind: 'reply'; packet: Buffer; rcode: number; hit?: HitInfo }
+  | { kind: 'reply'; packet: Buffer; rcode: number; hit?: HitInfo; query?: Query }
   /** Say nothing (not a query, or too short to reply to). */
   | { kind: 'drop' }
   /** Send upstream. `check`: whether the answer must go through checkForwarded (not for `@@` names). */
@@ -140,7 +140,7 @@ export function answer(buf: Buffer, matcher: Matcher, plan: BlockPlan): Decision
   if (v.action === 'allow') return { kind: 'forward', query: q, check: false }
   if (v.action === 'alert') return { kind: 'forward', query: q, check: true, hit: { action: 'alert', verdict: v, name: q.qname, qtype: typeName(q.qtype), answer: 'forwarded' } }
   const r = blockedReply(buf, q, v, plan)
-  return { kind: 'reply', packet: r.packet, rcode: r.rcode, hit: { action: 'block', verdict: v, name: q.qname, qtype: typeName(q.qtype), answer: r.label } }
+  return { kind: 'reply', packet: r.packet, rcode: r.rcode, query: q, hit: { action: 'block', verdict: v, name: q.qname, qtype: typeName(q.qtype), answer: r.label } }
 }
 
 export type ForwardCheck =

@@ -1,0 +1,249 @@
+// The sinkhole's sockets: UDP and TCP listeners on each listen address, RFC 1035 4.2.2 / RFC 7766
+// length-prefixed TCP framing with several (pipelined) queries per connection, an idle timeout that
+// partial frames do not reset (slow and half-open clients are cut), and a cap on connections that
+// evicts the longest-idle one first. What to answer is the handler's business.
+import dgram from 'node:dgram'
+import net from 'node:net'
+import type { Logger } from '../log.js'
+
+export interface ClientInfo {
+  address: string
+  port: number
+  proto: 'udp' | 'tcp'
+}
+
+/** Returns the reply, or undefined for silence. Must not throw (errors are caught and logged anyway). */
+export type Handler = (msg: Buffer, client: ClientInfo) => Buffer | undefined | Promise<Buffer | undefined>
+
+export interface ListenAddress {
+  address: string
+  port: number
+}
+
+export interface ServerOptions {
+  listen: ListenAddress[]
+  handler: Handler
+  log: Logger
+  /** A TCP connection with no complete query for this long is closed (default 10 s, RFC 7766 6.2.3). */
+  tcpIdleMs?: number
+  /** Concurrent TCP connections across all listeners (default 256). */
+  maxTcpClients?: number
+  /** Queries answered concurrently on one TCP connection before reading pauses (default 32). */
+  maxTcpInflight?: number
+}
+
+export interface ServerStats {
+  udpIn: number
+  tcpIn: number
+  tcpConnections: number
+  tcpAccepted: number
+  /** Idle connections closed to make room for a new one. */
+  tcpEvicted: number
+  /** New connections refused because every slot was busy. */
+  tcpRejected: number
+  tcpTimedOut: number
+  handlerErrors: number
+}
+
+export interface DnsServer {
+  start(): Promise<void>
+  stop(): Promise<void>
+  addresses(): Array<{ address: string; port: number; proto: 'udp' | 'tcp' }>
+  stats(): ServerStats
+}
+
+interface Conn {
+  sock: net.Socket
+  inflight: number
+  lastActive: number
+  timer: NodeJS.Timeout
+  ended: boolean
+}
+
+export function createDnsServer(opts: ServerOptions): DnsServer {
+  const log = opts.log.child({ component: 'dns-server' })
+  const idleMs = opts.tcpIdleMs ?? 10_000
+  const maxTcp = opts.maxTcpClients ?? 256
+  const maxInflight = opts.maxTcpInflight ?? 32
+  const udp: dgram.Socket[] = []
+  const tcp: net.Server[] = []
+  const conns = new Set<Conn>()
+  const st: ServerStats = { udpIn: 0, tcpIn: 0, tcpConnections: 0, tcpAccepted: 0, tcpEvicted: 0, tcpRejected: 0, tcpTimedOut: 0, handlerErrors: 0 }
+  let stopping = false
+
+  function call(msg: Buffer, client: ClientInfo, done: (r: Buffer | undefined) => void): void {
+    let r: Buffer | undefined | Promise<Buffer | undefined>
+    try {
+      r = opts.handler(msg, client)
+    } catch (e) {
+      st.handlerErrors++
+      log.error({ err: (e as Error).message, ip: client.address }, 'handler threw')
+      return done(undefined)
+    }
+    if (r instanceof Promise) {
+      r.then(done, (e: unknown) => {
+        st.handlerErrors++
+        log.error({ err: (e as Error)?.message, ip: client.address }, 'handler rejected')
+        done(undefined)
+      })
+    } else done(r)
+  }
+
+  function bindUdp(addr: ListenAddress): Promise<dgram.Socket> {
+    return new Promise((resolve, reject) => {
+      const sock = dgram.createSocket({ type: net.isIPv6(addr.address) ? 'udp6' : 'udp4' })
+      const onErr = (e: Error): void => {
+        sock.close()
+        reject(e)
+      }
+      sock.once('error', onErr)
+      sock.bind(addr.port, addr.address, () => {
+        sock.off('error', onErr)
+        sock.on('error', (e) => log.warn({ err: e.message }, 'udp socket error'))
+        sock.on('message', (msg, rinfo) => {
+          st.udpIn++
+          call(msg, { address: rinfo.address, port: rinfo.port, proto: 'udp' }, (r) => {
+            if (r && !stopping) sock.send(r, rinfo.port, rinfo.address, () => undefined)
+          })
+        })
+        resolve(sock)
+      })
+    })
+  }
+
+  function bindTcp(addr: ListenAddress): Promise<net.Server> {
+    return new Promise((resolve, reject) => {
+      const srv = net.createServer({ allowHalfOpen: true, noDelay: true }, onConnection)
+      srv.once('error', reject)
+      srv.listen({ port: addr.port, host: addr.address, exclusive: true }, () => {
+        srv.off('error', reject)
+        srv.on('error', (e) => log.warn({ err: e.message }, 'tcp server error'))
+        resolve(srv)
+      })
+    })
+  }
+
+  function closeConn(c: Conn): void {
+    clearTimeout(c.timer)
+    c.sock.destroy()
+  }
+
+  function onConnection(sock: net.Socket): void {
+    if (stopping) return void sock.destroy()
+    if (conns.size >= maxTcp) {
+      // Full: evict the connection idle the longest (no query in flight). Slow or half-open clients
+      // therefore cannot lock out a real one; only when every slot is busy is the newcomer refused.
+      let victim: Conn | undefined
+      for (const c of conns) if (c.inflight === 0 && (!victim || c.lastActive < victim.lastActive)) victim = c
+      if (!victim) {
+        st.tcpRejected++
+        return void sock.destroy()
+      }
+      st.tcpEvicted++
+      conns.delete(victim)
+      closeConn(victim)
+    }
+    st.tcpAccepted++
+    const client: ClientInfo = { address: sock.remoteAddress ?? '', port: sock.remotePort ?? 0, proto: 'tcp' }
+    const c: Conn = {
+      sock,
+      inflight: 0,
+      lastActive: Date.now(),
+      ended: false,
+      // Refreshed only by complete queries and sent answers: dribbling bytes does not keep it alive.
+      timer: setTimeout(function onIdle() {
+        if (c.inflight > 0) return void c.timer.refresh()
+        st.tcpTimedOut++
+        closeConn(c)
+      }, idleMs),
+    }
+    conns.add(c)
+    st.tcpConnections = conns.size
+    let buf: Buffer = Buffer.alloc(0)
+    const active = (): void => {
+      c.lastActive = Date.now()
+      c.timer.refresh()
+    }
+    sock.on('data', (d: Buffer) => {
+      buf = buf.length === 0 ? d : Buffer.concat([buf, d])
+      while (buf.length >= 2) {
+        const len = buf.readUInt16BE(0)
+        if (len === 0) return closeConn(c) // nothing valid is empty: a broken or hostile client
+        if (buf.length < 2 + len) break
+        const msg = buf.subarray(2, 2 + len)
+        buf = buf.subarray(2 + len)
+        st.tcpIn++
+        c.inflight++
+        active()
+        if (c.inflight >= maxInflight) sock.pause()
+        call(msg, client, (r) => {
+          c.inflight--
+          if (sock.destroyed) return
+          if (r) {
+            const out = Buffer.allocUnsafe(r.length + 2)
+            out.writeUInt16BE(r.length, 0)
+            r.copy(out, 2)
+            sock.write(out)
+            active()
+          }
+          if (c.inflight < maxInflight && sock.isPaused() && !c.ended) sock.resume()
+          if (c.ended && c.inflight === 0) sock.end()
+        })
+      }
+      // A frame can never exceed 2 + 65535 bytes: the buffer is bounded by construction.
+    })
+    sock.on('end', () => {
+      c.ended = true
+      if (c.inflight === 0) sock.end()
+    })
+    sock.on('error', () => undefined)
+    sock.on('close', () => {
+      clearTimeout(c.timer)
+      conns.delete(c)
+      st.tcpConnections = conns.size
+    })
+  }
+
+  return {
+    async start() {
+      stopping = false
+      for (const addr of opts.listen) {
+        // Port 0: take the UDP port the OS picks and ask for the same one on TCP; retry on a clash.
+        for (let tryNo = 0; ; tryNo++) {
+          const u = await bindUdp(addr)
+          const port = u.address().port
+          try {
+            const t = await bindTcp({ address: addr.address, port })
+            udp.push(u)
+            tcp.push(t)
+            break
+          } catch (e) {
+            await new Promise<void>((r) => u.close(() => r()))
+            if (addr.port !== 0 || tryNo >= 10) throw e
+          }
+        }
+      }
+    },
+    async stop() {
+      stopping = true
+      for (const c of conns) closeConn(c)
+      conns.clear()
+      await Promise.all([
+        ...udp.map((s) => new Promise<void>((r) => s.close(() => r()))),
+        ...tcp.map((s) => new Promise<void>((r) => s.close(() => r()))),
+      ])
+      udp.length = 0
+      tcp.length = 0
+    },
+    addresses() {
+      const out: Array<{ address: string; port: number; proto: 'udp' | 'tcp' }> = []
+      for (const s of udp) out.push({ address: s.address().address, port: s.address().port, proto: 'udp' })
+      for (const s of tcp) {
+        const a = s.address() as net.AddressInfo
+        out.push({ address: a.address, port: a.port, proto: 'tcp' })
+      }
+      return out
+    },
+    stats: () => ({ ...st, tcpConnections: conns.size }),
+  }
+}

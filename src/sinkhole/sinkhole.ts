@@ -1,0 +1,198 @@
+// The sinkhole component: sockets (server.ts) + the pure decision (answer.ts) + forwarding, cache,
+// client ACL, per-client rate limit and hit recording. The `sinkhole` command and the agent both
+// build it with createSinkhole and swap policies in with setMatcher.
+import type { Logger } from '../log.js'
+import type { Matcher } from '../policy/types.js'
+import type { ContainerLookup, HitSink } from './types.js'
+import { answer, blockedReply, checkForwarded, compileBlockMode, type BlockMode, type HitInfo } from './answer.js'
+import { createAcl, DEFAULT_ALLOW_CLIENTS } from './acl.js'
+import { cacheKey, createCache, type DnsCache } from './cache.js'
+import { createRateLimiter, type RateLimiter } from './rate-limit.js'
+import { createDnsServer, type ClientInfo } from './server.js'
+import { createUpstream } from './upstream.js'
+import { HEADER, RCODE, buildError, parseQuery, truncateReply, typeName, type Query } from './wire.js'
+
+export type { BlockMode }
+
+export interface SinkholeOptions {
+  listen: Array<{ address: string; port: number }>
+  upstreams: Array<{ address: string; port: number }>
+  matcher: Matcher
+  /** Default 'null'. */
+  blockMode?: BlockMode
+  /** Seconds, default 60. */
+  blockTtl?: number
+  /** CIDRs; default loopback + 172.16.0.0/12 (Docker bridges). */
+  allowClients?: string[]
+  /** Per client; default none. */
+  rateLimit?: { qps: number; burst: number }
+  /** Default { maxEntries: 10000 }; false disables. */
+  cache?: { maxEntries: number } | false
+  hits?: HitSink
+  containers?: ContainerLookup
+  log: Logger
+  tcpIdleMs?: number
+  maxTcpClients?: number
+  /** Upstream per-try timeout, ms (default 2000). */
+  upstreamTimeoutMs?: number
+  /** Upstream tries in all (default max(2, upstreams)). */
+  upstreamAttempts?: number
+}
+
+export interface SinkholeStats {
+  queries: number
+  blocked: number
+  alerted: number
+  forwarded: number
+  cacheHits: number
+  /** Answers replaced because a CNAME or address in them is blocked. */
+  blockedByAnswer: number
+  refusedClients: number
+  rateLimited: number
+  formErr: number
+  servFail: number
+  dropped: number
+  cacheSize: number
+  server: ReturnType<ReturnType<typeof createDnsServer>['stats']>
+  upstream: ReturnType<ReturnType<typeof createUpstream>['stats']>
+}
+
+export interface Sinkhole {
+  start(): Promise<void>
+  stop(): Promise<void>
+  /** Atomic swap: queries after this call see the new policy (cached upstream answers are re-checked). */
+  setMatcher(m: Matcher): void
+  addresses(): Array<{ address: string; port: number; proto: 'udp' | 'tcp' }>
+  stats(): SinkholeStats
+}
+
+export function createSinkhole(opts: SinkholeOptions): Sinkhole {
+  const log = opts.log.child({ component: 'sinkhole' })
+  const plan = compileBlockMode(opts.blockMode ?? 'null', opts.blockTtl ?? 60)
+  const acl = createAcl(opts.allowClients ?? [...DEFAULT_ALLOW_CLIENTS])
+  const limiter: RateLimiter | undefined = opts.rateLimit ? createRateLimiter(opts.rateLimit) : undefined
+  const cache: DnsCache | undefined = opts.cache === false ? undefined : createCache({ maxEntries: opts.cache?.maxEntries ?? 10_000 })
+  const upstream = createUpstream({ servers: opts.upstreams, log: opts.log, timeoutMs: opts.upstreamTimeoutMs, attempts: opts.upstreamAttempts })
+  let matcher = opts.matcher
+  const st = { queries: 0, blocked: 0, alerted: 0, forwarded: 0, cacheHits: 0, blockedByAnswer: 0, refusedClients: 0, rateLimited: 0, formErr: 0, servFail: 0, dropped: 0 }
+
+  function record(h: HitInfo, client: ClientInfo): void {
+    if (h.action === 'block') st.blocked++
+    else st.alerted++
+    if (!opts.hits) return
+    try {
+      const e = h.verdict.entry
+      opts.hits.record({
+        time: new Date().toISOString(),
+        client: client.address,
+        container: opts.containers?.byIp(client.address),
+        name: h.name,
+        qtype: h.qtype,
+        action: h.action,
+        entry: { value: e.value, source: e.source, reason: e.reason, id: e.id, mode: e.mode },
+        answer: h.answer,
+      })
+    } catch (err) {
+      log.warn({ err: (err as Error).message, domain: h.name }, 'hit sink failed')
+    }
+  }
+
+  /** Fit a reply to the client's transport: UDP is limited to 512 bytes or its EDNS size. */
+  function fit(resp: Buffer, q: Query | undefined, client: ClientInfo): Buffer {
+    if (client.proto === 'tcp') return resp
+    const limit = q?.edns ? Math.min(q.edns.udpSize, 4096) : 512
+    return resp.length > limit ? truncateReply(resp) : resp
+  }
+
+  async function forward(msg: Buffer, q: Query, check: boolean, alertHit: HitInfo | undefined, client: ClientInfo): Promise<Buffer> {
+    const key = cache ? cacheKey(q) : ''
+    let resp = cache?.get(key, msg, q)
+    if (resp) st.cacheHits++
+    else {
+      st.forwarded++
+      try {
+        resp = await upstream.query(msg, q)
+      } catch (e) {
+        st.servFail++
+        log.debug({ domain: q.qname, err: (e as Error).message }, 'upstream failed: SERVFAIL')
+        return buildError(msg, RCODE.SERVFAIL, q.qEnd, q.edns ? { do: q.edns.do } : undefined)
+      }
+      cache?.set(key, resp)
+      resp = Buffer.from(resp)
+      resp.writeUInt16BE(q.id, 0)
+    }
+    if (check) {
+      // The policy may have changed since the answer was cached: check on every use, not once.
+      const r = checkForwarded(resp, matcher)
+      if (r.kind === 'malformed') {
+        st.servFail++
+        return buildError(msg, RCODE.SERVFAIL, q.qEnd, q.edns ? { do: q.edns.do } : undefined)
+      }
+      if (r.kind === 'block') {
+        st.blockedByAnswer++
+        const b = blockedReply(msg, q, r.verdict, plan)
+        record({ action: 'block', verdict: r.verdict, name: q.qname, qtype: typeName(q.qtype), answer: b.label }, client)
+        log.debug({ domain: q.qname, via: r.via }, 'forwarded answer blocked')
+        return b.packet
+      }
+      if (r.kind === 'alert' && !alertHit) record({ action: 'alert', verdict: r.verdict, name: q.qname, qtype: typeName(q.qtype), answer: 'forwarded' }, client)
+    }
+    if (alertHit) record(alertHit, client)
+    return resp
+  }
+
+  function handle(msg: Buffer, client: ClientInfo): Buffer | undefined | Promise<Buffer | undefined> {
+    st.queries++
+    if (limiter && !limiter.take(client.address)) {
+      st.rateLimited++
+      // UDP: silence (answering a flood, possibly from spoofed sources, only helps the flood).
+      // TCP: the handshake proves the source, so say REFUSED rather than leave it hanging.
+      if (client.proto === 'udp' || msg.length < HEADER) return undefined
+      return buildError(msg, RCODE.REFUSED)
+    }
+    if (!acl(client.address)) {
+      st.refusedClients++
+      if (msg.length < HEADER || msg.readUInt16BE(2) & 0x8000) return undefined
+      // REFUSED with the question echoed: never bigger than the query, so no amplification.
+      const p = parseQuery(msg)
+      return buildError(msg, RCODE.REFUSED, p.ok ? p.query.qEnd : undefined)
+    }
+    const d = answer(msg, matcher, plan)
+    switch (d.kind) {
+      case 'drop':
+        st.dropped++
+        return undefined
+      case 'reply':
+        if (d.rcode === RCODE.FORMERR) st.formErr++
+        if (d.hit) record(d.hit, client)
+        return fit(d.packet, d.query, client)
+      case 'forward':
+        return forward(msg, d.query, d.check, d.hit, client).then((r) => fit(r, d.query, client))
+    }
+  }
+
+  const server = createDnsServer({ listen: opts.listen, handler: handle, log: opts.log, tcpIdleMs: opts.tcpIdleMs, maxTcpClients: opts.maxTcpClients })
+
+  return {
+    async start() {
+      try {
+        await server.start()
+      } catch (e) {
+        await server.stop()
+        await upstream.close()
+        throw e
+      }
+      log.info({ addresses: server.addresses() }, 'sinkhole listening')
+    },
+    async stop() {
+      await server.stop()
+      await upstream.close()
+      cache?.clear()
+    },
+    setMatcher(m) {
+      matcher = m
+    },
+    addresses: () => server.addresses(),
+    stats: () => ({ ...st, cacheSize: cache?.size ?? 0, server: server.stats(), upstream: upstream.stats() }),
+  }
+}
