@@ -1,0 +1,137 @@
+// createAgent with fakes: the cached policy is enforced before the server is asked, each new policy goes
+// to the controller then the sinkhole, a report follows each apply, hits are uploaded, rules stay on stop
+// unless on-exit is remove, and a corrupt cache stops startup.
+import t from 'tap'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createAgent, type AgentDeps } from '../../src/agent/agent.js'
+import { createPolicyCache } from '../../src/agent/policy-cache.js'
+import { silentLogger } from '../../src/log.js'
+import type { Entry, Matcher, Policy } from '../../src/policy/types.js'
+import type { Hit } from '../../src/sinkhole/types.js'
+import type { ReportBody } from '../../src/client/api-types.js'
+
+const ent = (value: string): Entry => ({ kind: 'domain', value, allow: false, mode: 'block', source: 'api:t', id: value })
+const pol = (version: number, names: string[]): Policy => ({ version, etag: `e${version}`, generatedAt: '2026-11-21T00:00:00Z', entries: names.map(ent) })
+
+function world(t: { teardown: (f: () => void) => void }) {
+  const dir = mkdtempSync(join(tmpdir(), `eg-agent-${process.pid}-`))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const events: string[] = []
+  const reports: ReportBody[] = []
+  const uploaded: Hit[] = []
+  const answers: Array<Policy | Error | 304> = []
+  let hitCb: ((h: Hit) => void) | undefined
+  let removed = 0
+  const deps: AgentDeps = {
+    log: silentLogger,
+    cache: createPolicyCache({ dir, log: silentLogger }),
+    controller: {
+      async setPolicy(p) {
+        events.push(`apply:${p.version}`)
+        return { warnings: [] }
+      },
+      async reconcileOnce() {},
+      start: () => void events.push('controller:start'),
+      stop: () => void events.push('controller:stop'),
+      stats: () => ({ repairs: 2, drift: [{ kind: 'jump-missing', detail: 'OUTPUT' }] }),
+    },
+    client: {
+      async getPolicy(q) {
+        events.push(`get:${q.etag ?? '-'}`)
+        const a = answers.shift()
+        if (a === undefined) throw new Error('ECONNREFUSED')
+        if (a instanceof Error) throw a
+        if (a === 304) return { status: 304, etag: q.etag ?? '' }
+        return { status: 200, policy: a, etag: a.etag }
+      },
+      async report(body) {
+        reports.push(body)
+      },
+      async uploadHits(_host, hits) {
+        uploaded.push(...hits)
+        return { accepted: hits.length }
+      },
+    },
+    sinkhole: {
+      start: async () => void events.push('sinkhole:start'),
+      stop: async () => void events.push('sinkhole:stop'),
+      setMatcher: (m: Matcher) => void events.push(`matcher:${(m as unknown as { n: number }).n}`),
+    },
+    buildMatcher: (entries) => ({ n: entries.length }) as unknown as Matcher,
+    hits: { onHit: (cb) => ((hitCb = cb), () => (hitCb = undefined)) },
+    remove: async () => void removed++,
+  }
+  return { dir, deps, events, reports, uploaded, answers, hit: (h: Hit) => hitCb?.(h), removed: () => removed }
+}
+
+const cfg = (dir: string, extra = {}) => ({ host: 'web1', agentVersion: '0.1.0', stateDir: dir, waitSec: 1, reportIntervalMs: 3_600_000, ...extra })
+
+t.test('cached policy first, then the server; kernel before sinkhole; report after apply', async (t) => {
+  const w = world(t)
+  await w.deps.cache.write(pol(3, ['a.example', 'b.example']))
+  // The server is slow to answer: the first getPolicy never resolves before start() returns.
+  const agent = createAgent(cfg(w.dir), { ...w.deps, sleep: (ms, s) => new Promise((r) => (s.aborted ? r() : s.addEventListener('abort', () => r(), { once: true }))) })
+  w.answers.push(pol(4, ['a.example', 'b.example', 'c.example']))
+  await agent.start()
+  t.same(w.events.slice(0, 3), ['apply:3', 'matcher:2', 'sinkhole:start'], 'cache enforced before anything else')
+  // Let the loop's first round finish.
+  for (let i = 0; i < 100 && !w.events.includes('apply:4'); i++) await new Promise((r) => setTimeout(r, 10))
+  t.ok(w.events.indexOf('get:e3') > w.events.indexOf('apply:3'), 'the first request carries the cached etag')
+  t.ok(w.events.indexOf('matcher:3') > w.events.indexOf('apply:4'), 'sinkhole matcher switched after the kernel apply')
+  await agent.reportNow()
+  const last = w.reports.at(-1)!
+  t.equal(last.host, 'web1')
+  t.equal(last.version, 4)
+  t.equal(last.etag, 'e4')
+  t.same(last.counts, { entries: 3, domains: 3, nets: 0, v4: 0, v6: 0 })
+  t.equal(last.repairs, 2)
+  t.same(last.drift, ['jump-missing: OUTPUT'])
+  t.same((await w.deps.cache.read())?.version, 4)
+  await agent.stop()
+  t.equal(w.removed(), 0, 'rules stay in place on stop (on-exit keep)')
+})
+
+t.test('server down at start: cache enforced, errors reported, nothing removed', async (t) => {
+  const w = world(t)
+  await w.deps.cache.write(pol(3, ['a.example']))
+  const agent = createAgent(cfg(w.dir, { backoff: { baseMs: 5, maxMs: 10 } }), w.deps)
+  await agent.start()
+  t.equal(await agent.syncOnce(), 'error')
+  t.same(w.events.filter((e) => e.startsWith('apply')), ['apply:3'])
+  await agent.reportNow()
+  t.match(w.reports.at(-1)!.errors.join('\n'), /ECONNREFUSED/)
+  t.equal(w.reports.at(-1)!.version, 3)
+  await agent.stop()
+  t.equal(w.removed(), 0)
+})
+
+t.test('hits from the hit log are uploaded with the host name', async (t) => {
+  const w = world(t)
+  w.answers.push(pol(1, ['a.example']))
+  const agent = createAgent(cfg(w.dir, { hitUploadIntervalMs: 10 }), w.deps)
+  await agent.start()
+  w.hit({ time: 'x', lastTime: 'x', count: 1, client: '172.17.0.2', name: 'a.example', qtype: 'A', action: 'block', entry: { value: 'a.example', source: 'api:t', mode: 'block' }, answer: 'null' })
+  for (let i = 0; i < 100 && w.uploaded.length === 0; i++) await new Promise((r) => setTimeout(r, 10))
+  t.equal(w.uploaded.length, 1)
+  t.equal(w.uploaded[0]!.host, 'web1')
+  await agent.stop()
+})
+
+t.test('on-exit remove takes the rules away on stop', async (t) => {
+  const w = world(t)
+  w.answers.push(pol(1, ['a.example']))
+  const agent = createAgent(cfg(w.dir, { onExit: 'remove' }), w.deps)
+  await agent.start()
+  await agent.stop()
+  t.equal(w.removed(), 1)
+})
+
+t.test('a corrupt cache stops startup with a coded error and nothing is applied', async (t) => {
+  const w = world(t)
+  writeFileSync(w.deps.cache.file, '{"format":1,"checksum":"x"')
+  const agent = createAgent(cfg(w.dir), w.deps)
+  await t.rejects(agent.start(), { code: 'EG_CACHE_CORRUPT' })
+  t.same(w.events, [], 'no apply, no sinkhole, no server request')
+})
