@@ -1,0 +1,93 @@
+// The dry-run backend: prints what a kernel backend would do (set members added and removed, the
+// chain and its jumps) and keeps the result in memory, so plan, tests and verify() work without root.
+import type { ApplyReport, DesiredState, Drift, Enforcer, FamilySets } from './types.js'
+
+type Role = 'block' | 'alert' | 'allow'
+const ROLES: readonly Role[] = ['allow', 'block', 'alert']
+const FAMS = ['v4', 'v6'] as const
+
+export interface DryRunOptions {
+  /** What the "kernel" holds before the first apply (e.g. read from the live backend for `plan`). */
+  current?: DesiredState
+  /** Name prefix shown in the printed set and chain names (default `egress-guard`). */
+  namePrefix?: string
+}
+
+export interface DryRunEnforcer extends Enforcer {
+  /** What the pretend kernel holds now (undefined before init). */
+  snapshot(): DesiredState | undefined
+}
+
+function empty(): FamilySets {
+  return { v4: [], v6: [] }
+}
+
+export function createDryRunEnforcer(print: (line: string) => void, opts: DryRunOptions = {}): DryRunEnforcer {
+  const prefix = opts.namePrefix ?? 'egress-guard'
+  const chain = prefix.toUpperCase()
+  /** The pretend kernel: role -> family -> members. */
+  let kernel: Map<string, Set<string>> | undefined
+  let version = opts.current?.version ?? 0
+  const key = (role: Role, fam: 'v4' | 'v6'): string => `${role}${fam === 'v4' ? 4 : 6}`
+
+  function load(state: DesiredState | undefined): Map<string, Set<string>> {
+    const m = new Map<string, Set<string>>()
+    for (const role of ROLES) for (const fam of FAMS) m.set(key(role, fam), new Set(state ? state[role][fam] : []))
+    return m
+  }
+  if (opts.current) kernel = load(opts.current)
+
+  const setName = (k: string): string => `${prefix}-${k}`
+
+  return {
+    name: 'dry-run',
+    async init() {
+      if (kernel) return
+      kernel = load(undefined)
+      for (const role of ROLES) for (const fam of FAMS) print(`create set ${setName(key(role, fam))} (hash:net, ${fam === 'v4' ? 'inet' : 'inet6'})`)
+      print(`create chain ${chain}: accept allow sets, count+log alert sets, reject block sets (tcp-reset / icmp unreachable)`)
+      print(`insert jump to ${chain} first in OUTPUT, and in DOCKER-USER when it exists (else FORWARD)`)
+    },
+    async apply(desired) {
+      const t0 = performance.now()
+      if (!kernel) await this.init()
+      const k = kernel!
+      let added = 0
+      let removed = 0
+      const actions: string[] = []
+      for (const role of ROLES) {
+        for (const fam of FAMS) {
+          const name = key(role, fam)
+          const live = k.get(name)!
+          const want = new Set(desired[role][fam])
+          const add = [...want].filter((m) => !live.has(m))
+          const rm = [...live].filter((m) => !want.has(m))
+          for (const m of add) print(`add ${setName(name)} ${m}`)
+          for (const m of rm) print(`del ${setName(name)} ${m}`)
+          if (add.length + rm.length > 0) actions.push(`${setName(name)}: +${add.length} -${rm.length} (${want.size} members)`)
+          added += add.length
+          removed += rm.length
+          k.set(name, want)
+        }
+      }
+      version = desired.version
+      return { backend: 'dry-run', changed: added + removed > 0, added, removed, ms: performance.now() - t0, actions }
+    },
+    async verify(): Promise<Drift[]> {
+      // Nothing outside this object can change the pretend kernel, so it always matches what was applied.
+      return []
+    },
+    async remove() {
+      if (!kernel) return
+      print(`delete jumps to ${chain} from OUTPUT and DOCKER-USER/FORWARD, then chain ${chain}`)
+      for (const role of ROLES) for (const fam of FAMS) print(`destroy set ${setName(key(role, fam))}`)
+      kernel = undefined
+    },
+    snapshot() {
+      if (!kernel) return undefined
+      const s: DesiredState = { block: empty(), alert: empty(), allow: empty(), version }
+      for (const role of ROLES) for (const fam of FAMS) s[role][fam] = [...kernel.get(key(role, fam))!].sort()
+      return s
+    },
+  }
+}
