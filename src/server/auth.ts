@@ -99,3 +99,23 @@ export class TokenIndex {
     return principal
   }
 }
+
+/**
+ * Read the bootstrap admin token file (`--admin-token-file`): one line, the secret. Refuses a missing,
+ * empty or weak token (EG_CONFIG). Returns its hash; the secret does not outlive this call.
+ */
+export async function readAdminTokenFile(path: string): Promise<{ hash: string; looseMode: boolean }> {
+  const { readFile, stat } = await import('node:fs/promises')
+  let text: string
+  let mode: number
+  try {
+    text = await readFile(path, 'utf8')
+    mode = (await stat(path)).mode
+  } catch (e) {
+    throw errors.config(`--admin-token-file ${path}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+  }
+  const secret = text.trim()
+  assertStrongSecret(secret, `--admin-token-file ${path}`)
+  // Group/other-readable token files are reported by the caller, not refused: some setups need it.
+  return { hash: hashToken(secret), looseMode: (mode & 0o077) !== 0 }
+}

@@ -4,7 +4,7 @@
 // A blocklist file that cannot be read keeps the entries it had; a deleted file drops them.
 import { watch, type FSWatcher } from 'node:fs'
 import { readdir, readFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import type { Logger } from '../log.js'
 import type { Entry, Problem } from '../policy/types.js'
 import type { PolicyBody } from '../client/api-types.js'
@@ -139,7 +139,8 @@ export class PolicyService {
           log.error({ file, err: err.message }, 'cannot read blocklist file; keeping its previous entries')
           continue
         }
-        const { entries, problems } = parseBlocklist(text, file)
+        // Sources read `blocklists/evil.txt:12`: the checkout's own path, not this server's disk layout.
+        const { entries, problems } = parseBlocklist(text, `${basename(dir)}/${name}`)
         this.#files.set(file, entries)
         this.#fileProblems.set(file, problems)
         for (const p of problems) log.warn({ file: p.file, line: p.line, code: p.code }, formatProblem(p))

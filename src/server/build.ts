@@ -1,0 +1,184 @@
+// buildServer(deps): the whole HTTP API as a fastify instance, without listen(), so tests drive it
+// with inject() and the `server` command adds the socket. Order matters: swagger and the rate limiter
+// register before the routes (both hook into route registration); the auth hook runs on every
+// request before anything reads the body into a handler.
+import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify'
+import rateLimit from '@fastify/rate-limit'
+import swagger from '@fastify/swagger'
+import { Registry } from 'prom-client'
+import type { Logger } from '../log.js'
+import type { Store } from '../store/types.js'
+import type { PolicyBody } from '../client/api-types.js'
+import { EgError, errors, isEgError } from '../errors.js'
+import { TokenIndex } from './auth.js'
+import { DEFAULT_LIMITS, type ServerContext, type ServerLimits } from './context.js'
+import { createServerMetrics } from './metrics.js'
+import { hostStatuses } from './fleet.js'
+import { PolicyService } from './policy-service.js'
+import { entrySchema } from './schemas.js'
+import policyRoutes from './routes/policy.js'
+import fleetRoutes from './routes/fleet.js'
+import hitRoutes from './routes/hits.js'
+import entryRoutes from './routes/entries.js'
+import adminRoutes from './routes/admin.js'
+import opsRoutes from './routes/ops.js'
+
+export interface BuildServerDeps {
+  store: Store
+  blocklistDirs: string[]
+  log: Logger
+  registry?: Registry
+  now?: () => Date
+  /** SHA-256 (hex) of the bootstrap admin token from --admin-token-file (see readAdminTokenFile). */
+  adminTokenHash?: string
+  limits?: Partial<ServerLimits>
+  /** Serve /metrics without a token (for a Prometheus on a trusted network). */
+  openMetrics?: boolean
+  /** Watch the blocklist directories for changes (the command turns it on; tests call reload()). */
+  watch?: boolean
+  https?: { cert: string | Buffer; key: string | Buffer }
+  /** Versions of the policy kept for diffs. */
+  historyKeep?: number
+  version?: string
+}
+
+export interface EgressGuardDecoration {
+  /** Re-read the blocklist files (SIGHUP). */
+  reload(): Promise<PolicyBody>
+  policy: PolicyService
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    eg: EgressGuardDecoration
+  }
+}
+
+/** Turn anything thrown in a request into the coded error the API promises. */
+function toEgError(e: FastifyError | EgError | Error): EgError {
+  if (isEgError(e)) return e
+  const fe = e as FastifyError
+  if (fe.validation) {
+    const problems = fe.validation.map((v) => {
+      const m = /^\/(?:entries|hits)\/(\d+)/.exec(v.instancePath)
+      return { ...(m ? { index: Number(m[1]) } : {}), path: `${fe.validationContext ?? ''}${v.instancePath}`, message: `${fe.validationContext ?? ''}${v.instancePath} ${v.message ?? 'is invalid'}` }
+    })
+    return errors.badInput(fe.message, { problems })
+  }
+  const status = fe.statusCode ?? 500
+  if (status === 413) return errors.tooLarge(fe.message)
+  if (status === 429) return errors.rateLimited(fe.message)
+  if (status >= 400 && status < 500) return new EgError('EG_BAD_INPUT', fe.message, status)
+  return errors.internal('internal error')
+}
+
+export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstance> {
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...deps.limits }
+  const log = deps.log.child({ component: 'server' })
+  const now = deps.now ?? (() => new Date())
+  const registry = deps.registry ?? new Registry()
+  const tokens = new TokenIndex(await deps.store.listTokens(), deps.adminTokenHash)
+  // No unauthenticated admin route, ever: without an admin credential there is no server.
+  if (!tokens.hasAdmin) {
+    throw errors.config('no admin credential: give --admin-token-file FILE (create one with `egress-guard token create --role admin --data DIR --out FILE`)')
+  }
+  let metrics: ReturnType<typeof createServerMetrics> | undefined
+  const policy = new PolicyService({
+    store: deps.store,
+    blocklistDirs: deps.blocklistDirs,
+    log: log.child({ component: 'policy' }),
+    now,
+    watch: deps.watch ?? false,
+    ...(deps.historyKeep !== undefined ? { historyKeep: deps.historyKeep } : {}),
+    onChange: () => metrics?.policyChange(),
+  })
+  await policy.init()
+
+  const app = Fastify({
+    loggerInstance: log,
+    // One line per request is noise with thousands of long-polls; metrics carry latency and counts.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: limits.bodyBytes,
+    ...(deps.https ? { https: deps.https } : {}),
+    // Unknown fields are an error, not silently dropped; query strings still need type coercion.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    // Long-polls are not idle: close() ends them through preClose, then idle keep-alives are cut.
+    forceCloseConnections: 'idle',
+  }) as unknown as FastifyInstance
+
+  const ctx: ServerContext = {
+    store: deps.store,
+    policy,
+    tokens,
+    refreshTokens: async () => tokens.replace(await deps.store.listTokens(), deps.adminTokenHash),
+    metrics: (metrics = createServerMetrics(registry, {
+      version: () => policy.current.version,
+      entries: () => policy.current.entries,
+      waiting: () => policy.waiters.size,
+      agentStates: async () => {
+        const counts = { 'in-sync': 0, behind: 0, silent: 0, drift: 0 }
+        for (const h of hostStatuses(await deps.store.listAgents(), policy.current.etag, now(), limits.silentAfterMs)) counts[h.state]++
+        return counts
+      },
+    })),
+    log,
+    now,
+    limits,
+    version: deps.version ?? '0.1.0',
+  }
+
+  app.decorate('eg', { reload: () => policy.reload('reload'), policy })
+  app.addSchema(entrySchema)
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const e = toEgError(err)
+    if (e.statusCode >= 500) log.error({ err, url: req.url }, 'request failed')
+    return reply.code(e.statusCode).send({ statusCode: e.statusCode, code: e.code, message: e.message, ...(e.details !== undefined ? { details: e.details } : {}) })
+  })
+  app.setNotFoundHandler((req) => {
+    throw errors.notFound(`no route ${req.method} ${req.url.split('?')[0]}`)
+  })
+
+  app.addHook('onRequest', async (req) => {
+    const roles = req.routeOptions.config?.roles
+    if (!roles) return
+    const p = tokens.lookup(req.headers.authorization)
+    if (!p) throw errors.unauthorized('missing or unknown bearer token')
+    if (!roles.includes(p.role)) throw errors.forbidden(`a ${p.role} token may not ${req.method} ${req.routeOptions.url}`)
+    req.principal = p
+  })
+  app.addHook('onResponse', async (req, reply) => {
+    metrics!.request(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
+  })
+  app.addHook('preClose', async () => policy.waiters.close())
+  app.addHook('onClose', async () => policy.close())
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'egress-guard server API', version: 'v1', description: 'Policy distribution, entries, fleet, hits, audit and tokens. Auth: `Authorization: Bearer <token>`.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  })
+  if (limits.ratePerMinute > 0) {
+    await app.register(rateLimit, {
+      max: limits.ratePerMinute,
+      timeWindow: 60_000,
+      hook: 'onRequest',
+      // Runs after the auth hook: a token's id is the key (agents behind one NAT are separate);
+      // requests without a valid token are keyed by address.
+      keyGenerator: (req) => req.principal?.id ?? req.ip,
+      errorResponseBuilder: (_req, c) => errors.rateLimited(`rate limit: at most ${c.max} requests per ${c.after}; retry later`),
+    })
+  }
+
+  policyRoutes(app, ctx)
+  fleetRoutes(app, ctx)
+  hitRoutes(app, ctx)
+  entryRoutes(app, ctx)
+  adminRoutes(app, ctx)
+  opsRoutes(app, ctx, { registry, openMetrics: deps.openMetrics ?? false })
+  await app.ready()
+  return app
+}

@@ -1,0 +1,170 @@
+// JSON schemas of the API's bodies and queries: fastify validates every request with them and the
+// OpenAPI document is generated from the same objects, so the docs cannot drift from the checks.
+const str = (maxLength = 256) => ({ type: 'string', maxLength }) as const
+const hostName = { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' } as const
+
+export const entrySchema = {
+  $id: 'Entry',
+  type: 'object',
+  required: ['kind', 'value', 'allow', 'mode', 'source'],
+  properties: {
+    kind: { type: 'string', enum: ['domain', 'net'] },
+    value: str(4096),
+    subdomainsOnly: { type: 'boolean' },
+    allow: { type: 'boolean' },
+    mode: { type: 'string', enum: ['block', 'alert'] },
+    reason: str(1024),
+    expires: str(64),
+    force: { type: 'boolean' },
+    source: str(4096),
+    id: str(64),
+    added: str(64),
+    actor: str(256),
+  },
+} as const
+
+export const hitSchema = {
+  type: 'object',
+  required: ['time', 'lastTime', 'count', 'client', 'name', 'qtype', 'action', 'entry', 'answer'],
+  properties: {
+    time: { type: 'string', format: 'date-time' },
+    lastTime: { type: 'string', format: 'date-time' },
+    count: { type: 'integer', minimum: 1 },
+    client: str(64),
+    container: {
+      type: 'object',
+      required: ['id', 'name', 'image'],
+      properties: { id: str(128), name: str(256), image: str(512), service: str(256), project: str(256) },
+    },
+    name: str(255),
+    qtype: str(16),
+    action: { type: 'string', enum: ['block', 'alert'] },
+    entry: {
+      type: 'object',
+      required: ['value', 'source', 'mode'],
+      properties: { value: str(4096), source: str(4096), reason: str(1024), id: str(64), mode: { type: 'string', enum: ['block', 'alert'] } },
+    },
+    answer: str(64),
+    host: hostName,
+  },
+} as const
+
+export const policyQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    wait: { type: 'integer', minimum: 0, maximum: 60, description: 'long-poll: seconds to hold the request (with If-None-Match)' },
+    since: { type: 'integer', minimum: 0, description: 'answer with a diff since this version when the server still has it' },
+  },
+} as const
+
+export const reportBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['host', 'version', 'etag', 'counts', 'repairs', 'drift', 'errors', 'agentVersion'],
+  properties: {
+    host: hostName,
+    version: { type: 'integer', minimum: 0 },
+    etag: str(128),
+    counts: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['entries', 'domains', 'nets', 'v4', 'v6'],
+      properties: Object.fromEntries(['entries', 'domains', 'nets', 'v4', 'v6'].map((k) => [k, { type: 'integer', minimum: 0 }])),
+    },
+    repairs: { type: 'integer', minimum: 0 },
+    drift: { type: 'array', maxItems: 1000, items: str(1024) },
+    errors: { type: 'array', maxItems: 1000, items: str(2048) },
+    agentVersion: str(64),
+  },
+} as const
+
+export const hitsBody = (maxItems: number) =>
+  ({
+    type: 'object',
+    additionalProperties: false,
+    required: ['host', 'hits'],
+    properties: { host: hostName, hits: { type: 'array', maxItems, items: hitSchema } },
+  }) as const
+
+export const hitsQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    since: { type: 'string', maxLength: 64, description: 'a duration back from now (1h, 30m) or an RFC 3339 time' },
+    host: str(253),
+    container: str(256),
+    domain: str(255),
+    limit: { type: 'integer', minimum: 1, maximum: 10000, default: 1000 },
+  },
+} as const
+
+export const entriesBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['entries'],
+  properties: {
+    entries: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 10000,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['value', 'reason'],
+        properties: {
+          value: { type: 'string', minLength: 1, maxLength: 4096 },
+          reason: { type: 'string', minLength: 1, maxLength: 1024 },
+          expires: { type: 'string', maxLength: 64, description: '4h, 7d, 2026-12-31 or an RFC 3339 time' },
+          mode: { type: 'string', enum: ['block', 'alert'] },
+          allow: { type: 'boolean' },
+          force: { type: 'boolean' },
+        },
+      },
+    },
+  },
+} as const
+
+export const entriesQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    source: { type: 'string', enum: ['api', 'file'] },
+    q: str(256),
+    mode: { type: 'string', enum: ['block', 'alert'] },
+    allow: { type: 'boolean' },
+  },
+} as const
+
+export const removeEntryParams = {
+  type: 'object',
+  required: ['idOrValue'],
+  properties: { idOrValue: { type: 'string', minLength: 1, maxLength: 4096 } },
+} as const
+
+export const reasonQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { reason: str(1024) },
+} as const
+
+export const limitQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { limit: { type: 'integer', minimum: 1, maximum: 10000, default: 100 } },
+} as const
+
+export const tokenBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['role'],
+  properties: { role: { type: 'string', enum: ['admin', 'agent', 'read'] }, host: hostName, name: str(128) },
+} as const
+
+export const idParams = {
+  type: 'object',
+  required: ['id'],
+  properties: { id: { type: 'string', minLength: 1, maxLength: 64 } },
+} as const
+
+export const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const
