@@ -43,12 +43,13 @@ interface Slot {
 }
 
 /**
- * Key choice: client + name + qtype + action. An A and an AAAA lookup are separate records (both are
- * informative: which families the dropper tried), and an alert and a block of the same name never fold
- * together (a policy change between them matters).
+ * Key choice: client + container + name + qtype + action. An A and an AAAA lookup are separate records
+ * (both are informative: which families the dropper tried); an alert and a block of the same name never
+ * fold together (a policy change between them matters); and a container that reuses a removed one's
+ * address starts its own record instead of being folded into the old container's.
  */
 function keyOf(h: Incoming): string {
-  return `${h.client}\u0000${h.name}\u0000${h.qtype}\u0000${h.action}`
+  return `${h.client}\u0000${h.container?.id ?? ''}\u0000${h.name}\u0000${h.qtype}\u0000${h.action}`
 }
 
 function modeOf(answer: string): string {
@@ -164,11 +165,9 @@ export function createHitLog(opts: HitLogOptions): HitLog {
       } else {
         p.count++
         p.lastTime = hit.time
-        // Keep the latest view of what decided and what was answered; attribution may arrive late
-        // (a container's first query can beat the Docker event that names it).
+        // Keep the latest view of what decided and what was answered (the policy may change mid-interval).
         p.entry = hit.entry
         p.answer = hit.answer
-        if (hit.container) p.container = hit.container
       }
     },
     onHit(cb) {

@@ -87,7 +87,7 @@ t.test('an idle key is forgotten after a quiet interval, so it is news again', a
   t.match(got[2], { name: 'pool.evil.example', count: 1 })
 })
 
-t.test('keys: client, name, qtype and action are separate; late attribution fills the aggregate', async (t) => {
+t.test('keys: client, container, name, qtype and action are separate', async (t) => {
   const c = clock()
   const hl = createHitLog({ intervalMs: 60_000, log: silentLogger, now: c.now })
   t.teardown(() => hl.close())
@@ -99,12 +99,18 @@ t.test('keys: client, name, qtype and action are separate; late attribution fill
   hl.record(hit(c, { action: 'alert', answer: 'forwarded' }))
   hl.record(hit(c, { name: 'x.evil.example' }))
   t.equal(got.length, 5, 'five distinct keys, five immediate records')
-  const container = { id: 'abc123', name: 'miner', image: 'eg-busybox:test' }
-  hl.record(hit(c))
-  hl.record(hit(c, { container }))
+  // Address reuse: a new container on the same client address is news, not a repeat of the old one.
+  const first = { id: 'abc123', name: 'miner', image: 'eg-busybox:test' }
+  const second = { id: 'def456', name: 'miner2', image: 'eg-busybox:test' }
+  hl.record(hit(c, { container: first }))
+  hl.record(hit(c, { container: first }))
+  hl.record(hit(c, { container: second }))
+  t.equal(got.length, 7)
+  t.match(got[5], { count: 1, container: first })
+  t.match(got[6], { count: 1, container: second })
   await hl.flush()
-  t.equal(got.length, 6)
-  t.match(got[5], { count: 2, container })
+  t.equal(got.length, 8)
+  t.match(got[7], { count: 1, container: first })
 })
 
 t.test('JSON-lines file holds one record per line, equal to what listeners got', async (t) => {
@@ -113,9 +119,10 @@ t.test('JSON-lines file holds one record per line, equal to what listeners got',
   const hl = createHitLog({ file, intervalMs: 60_000, log: silentLogger, now: c.now })
   const got: Hit[] = []
   hl.onHit((h) => got.push(h))
-  hl.record(hit(c, { container: { id: 'id1', name: 'web', image: 'nginx', service: 'web', project: 'shop' } }))
-  hl.record(hit(c))
-  hl.record(hit(c))
+  const container = { id: 'id1', name: 'web', image: 'nginx', service: 'web', project: 'shop' }
+  hl.record(hit(c, { container }))
+  hl.record(hit(c, { container }))
+  hl.record(hit(c, { container }))
   hl.record(hit(c, { name: 'b.example', answer: 'nxdomain' }))
   await hl.close()
   const lines = readFileSync(file, 'utf8').split('\n')
