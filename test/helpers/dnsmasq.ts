@@ -16,7 +16,7 @@ export interface DnsmasqOptions {
   hosts?: Record<string, string[]>
   /** `--cname=alias,target` lines. */
   cnames?: Record<string, string>
-  /** `--address=/domain/ip` lines: the domain and everything under it. */
+  /** `--address=/domain/ip` lines: the domain and everything under it (ip "" means NXDOMAIN). */
   addresses?: Record<string, string>
   /** Extra raw dnsmasq arguments (tests control these; never from a blocklist). */
   extraArgs?: string[]
@@ -131,4 +131,44 @@ export async function startDnsmasq(t: T, opts: DnsmasqOptions = {}): Promise<Dns
     if (opts.port !== undefined) break
   }
   throw new Error(`dnsmasq did not start: ${lastErr.trim().slice(0, 500)}`)
+}
+
+export interface DigResult {
+  status: string
+  flags: string[]
+  /** Answer section: [name, type, data] (names without the trailing dot). */
+  answers: Array<[string, string, string]>
+  ttls: number[]
+  /** `; EDE: 15 (Blocked): (text)` lines, as printed. */
+  ede: string[]
+  timedOut: boolean
+  raw: string
+}
+
+/** Run the real `dig` (bind9-dnsutils) once: `dig @server -p port name type +tries=1 +time=2 ...extra`. */
+export function dig(server: string, port: number, name: string, type = 'A', extra: string[] = [], netns?: string): Promise<DigResult> {
+  const args = [`@${server}`, '-p', String(port), name, type, '+tries=1', '+time=2', ...extra]
+  const [file, argv] = netns ? ['ip', ['netns', 'exec', netns, 'dig', ...args]] : ['dig', args]
+  return new Promise((resolve) => {
+    const child = spawn(file as string, argv as string[], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout!.on('data', (d) => (out += String(d)))
+    child.stderr!.on('data', (d) => (out += String(d)))
+    child.on('close', () => {
+      const status = /status: ([A-Z]+)/.exec(out)?.[1] ?? ''
+      const flags = (/;; flags: ([a-z ]+)[;:]/.exec(out)?.[1] ?? '').trim().split(/\s+/).filter(Boolean)
+      const answers: Array<[string, string, string]> = []
+      const ttls: number[] = []
+      const sec = /;; ANSWER SECTION:\n([\s\S]*?)\n\n/.exec(out)?.[1] ?? ''
+      for (const line of sec.split('\n')) {
+        const m = /^(\S+)\s+(\d+)\s+IN\s+(\S+)\s+(.*)$/.exec(line.trim())
+        if (m) {
+          answers.push([m[1]!.replace(/\.$/, ''), m[3]!, m[4]!.replace(/\.$/, '')])
+          ttls.push(Number(m[2]))
+        }
+      }
+      const ede = out.split('\n').filter((l) => l.startsWith('; EDE:'))
+      resolve({ status, flags, answers, ttls, ede, timedOut: /timed out|no servers could be reached/.test(out) && status === '', raw: out })
+    })
+  })
 }
