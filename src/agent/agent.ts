@@ -88,12 +88,17 @@ export interface Agent {
 }
 
 /** Pull repairs/drift out of whatever stats() the controller gives, without depending on its exact shape. */
-function controllerFacts(stats: unknown): { repairs: number; drift: string[] } {
+function controllerFacts(stats: unknown): { repairs: number; drift: string[]; error?: string } {
   const s = (stats ?? {}) as Record<string, unknown>
   const repairs = typeof s.repairs === 'number' ? s.repairs : 0
   const raw = Array.isArray(s.drift) ? s.drift : Array.isArray(s.lastDrift) ? s.lastDrift : []
   const drift = raw.map((d) => (typeof d === 'string' ? d : d && typeof d === 'object' && 'kind' in d ? `${String((d as { kind: unknown }).kind)}: ${String((d as { detail?: unknown }).detail ?? '')}` : JSON.stringify(d)))
-  return { repairs, drift }
+  // The controller repairs drift as it finds it; what it could not repair shows up as its lastError.
+  // It never clears lastError, so only one newer than its last successful apply still counts.
+  const fresh = typeof s.lastErrorAt !== 'string' || typeof s.appliedAt !== 'string' || s.lastErrorAt >= s.appliedAt
+  const lastError = typeof s.lastError === 'string' && fresh ? s.lastError : undefined
+  if (lastError && /^drift remains/.test(lastError)) drift.push(lastError)
+  return { repairs, drift, ...(lastError && !/^drift remains/.test(lastError) ? { error: lastError } : {}) }
 }
 
 function warningText(w: unknown): string {
@@ -167,6 +172,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
     const c = controllerFacts(deps.controller.stats())
     const errs: string[] = []
     if (lastApplyError) errs.push(lastApplyError)
+    if (c.error && !errs.some((x) => x.includes(c.error!))) errs.push(c.error)
     if (s.lastError && s.lastError !== lastApplyError) errs.push(s.lastError)
     const hs = uploader?.stats()
     if (hs && hs.dropped > 0) errs.push(`hit spool full: ${hs.dropped} hits dropped`)

@@ -1,11 +1,192 @@
-// `egress-guard agent`: not built yet (see the open issues). Replace this stub.
-import type { Command } from './types.js'
+// `egress-guard agent`: the per-host daemon. Reads its options once (src/config.ts, section "agent"),
+// builds the components (API client, enforcer, resolver, controller, hosts block, sinkhole, hit log)
+// and hands them to createAgent; runs until SIGINT/SIGTERM. Rules stay in place on exit unless
+// --on-exit remove.
+import { hostname } from 'node:os'
+import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import type { Command, CommandIO } from './types.js'
+import { durationOption, helpText, intOption, loadOptions, type Spec } from '../config.js'
 import { errors } from '../errors.js'
+import { createLogger } from '../log.js'
+import { createApiClient } from '../client/api-client.js'
+import { createEnforcer, BACKENDS, type BackendKind } from '../enforce/factory.js'
+import { createEnforcementController } from '../enforce/controller.js'
+import { createHostsFile } from '../enforce/hosts-file.js'
+import { createAddressBook } from '../resolve/address-book.js'
+import type { Upstream } from '../resolve/dns-client.js'
+import { buildMatcher } from '../policy/matcher.js'
+import { createSinkhole } from '../sinkhole/sinkhole.js'
+import { parseBlockMode } from '../sinkhole/answer.js'
+import { createHitLog } from '../sinkhole/hit-log.js'
+import { createDockerContainers } from '../sinkhole/containers.js'
+import { createAgent, type AgentDeps } from '../agent/agent.js'
+import { createPolicyCache } from '../agent/policy-cache.js'
+import { combinePolicies, createLocalSource, serverEtag } from '../agent/local-source.js'
+
+export const AGENT_VERSION = '0.1.0'
+
+const spec = {
+  server: { type: 'string', help: 'server URL, e.g. https://guard.internal:8443 (omit for --blocklists only)' },
+  'token-file': { type: 'string', help: 'file holding this host\'s agent token' },
+  'ca-file': { type: 'string', help: 'PEM CA to trust for the server\'s certificate' },
+  host: { type: 'string', help: 'host name reported to the server (default: os.hostname())' },
+  blocklists: { type: 'string', help: 'blocklist directory, alone or merged with the server policy' },
+  'state-dir': { type: 'string', default: '/var/lib/egress-guard', help: 'policy cache and hit spool' },
+  'discard-cache': { type: 'boolean', help: 'move a corrupt policy cache aside instead of refusing to start' },
+  backend: { type: 'string', default: 'iptables', help: 'iptables | nftables | dry-run' },
+  netns: { type: 'string', help: 'enforce inside this network namespace (the agent itself stays outside)' },
+  'hosts-file': { type: 'string', default: '/etc/hosts', help: 'hosts file whose managed block is kept' },
+  'no-hosts-file': { type: 'boolean', help: 'do not manage a hosts-file block' },
+  upstream: { type: 'string', multiple: true, help: 'DNS upstream IP[:PORT] for resolving blocked names (repeatable)' },
+  protect: { type: 'string', multiple: true, help: 'CIDR never blocked because a blocked name resolved to it (repeatable)' },
+  'sinkhole-listen': { type: 'string', multiple: true, help: 'embedded sinkhole on ADDR:PORT (repeatable)' },
+  'sinkhole-mode': { type: 'string', default: 'null', help: 'null | nxdomain | refused | IP[,IP]' },
+  'sinkhole-allow': { type: 'string', multiple: true, help: 'client networks the sinkhole answers (default loopback + Docker bridges)' },
+  'hit-log': { type: 'string', help: 'JSON-lines file of sinkhole hits' },
+  'docker-socket': { type: 'string', help: 'Docker API socket for naming containers in hits' },
+  'on-exit': { type: 'string', default: 'keep', help: 'keep | remove: what happens to rules when the agent stops' },
+  'reconcile-interval': { type: 'string', default: '10s', help: 'drift check period' },
+  'report-interval': { type: 'string', default: '10s', help: 'status report period' },
+  wait: { type: 'string', default: '30', help: 'long-poll wait in seconds (1..60)' },
+  'retry-max': { type: 'string', default: '30s', help: 'longest wait between retries while the server is unreachable' },
+  poll: { type: 'string', help: 'plain polling at this period instead of long-poll (e.g. 10s; for comparison)' },
+  'log-level': { type: 'string', default: 'info', help: 'pino level' },
+} as const satisfies Spec
+
+const USAGE = 'usage: egress-guard agent [--server URL --token-file F] [--blocklists DIR] [options]'
+
+/** `IP` or `IP:PORT` or `[IPv6]:PORT` -> address and port. */
+export function parseHostPort(v: string, defPort: number, what: string): { address: string; port: number } {
+  let address = v
+  let port = defPort
+  const br = /^\[([^\]]+)\](?::(\d+))?$/.exec(v)
+  if (br) {
+    address = br[1]!
+    if (br[2]) port = Number(br[2])
+  } else if (isIP(v) === 0 && /^[^:]+:\d+$/.test(v)) {
+    const i = v.lastIndexOf(':')
+    address = v.slice(0, i)
+    port = Number(v.slice(i + 1))
+  }
+  if (isIP(address) === 0) throw errors.config(`--${what}: ${JSON.stringify(v)} is not IP[:PORT]`)
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw errors.config(`--${what}: bad port in ${JSON.stringify(v)}`)
+  return { address, port }
+}
+
+function readToken(path: string): string {
+  let t: string
+  try {
+    t = readFileSync(path, 'utf8').trim()
+  } catch (e) {
+    throw errors.config(`--token-file ${path}: ${(e as Error).message}`)
+  }
+  if (!t) throw errors.config(`--token-file ${path}: empty`)
+  return t
+}
 
 const command: Command = {
-  summary: '(not built yet)',
-  async run() {
-    throw errors.usage('agent: not built yet')
+  summary: 'per-host daemon: sync the policy, enforce it (kernel, hosts file, sinkhole), report',
+  async run(argv: string[], io: CommandIO): Promise<number> {
+    const { options: o } = loadOptions(argv, spec, { env: io.env, section: 'agent', allowPositionals: false })
+    if (o.help) {
+      io.stdout(helpText(USAGE, spec))
+      return 0
+    }
+    if (!o.server && !o.blocklists) throw errors.usage('agent: give --server URL (with --token-file) and/or --blocklists DIR')
+    if (o.server && !o['token-file']) throw errors.usage('agent: --server needs --token-file')
+    const backend = o.backend as BackendKind
+    if (!BACKENDS.includes(backend)) throw errors.config(`--backend must be one of ${BACKENDS.join(', ')}`)
+    if (o['on-exit'] !== 'keep' && o['on-exit'] !== 'remove') throw errors.config('--on-exit must be keep or remove')
+    const reconcileIntervalMs = durationOption('reconcile-interval', o['reconcile-interval'], 10_000)
+    const reportIntervalMs = durationOption('report-interval', o['report-interval'], 10_000)
+    const pollMs = o.poll !== undefined ? durationOption('poll', o.poll, 10_000) : undefined
+    const waitSec = intOption('wait', o.wait, 30, 1, 60)
+    const retryMaxMs = durationOption('retry-max', o['retry-max'], 30_000)
+    const upstreams: Upstream[] = (o.upstream ?? []).map((u) => parseHostPort(u, 53, 'upstream'))
+    const listens = (o['sinkhole-listen'] ?? []).map((l) => parseHostPort(l, 53, 'sinkhole-listen'))
+    const host = o.host ?? hostname()
+    if (!/^[A-Za-z0-9_.-]{1,253}$/.test(host)) throw errors.config(`--host ${JSON.stringify(host)}: letters, digits, '-', '_' and '.' only`)
+
+    const log = createLogger({ level: o['log-level'] ?? 'info' }).child({ host })
+    const client = o.server
+      ? createApiClient({
+          url: o.server,
+          token: readToken(o['token-file']!),
+          // The long-poll holds the request up to waitSec; the client adds that to this timeout itself.
+          timeoutMs: 15_000,
+          ...(o['ca-file'] ? { ca: readFileSync(o['ca-file'], 'utf8') } : {}),
+        })
+      : undefined
+
+    // The server's own address must never be blocked because a blocked name resolved to it.
+    const protect = [...(o.protect ?? [])]
+    for (const u of upstreams) protect.push(u.address)
+    if (o.server) {
+      try {
+        const h = new URL(o.server).hostname.replace(/^\[|\]$/g, '')
+        if (isIP(h)) protect.push(h)
+      } catch {
+        throw errors.config(`--server ${JSON.stringify(o.server)} is not a URL`)
+      }
+    }
+
+    const enforcer = createEnforcer(backend, { ...(o.netns ? { netns: o.netns } : {}), logger: log, print: (l) => io.stdout(l + '\n') })
+    const hosts = o['no-hosts-file'] ? undefined : createHostsFile(o['hosts-file']!)
+    const book = createAddressBook({ upstreams, minTtlSec: 30, maxTtlSec: 3600, graceSec: 3600, keepAnswers: 3 })
+    const controller = createEnforcementController({ enforcer, ...(hosts ? { hosts } : {}), book, protect, log, reconcileIntervalMs })
+
+    const hitLog = listens.length ? createHitLog({ ...(o['hit-log'] ? { file: o['hit-log'] } : {}), intervalMs: 10_000, log }) : undefined
+    const containers = listens.length && o['docker-socket'] ? createDockerContainers({ socketPath: o['docker-socket'], log }) : undefined
+    const sinkhole = listens.length
+      ? createSinkhole({
+          listen: listens,
+          upstreams,
+          matcher: buildMatcher([]),
+          blockMode: parseBlockMode(o['sinkhole-mode'] ?? 'null'),
+          ...(o['sinkhole-allow']?.length ? { allowClients: [...o['sinkhole-allow']] } : {}),
+          ...(hitLog ? { hits: hitLog } : {}),
+          ...(containers ? { containers } : {}),
+          log,
+        })
+      : undefined
+
+    const deps: AgentDeps = {
+      log,
+      cache: createPolicyCache({ dir: o['state-dir']!, discardCorrupt: o['discard-cache'], log }),
+      controller,
+      ...(client ? { client } : {}),
+      ...(o.blocklists ? { local: createLocalSource({ dir: o.blocklists, log }), combine: combinePolicies } : {}),
+      etagOf: serverEtag,
+      ...(sinkhole ? { sinkhole: { start: () => sinkhole.start(), stop: () => sinkhole.stop(), setMatcher: (m) => sinkhole.setMatcher(m) }, buildMatcher } : {}),
+      ...(hitLog ? { hits: hitLog } : {}),
+      remove: async () => {
+        await enforcer.remove()
+        await hosts?.remove()
+      },
+    }
+    const agent = createAgent(
+      {
+        host,
+        agentVersion: AGENT_VERSION,
+        stateDir: o['state-dir']!,
+        waitSec: pollMs !== undefined ? 0 : waitSec,
+        ...(pollMs !== undefined ? { pollIntervalMs: pollMs } : {}),
+        reportIntervalMs,
+        onExit: o['on-exit'] as 'keep' | 'remove',
+        backoff: { baseMs: Math.min(500, retryMaxMs), maxMs: retryMaxMs },
+      },
+      deps,
+    )
+    await containers?.start()
+    await agent.start()
+    await new Promise<void>((resolve) => {
+      if (io.signal.aborted) return resolve()
+      io.signal.addEventListener('abort', () => resolve(), { once: true })
+    })
+    await agent.stop()
+    containers?.stop()
+    return 0
   },
 }
 export default command
