@@ -1,11 +1,37 @@
-// `egress-guard hosts`: not built yet (see the open issues). Replace this stub.
+// `egress-guard hosts`: the fleet as the server sees it: each host's applied version, state, last report.
 import type { Command } from './types.js'
+import { helpText, loadOptions } from '../config.js'
 import { errors } from '../errors.js'
+import { adminClient, adminSpec, ago, formatTable } from '../client/admin-options.js'
+
+const USAGE = `usage: egress-guard hosts [--server URL] [--token-file F] [--json]
+
+Each host: its state (in-sync, behind, silent, drift), the policy version it applied, when it last
+reported, drift repairs, current drift and errors.`
 
 const command: Command = {
-  summary: '(not built yet)',
-  async run() {
-    throw errors.usage('hosts: not built yet')
+  summary: 'fleet: each host, the policy version it applied, drift, last seen',
+  async run(argv, io) {
+    const { options: o, positionals } = loadOptions(argv, adminSpec, { env: io.env, section: 'hosts' })
+    if (o.help) {
+      io.stdout(helpText(USAGE, adminSpec))
+      return 0
+    }
+    if (positionals.length) throw errors.usage(USAGE)
+    const r = await (await adminClient(o)).hosts()
+    if (o.json) {
+      io.stdout(JSON.stringify(r) + '\n')
+      return 0
+    }
+    io.stdout(
+      formatTable(
+        ['HOST', 'STATE', 'VERSION', 'LAST SEEN', 'ENTRIES', 'REPAIRS', 'DRIFT', 'ERRORS', 'AGENT'],
+        r.hosts.map((h) => [h.host, h.state, String(h.version), ago(h.lastSeen), String(h.counts.entries), String(h.repairs), h.drift.join('; ') || '-', h.errors.join('; ') || '-', h.agentVersion]),
+      ),
+    )
+    const bad = r.hosts.filter((h) => h.state !== 'in-sync').length
+    io.stderr(`${r.hosts.length} hosts, ${bad} not in sync; current policy version ${r.current.version}\n`)
+    return 0
   },
 }
 export default command

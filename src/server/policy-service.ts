@@ -3,15 +3,15 @@
 // diffs, and wakes the long-polls. Rebuilds run one at a time, in the order they were asked for.
 // A blocklist file that cannot be read keeps the entries it had; a deleted file drops them.
 import { watch, type FSWatcher } from 'node:fs'
-import { readdir, readFile } from 'node:fs/promises'
-import { basename, join } from 'node:path'
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { Logger } from '../log.js'
 import type { Entry, Problem } from '../policy/types.js'
 import type { PolicyBody } from '../client/api-types.js'
 import type { Store } from '../store/types.js'
 import { formatProblem } from '../policy/problems.js'
 import { buildPolicy, entryId } from '../policy/merge.js'
-import { parseBlocklist } from '../policy/parse.js'
+import { loadBlocklists, pickBlocklistFiles } from '../policy/load.js'
 import { PolicyHistory, type Diff } from './policy-history.js'
 import { ChangeWaiters } from './waiters.js'
 
@@ -28,8 +28,8 @@ export interface PolicyServiceOptions {
   onChange?: (p: PolicyBody) => void
 }
 
-/** Which files in a blocklist directory are lists: visible regular files with a list-like extension. */
-export const LIST_FILE = /^[^.].*\.(txt|list|hosts|conf)$/
+/** loadBlocklists problem codes that mean "could not take this file at all" (not a lint problem). */
+const READ_FAILURES = new Set(['unreadable', 'file-too-large', 'not-text'])
 
 /** File entries get the id merge derives from their identity: the same on every host and run. */
 function withId(e: Entry): Entry {
@@ -110,7 +110,7 @@ export class PolicyService {
     for (const dir of this.#o.blocklistDirs) {
       let names: string[]
       try {
-        names = (await readdir(dir, { withFileTypes: true })).filter((d) => d.isFile() && LIST_FILE.test(d.name)).map((d) => d.name).sort()
+        names = pickBlocklistFiles(await readdir(dir))
       } catch (e) {
         const err = e as NodeJS.ErrnoException
         if (err.code === 'ENOENT') {
@@ -125,22 +125,20 @@ export class PolicyService {
       for (const name of names) {
         const file = join(dir, name)
         seen.add(file)
-        let text: string
-        try {
-          text = await readFile(file, 'utf8')
-        } catch (e) {
-          const err = e as NodeJS.ErrnoException
-          if (err.code === 'ENOENT') {
-            seen.delete(file)
+        // loadBlocklists does the reading rules (size limit, UTF-8 only) and labels sources `dir/name:line`.
+        const { entries, problems } = await loadBlocklists([file], { now: this.#now() })
+        const failed = problems.find((p) => p.line === 0 && p.severity === 'error' && READ_FAILURES.has(p.code))
+        if (failed) {
+          if (/no such file/.test(failed.message)) {
+            seen.delete(file) // removed between listing and reading: its entries go
             continue
           }
-          // Keep the last good entries of this file; report it as a problem.
-          this.#fileProblems.set(file, [{ file, line: 0, severity: 'error', code: 'unreadable', message: `cannot read: ${err.message}; keeping its previous ${this.#files.get(file)?.length ?? 0} entries` }])
-          log.error({ file, err: err.message }, 'cannot read blocklist file; keeping its previous entries')
+          // Keep the last good entries of this file; report why they are old.
+          const kept = this.#files.get(file)?.length ?? 0
+          this.#fileProblems.set(file, [{ ...failed, message: `${failed.message}; keeping its previous ${kept} entries` }])
+          log.error({ file, problem: failed.message, kept }, 'cannot read blocklist file; keeping its previous entries')
           continue
         }
-        // Sources read `blocklists/evil.txt:12`: the checkout's own path, not this server's disk layout.
-        const { entries, problems } = parseBlocklist(text, `${basename(dir)}/${name}`)
         this.#files.set(file, entries)
         this.#fileProblems.set(file, problems)
         for (const p of problems) log.warn({ file: p.file, line: p.line, code: p.code }, formatProblem(p))
