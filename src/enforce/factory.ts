@@ -2,9 +2,10 @@
 // never name a backend module themselves.
 import { errors } from '../errors.js'
 import type { Logger } from '../log.js'
-import type { Enforcer, EnforcerOptions } from './types.js'
+import type { DesiredState, Enforcer, EnforcerOptions } from './types.js'
 import { createIptablesEnforcer } from './iptables.js'
 import { createNftablesEnforcer } from './nftables.js'
+import { createDryRunEnforcer } from './dry-run.js'
 import type { IptablesFlavour } from './tools.js'
 
 export type BackendKind = 'iptables' | 'nftables' | 'dry-run'
@@ -16,6 +17,8 @@ export type FactoryOptions = EnforcerOptions & {
   logger?: Logger
   /** iptables: which binaries (default: the system's `iptables`). */
   flavour?: IptablesFlavour | 'default'
+  /** dry-run: what the pretend kernel holds before the first apply (e.g. for `plan`). */
+  current?: DesiredState
 }
 
 export function createEnforcer(kind: BackendKind, opts: FactoryOptions): Enforcer {
@@ -25,7 +28,10 @@ export function createEnforcer(kind: BackendKind, opts: FactoryOptions): Enforce
     case 'nftables':
       return createNftablesEnforcer(opts)
     case 'dry-run':
-      throw errors.config('backend dry-run: not built yet (src/enforce/dry-run.ts)')
+      return createDryRunEnforcer(opts.print ?? ((line) => void process.stdout.write(line + '\n')), {
+        ...(opts.namePrefix !== undefined ? { namePrefix: opts.namePrefix } : {}),
+        ...(opts.current !== undefined ? { current: opts.current } : {}),
+      })
     default:
       throw errors.config(`unknown backend ${JSON.stringify(kind)} (iptables, nftables, dry-run)`)
   }
