@@ -1,5 +1,5 @@
 // Proof with the real tools: `dig` against a running sinkhole that forwards to a real dnsmasq.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import dgram from 'node:dgram'
 import dnsPacket from 'dns-packet'
 import { capabilities, requires } from '../helpers/caps.js'
@@ -18,7 +18,7 @@ const matcher = buildMatcher([
   e('203.0.113.0/24', { source: 'incident.txt:4', reason: 'C2 network' }),
 ])
 
-type T = typeof t
+type T = Test
 let upstream: Dnsmasq
 
 async function sinkhole(t: T, extra: Partial<SinkholeOptions> = {}): Promise<{ s: Sinkhole; port: number; hits: Array<Omit<Hit, 'count' | 'lastTime'>> }> {

@@ -1,0 +1,105 @@
+// The forwarder against a real dnsmasq and against a hand-made hostile upstream that sends spoofed
+// and mismatched answers first.
+import t from 'tap'
+import dgram from 'node:dgram'
+import dnsPacket from 'dns-packet'
+import { capabilities, requires } from '../helpers/caps.js'
+import { dig, startDnsmasq } from '../helpers/dnsmasq.js'
+import { createUpstream, matchesQuestion } from '../../src/sinkhole/upstream.js'
+import { createSinkhole } from '../../src/sinkhole/sinkhole.js'
+import { buildMatcher } from '../../src/policy/matcher.js'
+import { silentLogger } from '../../src/log.js'
+
+type Decoded = dnsPacket.DecodedPacket & { rcode: string }
+const query = (name: string, type: dnsPacket.RecordType = 'A', id = 1): Buffer => dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name, type, class: 'IN' }] })
+const Q = (qname: string, qtype = 1) => ({ qname, qtype, qclass: 1 })
+const bigTxt = Array.from({ length: 12 }, (_, i) => `--txt-record=big.example,"${String(i).padStart(2, '0')}${'x'.repeat(150)}"`)
+
+t.test('forwards to dnsmasq with fresh random IDs; TCP when the UDP answer is truncated', async (t) => {
+  if (!requires(t, capabilities.tool('dnsmasq'))) return
+  const dm = await startDnsmasq(t, { hosts: { 'good.example': ['192.0.2.10'] }, extraArgs: bigTxt })
+  const up = createUpstream({ servers: [{ address: dm.address, port: dm.port }], log: silentLogger, timeoutMs: 1000 })
+  t.teardown(() => up.close())
+  const ids = new Set<number>()
+  for (let i = 0; i < 20; i++) {
+    const r = await up.query(query('good.example', 'A', 4242), Q('good.example'))
+    ids.add(r.readUInt16BE(0))
+    const d = dnsPacket.decode(r) as Decoded
+    t.equal((d.answers![0] as { data: string }).data, '192.0.2.10')
+  }
+  t.ok(ids.size >= 18, `IDs are random, not the client's (${ids.size} distinct of 20)`)
+  t.notOk(ids.has(4242) && ids.size === 1)
+  const big = await up.query(query('big.example', 'TXT'), Q('big.example', 16))
+  const d = dnsPacket.decode(big) as Decoded
+  t.equal(d.flag_tc, false, 'full answer')
+  t.equal(d.answers!.length, 12, 'all 12 TXT records, over TCP')
+  t.equal(up.stats().tcpFallbacks, 1)
+  t.ok(big.length > 512)
+})
+
+t.test('a sinkhole UDP client gets TC for an answer bigger than its limit, and the full one over TCP', async (t) => {
+  if (!requires(t, capabilities.tool('dnsmasq'), capabilities.tool('dig'))) return
+  const dm = await startDnsmasq(t, { extraArgs: [...bigTxt, '--local-ttl=60'] })
+  const s = createSinkhole({ listen: [{ address: '127.0.0.1', port: 0 }], upstreams: [{ address: dm.address, port: dm.port }], matcher: buildMatcher([]), log: silentLogger })
+  await s.start()
+  t.teardown(() => s.stop())
+  const port = s.addresses()[0]!.port
+  const udp = await dig('127.0.0.1', port, 'big.example', 'TXT', ['+noedns', '+ignore'])
+  t.ok(udp.flags.includes('tc'), 'truncated over UDP without EDNS')
+  t.same(udp.answers, [])
+  const tcp = await dig('127.0.0.1', port, 'big.example', 'TXT', ['+tcp'])
+  t.equal(tcp.answers.length, 12, 'complete over TCP')
+  const auto = await dig('127.0.0.1', port, 'big.example', 'TXT', ['+noedns'])
+  t.equal(auto.answers.length, 12, 'dig retries over TCP by itself')
+})
+
+t.test('spoofed and mismatched answers are ignored; retry moves to the next upstream', async (t) => {
+  // A hostile upstream: for each query it first sends a wrong ID, a wrong question, an answer from
+  // another port, then the real one.
+  const hostile = dgram.createSocket('udp4')
+  const other = dgram.createSocket('udp4')
+  t.teardown(() => {
+    hostile.close()
+    other.close()
+  })
+  await new Promise<void>((r) => hostile.bind(0, '127.0.0.1', () => r()))
+  await new Promise<void>((r) => other.bind(0, '127.0.0.1', () => r()))
+  hostile.on('message', (msg, rinfo) => {
+    const q = dnsPacket.decode(msg)
+    const reply = (over: Partial<dnsPacket.Packet>, qname = q.questions![0]!.name) =>
+      dnsPacket.encode({ type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE, questions: [{ name: qname, type: 'A', class: 'IN' }], answers: [{ name: qname, type: 'A', data: '198.51.100.66' }], ...over })
+    hostile.send(reply({ id: (q.id! + 1) & 0xffff }), rinfo.port, rinfo.address)
+    hostile.send(reply({}, 'other.example'), rinfo.port, rinfo.address)
+    other.send(reply({}), rinfo.port, rinfo.address)
+    hostile.send(Buffer.from([1, 2, 3]), rinfo.port, rinfo.address)
+    setTimeout(() => hostile.send(reply({ answers: [{ name: q.questions![0]!.name, type: 'A', data: '192.0.2.99' }] }), rinfo.port, rinfo.address), 20)
+  })
+  const up = createUpstream({ servers: [{ address: '127.0.0.1', port: (hostile.address()).port }], log: silentLogger, timeoutMs: 1000 })
+  t.teardown(() => up.close())
+  const r = dnsPacket.decode(await up.query(query('Target.Example'), Q('target.example')))
+  t.equal((r.answers![0] as { data: string }).data, '192.0.2.99', 'only the matching answer is taken')
+  t.ok(up.stats().mismatched >= 3, `mismatched counted: ${up.stats().mismatched}`)
+
+  // Retry: a dead first upstream (nothing listens; the try times out), then the hostile-but-correct one.
+  const dead = dgram.createSocket('udp4')
+  await new Promise<void>((res) => dead.bind(0, '127.0.0.1', () => res()))
+  t.teardown(() => dead.close())
+  const up2 = createUpstream({ servers: [{ address: '127.0.0.1', port: dead.address().port }, { address: '127.0.0.1', port: hostile.address().port }], log: silentLogger, timeoutMs: 200 })
+  t.teardown(() => up2.close())
+  const r2 = dnsPacket.decode(await up2.query(query('retry.example'), Q('retry.example')))
+  t.equal((r2.answers![0] as { data: string }).data, '192.0.2.99')
+  t.equal(up2.stats().timeouts, 1, 'one timed-out try, then the second upstream answered')
+
+  const up3 = createUpstream({ servers: [{ address: '127.0.0.1', port: dead.address().port }], log: silentLogger, timeoutMs: 100, attempts: 3 })
+  t.teardown(() => up3.close())
+  await t.rejects(up3.query(query('x.example'), Q('x.example')), { code: 'EG_UPSTREAM' }, 'every try failed')
+  t.equal(up3.stats().timeouts, 3)
+})
+
+t.test('matchesQuestion: case-insensitive name, exact type and class', async (t) => {
+  const resp = dnsPacket.encode({ type: 'response', id: 1, questions: [{ name: 'WwW.Example', type: 'AAAA', class: 'IN' }] })
+  t.ok(matchesQuestion(resp, Q('www.example', 28)))
+  t.notOk(matchesQuestion(resp, Q('www.example', 1)))
+  t.notOk(matchesQuestion(resp, Q('ww.example', 28)))
+  t.notOk(matchesQuestion(query('www.example', 'AAAA'), Q('www.example', 28)), 'a query (QR=0) is not an answer')
+})
