@@ -2,6 +2,8 @@
 // 120 B/domain budget, so the matcher keeps per-entry flags and small integer indexes into interned
 // tables, and rebuilds an Entry object only when a verdict is returned.
 import type { Action, Entry } from './types.js'
+import { isRelativeExpiry, parseExpires } from './expiry.js'
+import { entryId } from './merge.js'
 
 /** Flag bits in `flags`. */
 export const F_SUB = 1 // domain: `*.name` (names under it only)
@@ -9,6 +11,8 @@ export const F_ALLOW = 2
 export const F_ALERT = 4
 export const F_FORCE = 8
 export const F_NET = 16
+/** `id` equals entryId(entry) (every file entry): recomputed on demand instead of stored. */
+export const F_DERIVED_ID = 32
 
 /** Action classes, in precedence order (lower wins): allow > block > alert. */
 export const A_ALLOW = 0
@@ -17,14 +21,15 @@ export const A_ALERT = 2
 export const ACTIONS: readonly Action[] = ['allow', 'block', 'alert']
 
 /**
- * The instant an entry stops applying, in ms since the epoch. A bare date `2026-12-31` lasts to the
- * end of that day UTC, so it expires at the next midnight UTC. Unparseable text yields NaN, which
- * never compares as expired (the parser reports bad expiries; the matcher does not guess).
+ * The instant an entry stops applying, in ms since the epoch, read the way the parser reads it
+ * (expiry.ts: a bare date `2026-12-31` means 23:59:59Z that day). Unparseable or relative text
+ * yields NaN, which never compares as expired: the parser reports bad expiries, the matcher does
+ * not guess.
  */
 export function expiryMs(expires: string): number {
-  const bare = /^(\d{4})-(\d{2})-(\d{2})$/.exec(expires)
-  if (bare) return Date.UTC(Number(bare[1]), Number(bare[2]) - 1, Number(bare[3]) + 1)
-  return Date.parse(expires)
+  if (isRelativeExpiry(expires)) return NaN
+  const canonical = parseExpires(expires)
+  return canonical === undefined ? NaN : Date.parse(canonical)
 }
 
 /** `file:line` split so the file name is stored once; the line is an integer column. */
@@ -111,9 +116,14 @@ export class EntryTable {
     }
     this.reason[i] = this.reasons.add(e.reason)
     this.expiry[i] = this.expiries.add(e.expires)
-    if (e.id !== undefined || e.added !== undefined || e.actor !== undefined) {
+    let id = e.id
+    if (id !== undefined && id === entryId(e)) {
+      this.flags[i] = f | F_DERIVED_ID
+      id = undefined
+    }
+    if (id !== undefined || e.added !== undefined || e.actor !== undefined) {
       const x: Extras = {}
-      if (e.id !== undefined) x.id = e.id
+      if (id !== undefined) x.id = id
       if (e.added !== undefined) x.added = e.added
       if (e.actor !== undefined) x.actor = e.actor
       this.extras.set(i, x)
@@ -160,6 +170,7 @@ export class EntryTable {
     const x = this.expiries.values[this.expiry[i]!]
     if (x !== undefined) e.expires = x
     if (f & F_FORCE) e.force = true
+    if (f & F_DERIVED_ID) e.id = entryId(e)
     const extra = this.extras.get(i)
     if (extra) Object.assign(e, extra)
     return e

@@ -3,6 +3,8 @@
 import t from 'tap'
 import { buildMatcher, parseV4 } from '../../src/policy/matcher.js'
 import type { Entry } from '../../src/policy/types.js'
+import { entryId } from '../../src/policy/merge.js'
+import { isExpired, parseExpires } from '../../src/policy/expiry.js'
 
 let line = 0
 function dom(value: string, more: Partial<Entry> = {}): Entry {
@@ -105,6 +107,15 @@ t.test('alert only when nothing blocks; entries come back whole', async (t) => {
   t.equal(m2.matchName('odd.example')?.entry.source, 'weird:007')
 })
 
+t.test('derived file ids are recomputed, not stored; other ids are kept', async (t) => {
+  const a = dom('file.example', { subdomainsOnly: true })
+  a.id = entryId(a)
+  const b = dom('api.example', { id: 'a1b2', actor: 'bob' })
+  const m = buildMatcher([a, b])
+  t.same(m.matchName('x.file.example')?.entry, a)
+  t.same(m.matchName('api.example')?.entry, b)
+})
+
 t.test('equally specific entries of one action: the first in input order is reported', async (t) => {
   const m = buildMatcher([dom('dup.example', { reason: 'first' }), dom('dup.example', { reason: 'second' })])
   t.equal(m.matchName('dup.example')?.entry.reason, 'first')
@@ -126,6 +137,12 @@ t.test('expired entries never match', async (t) => {
     net('198.51.100.0/24', { expires: '2027-01-01' }),
   ]
   const m = buildMatcher(entries, { now })
+  for (const e of entries) {
+    if (e.expires === undefined || e.expires === '2026-06-15T12:00:00Z') continue
+    const v = e.kind === 'domain' ? m.matchName(e.value) : m.matchIp(e.value.replace(/0\/24$/, '9'))
+    // Policies carry canonical expiries (parseExpires); bare dates mean the end of that day.
+    t.equal(v?.entry.value === e.value, !isExpired({ expires: parseExpires(e.expires)! }, now), `agrees with isExpired: ${e.value} ${e.expires}`)
+  }
   t.equal(m.matchName('old.example'), undefined, 'yesterday')
   t.equal(m.matchName('today.example')?.action, 'block', 'a bare date lasts to the end of that day UTC')
   t.equal(m.matchName('instant.example'), undefined, 'expires <= now')
