@@ -1,6 +1,7 @@
 // The dry-run backend: prints what a kernel backend would do (set members added and removed, the
 // chain and its jumps) and keeps the result in memory, so plan, tests and verify() work without root.
 import type { ApplyReport, DesiredState, Drift, Enforcer, FamilySets } from './types.js'
+import { writableNames, type HostsFile } from './hosts-file.js'
 
 type Role = 'block' | 'alert' | 'allow'
 const ROLES: readonly Role[] = ['allow', 'block', 'alert']
@@ -88,6 +89,37 @@ export function createDryRunEnforcer(print: (line: string) => void, opts: DryRun
       const s: DesiredState = { block: empty(), alert: empty(), allow: empty(), version }
       for (const role of ROLES) for (const fam of FAMS) s[role][fam] = [...kernel.get(key(role, fam))!].sort()
       return s
+    },
+  }
+}
+
+/**
+ * The hosts file's dry-run twin: prints the names an apply would add to and remove from the managed
+ * block of the real file, writes nothing, and remembers the names so a second apply prints nothing.
+ */
+export function createDryRunHostsFile(real: HostsFile, print: (line: string) => void): HostsFile {
+  let applied: string[] | undefined
+  return {
+    path: real.path,
+    async apply(names) {
+      const want = writableNames(names)
+      let add: string[]
+      let remove: string[]
+      if (applied === undefined) ({ add, remove } = await real.plan(want))
+      else {
+        add = want.filter((n) => !applied!.includes(n))
+        remove = applied.filter((n) => !want.includes(n))
+      }
+      applied = want
+      for (const n of add) print(`hosts ${real.path}: add 0.0.0.0 ${n} / :: ${n}`)
+      for (const n of remove) print(`hosts ${real.path}: remove ${n}`)
+      return { changed: add.length + remove.length > 0 }
+    },
+    verify: async () => [],
+    plan: (names) => real.plan(names),
+    async remove() {
+      print(`hosts ${real.path}: remove the managed block`)
+      applied = undefined
     },
   }
 }
