@@ -4,7 +4,7 @@
 // A blocklist file that cannot be read keeps the entries it had; a deleted file drops them.
 import { watch, type FSWatcher } from 'node:fs'
 import { readdir } from 'node:fs/promises'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import type { Logger } from '../log.js'
 import type { Entry, Problem } from '../policy/types.js'
 import type { PolicyBody } from '../client/api-types.js'
@@ -125,8 +125,13 @@ export class PolicyService {
       for (const name of names) {
         const file = join(dir, name)
         seen.add(file)
-        // loadBlocklists does the reading rules (size limit, UTF-8 only) and labels sources `dir/name:line`.
-        const { entries, problems } = await loadBlocklists([file], { now: this.#now() })
+        // loadBlocklists does the reading rules (size limit, UTF-8 only, file:0 problems on failure).
+        const loaded = await loadBlocklists([file], { now: this.#now() })
+        // Sources read `blocklists/evil.txt:12` (the checkout's own layout), not this server's full path.
+        const label = `${basename(dir)}/${name}`
+        const relabel = (src: string): string => (src.startsWith(file) ? label + src.slice(file.length) : src)
+        const entries = loaded.entries.map((e) => ({ ...e, source: relabel(e.source) }))
+        const problems = loaded.problems.map((p) => ({ ...p, file: relabel(p.file) }))
         const failed = problems.find((p) => p.line === 0 && p.severity === 'error' && READ_FAILURES.has(p.code))
         if (failed) {
           if (/no such file/.test(failed.message)) {
