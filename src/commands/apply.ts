@@ -32,7 +32,7 @@ export const enforceSpec = {
   'name-prefix': { type: 'string', help: 'prefix of the sets/chains/table (default egress-guard)' },
   'log-rejects': { type: 'boolean', help: 'log rejected packets (rate-limited)' },
   'dns-timeout': { type: 'string', help: 'per-attempt DNS timeout in ms (default 2000)' },
-  'log-level': { type: 'string', default: 'error', help: 'pino log level on stderr (warnings are also in the report)' },
+  'log-level': { type: 'string', default: 'fatal', help: 'pino log level on stderr (warnings and errors are printed in the report anyway)' },
 } as const satisfies Spec
 
 const spec = {
@@ -154,7 +154,7 @@ const command: Command = {
     if (!o.once) throw errors.usage('apply needs --once (continuous enforcement is `egress-guard agent`)')
     void positionals
     const kind = backendKind(o.backend, ['iptables', 'nftables', 'dry-run'])
-    const log = createLogger({ level: o['log-level'] ?? 'error' })
+    const log = createLogger({ level: o['log-level'] ?? 'fatal' })
     const printed: string[] = []
     const print = (l: string): void => void printed.push(l)
     const prep = await prepare(o, io, log)

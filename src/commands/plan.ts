@@ -31,6 +31,8 @@ interface Live {
   state?: DesiredState
   /** Chain/jump/table changes an apply would make (from a read-only verify or nft plan). */
   ruleActions: string[]
+  /** True when ruleActions already cover the sets (nftables' own planner): no member lines. */
+  planned?: boolean
   note?: string
 }
 
@@ -65,7 +67,8 @@ async function readNftables(o: EnforceOptions, desired: DesiredState): Promise<L
     text = ''
   }
   const plan = planNft(table, parseNftJson(text), desired, o['log-rejects'], prefix)
-  return { ruleActions: plan.actions, note: 'nftables sets are compared as merged intervals; member lines below are the full desired content' }
+  // The planner's set lines carry the counts; members are not listed one by one for nftables.
+  return { ruleActions: plan.actions, planned: true }
 }
 
 const command: Command = {
@@ -78,7 +81,7 @@ const command: Command = {
     }
     const kind = o.backend
     if (kind !== 'iptables' && kind !== 'nftables') throw errors.usage(`--backend must be iptables or nftables; got ${JSON.stringify(kind)}`)
-    const log = createLogger({ level: o['log-level'] ?? 'error' })
+    const log = createLogger({ level: o['log-level'] ?? 'fatal' })
     const prep = await prepare(o, io, log)
     const resolved = await prep.book.refresh(prep.domains)
     const computed = desiredState(prep.policy, (d) => prep.book.addresses(d), { protect: prep.protect })
@@ -99,7 +102,7 @@ const command: Command = {
     // Without a readable live state the dry-run prints its creation lines too; with one, only members.
     if (live.state) await dry.init()
     const report = await dry.apply(computed.state)
-    const kernelLines = live.state ? memberLines : memberLines.filter((l) => !l.startsWith('create') && !l.startsWith('insert'))
+    const kernelLines = live.planned ? [] : live.state ? memberLines : memberLines.filter((l) => !l.startsWith('create') && !l.startsWith('insert'))
 
     let hosts: { path: string; add: string[]; remove: string[] } | undefined
     if (!o['no-hosts']) {
@@ -110,7 +113,7 @@ const command: Command = {
 
     if (o.json) {
       io.stdout(JSON.stringify({
-        version: prep.policy.version, etag: prep.policy.etag, backend: kind, comparedWithLive: live.state !== undefined || kind === 'nftables' && !live.note?.startsWith('could not'),
+        version: prep.policy.version, etag: prep.policy.etag, backend: kind, comparedWithLive: live.state !== undefined || live.planned === true,
         kernel: { members: kernelLines, rules: live.ruleActions, added: live.state ? report.added : undefined, removed: live.state ? report.removed : undefined },
         desired: computed.state, hosts: hosts ?? null, warnings, problems: prep.problems, changes, ...(live.note ? { note: live.note } : {}),
       }) + '\n')
