@@ -14,9 +14,11 @@ export interface DockerContainersOptions {
   fetchImpl?: DockerTransport
   metrics?: SinkholeMetrics
   /**
-   * How long a removed container keeps its addresses for attribution (default 60 s). A dropper that
-   * exits right after its lookup still gets named when the hit is recorded a moment later (alert-mode
-   * hits are recorded after the upstream answers). A new container taking the address ends this at once.
+   * Removal and reuse (the rule): byIp() answers only with the container holding the address now, so a
+   * new container whose first query beats its own `start` event is never named after the container that
+   * held the address before. byIpAt(ip, t) (the hit log's late look-up) also names a container removed
+   * at most `graceMs` before t (default 5 s): a dropper that exits right after its lookup, or an alert hit
+   * recorded after the upstream answered, is still attributed. A new holder of the address wins at once.
    */
   graceMs?: number
   /** Reconnect backoff for the events stream (default 250 ms doubling to 30 s). */
@@ -32,6 +34,7 @@ export interface DockerContainers extends ContainerLookup {
   refresh(): Promise<void>
   /** Known addresses (for tests and `doctor`). */
   size(): number
+  byIpAt(ip: string, timeMs: number): ContainerInfo | undefined
 }
 
 interface Held {
@@ -103,13 +106,15 @@ export function createDockerContainers(opts: DockerContainersOptions): DockerCon
   const log = opts.log.child({ component: 'containers' })
   const api = opts.fetchImpl ?? createDockerTransport({ socketPath: opts.socketPath })
   const now = opts.now ?? Date.now
-  const graceMs = opts.graceMs ?? 60_000
+  const graceMs = opts.graceMs ?? 5_000
+  /** Removed holders are forgotten after this (they can no longer match any hit worth attributing). */
+  const keepMs = Math.max(graceMs, 60_000)
   const backoff = opts.backoffMs ?? { min: 250, max: 30_000 }
 
   const live = new Map<string, ContainerInfo>() // address -> container holding it now
   const owner = new Map<string, string>() // address -> container id (to know whose address it is)
   const byId = new Map<string, Held>()
-  const recent = new Map<string, { info: ContainerInfo; until: number }>() // released addresses, briefly
+  const recent = new Map<string, { info: ContainerInfo; removedAt: number }>() // released addresses, briefly
 
   let stopped = false
   let abort = new AbortController()
@@ -133,12 +138,12 @@ export function createDockerContainers(opts: DockerContainersOptions): DockerCon
     if (owner.get(ip) !== id) return
     live.delete(ip)
     owner.delete(ip)
-    if (graceMs > 0) recent.set(ip, { info, until: now() + graceMs })
+    if (graceMs > 0) recent.set(ip, { info, removedAt: now() })
   }
 
   function sweepRecent(): void {
     const t = now()
-    for (const [ip, r] of recent) if (r.until <= t) recent.delete(ip)
+    for (const [ip, r] of recent) if (t - r.removedAt > keepMs) recent.delete(ip)
   }
 
   function setContainer(h: Held): void {
@@ -265,19 +270,21 @@ export function createDockerContainers(opts: DockerContainersOptions): DockerCon
 
   return {
     byIp(ip) {
+      // Hot path: one Map get for the usual (already canonical) address.
       const hit = live.get(ip)
       if (hit) return hit
       const c = canonical(ip)
+      return c === undefined || c === ip ? undefined : live.get(c)
+    },
+    byIpAt(ip, timeMs) {
+      const c = canonical(ip)
       if (c === undefined) return undefined
-      if (c !== ip) {
-        const h = live.get(c)
-        if (h) return h
-      }
+      const holder = live.get(c)
+      if (holder) return holder
       const r = recent.get(c)
       if (r === undefined) return undefined
-      if (r.until > now()) return r.info
-      recent.delete(c)
-      return undefined
+      // Hits stamped before the removal, or within the grace after it, belong to the removed container.
+      return timeMs <= r.removedAt + graceMs ? r.info : undefined
     },
     start() {
       if (loopDone) return Promise.resolve()

@@ -4,7 +4,7 @@
 import { appendFile } from 'node:fs/promises'
 import type { Logger } from '../log.js'
 import type { SinkholeMetrics } from '../metrics.js'
-import type { Hit, HitSink } from './types.js'
+import type { ContainerLookup, Hit, HitSink } from './types.js'
 
 export interface HitLogOptions {
   /** JSON-lines file, appended to (one record a line). Omit to keep records in memory/listeners only. */
@@ -22,6 +22,15 @@ export interface HitLogOptions {
   now?: () => number
   /** Lines waiting for the file beyond this are dropped and counted as write errors (default 100,000). */
   maxPendingLines?: number
+  /**
+   * Late attribution. A container's first lookup usually races Docker's `start` event (the engine
+   * reports the start after the process already runs), so the sinkhole sees it before the address is
+   * known. With this set, a hit that arrives without a container is held for `attributionDelayMs`
+   * and looked up again before it is aggregated and emitted.
+   */
+  containers?: ContainerLookup
+  /** How long an unattributed hit waits for its container (default 500 ms; 0 disables). */
+  attributionDelayMs?: number
 }
 
 export interface HitLog extends HitSink {
@@ -64,6 +73,10 @@ export function createHitLog(opts: HitLogOptions): HitLog {
   const slots = new Map<string, Slot>()
   const listeners = new Set<(h: Hit) => void>()
   let closed = false
+  const delayMs = opts.containers ? Math.max(0, opts.attributionDelayMs ?? 500) : 0
+  /** Unattributed hits waiting for their container, oldest first. */
+  let deferred: Array<{ hit: Incoming; due: number }> = []
+  let deferTimer: NodeJS.Timeout | undefined
 
   // File writer: lines queue up and one appendFile at a time drains them in a batch. appendFile opens
   // the path each time, so a rotated (renamed) log is followed without a reopen signal.
@@ -139,48 +152,86 @@ export function createHitLog(opts: HitLogOptions): HitLog {
   const timer = setInterval(maybeEndInterval, Math.min(1000, Math.max(10, Math.floor(intervalMs / 4))))
   timer.unref()
 
+  /** Release deferred hits that are due (all of them when `all`), attributing what can be now. */
+  function releaseDeferred(all: boolean): void {
+    if (deferTimer) {
+      clearTimeout(deferTimer)
+      deferTimer = undefined
+    }
+    const t = Date.now()
+    let i = 0
+    while (i < deferred.length && (all || deferred[i]!.due <= t)) {
+      const { hit } = deferred[i]!
+      const c = opts.containers
+      const container = c?.byIpAt ? c.byIpAt(hit.client, Date.parse(hit.time)) : c?.byIp(hit.client)
+      aggregate(container ? { ...hit, container } : hit)
+      i++
+    }
+    deferred = i === deferred.length ? [] : deferred.slice(i)
+    if (deferred.length > 0) {
+      deferTimer = setTimeout(() => releaseDeferred(false), Math.max(1, deferred[0]!.due - t))
+      deferTimer.unref()
+    }
+  }
+
+  function aggregate(hit: Incoming): void {
+    maybeEndInterval()
+    const key = keyOf(hit)
+    const slot = slots.get(key)
+    if (slot === undefined) {
+      if (slots.size >= maxKeys) {
+        // Bounded memory: emit everything folded so far and start over rather than evict silently.
+        log.warn({ keys: slots.size }, 'hit aggregation full, flushing early')
+        endInterval()
+        slots.clear()
+      }
+      slots.set(key, { seen: true })
+      // A first occurrence is news: the operator sees it now, not at the interval's end.
+      emit({ ...hit, lastTime: hit.time, count: 1 })
+      return
+    }
+    slot.seen = true
+    const p = slot.pending
+    if (p === undefined) {
+      slot.pending = { ...hit, lastTime: hit.time, count: 1 }
+    } else {
+      p.count++
+      p.lastTime = hit.time
+      // Keep the latest view of what decided and what was answered (the policy may change mid-interval).
+      p.entry = hit.entry
+      p.answer = hit.answer
+    }
+  }
+
   return {
     record(hit) {
       opts.metrics?.hit(hit.action, modeOf(hit.answer))
       if (closed) return
-      maybeEndInterval()
-      const key = keyOf(hit)
-      const slot = slots.get(key)
-      if (slot === undefined) {
-        if (slots.size >= maxKeys) {
-          // Bounded memory: emit everything folded so far and start over rather than evict silently.
-          log.warn({ keys: slots.size }, 'hit aggregation full, flushing early')
-          endInterval()
-          slots.clear()
+      if (hit.container === undefined && delayMs > 0) {
+        // Wall time, not the injected clock: this is a real wait for a real Docker event.
+        deferred.push({ hit, due: Date.now() + delayMs })
+        if (deferred.length > maxKeys) releaseDeferred(true)
+        else if (!deferTimer) {
+          deferTimer = setTimeout(() => releaseDeferred(false), delayMs)
+          deferTimer.unref()
         }
-        slots.set(key, { seen: true })
-        // A first occurrence is news: the operator sees it now, not at the interval's end.
-        emit({ ...hit, lastTime: hit.time, count: 1 })
         return
       }
-      slot.seen = true
-      const p = slot.pending
-      if (p === undefined) {
-        slot.pending = { ...hit, lastTime: hit.time, count: 1 }
-      } else {
-        p.count++
-        p.lastTime = hit.time
-        // Keep the latest view of what decided and what was answered (the policy may change mid-interval).
-        p.entry = hit.entry
-        p.answer = hit.answer
-      }
+      aggregate(hit)
     },
     onHit(cb) {
       listeners.add(cb)
       return () => listeners.delete(cb)
     },
     async flush() {
+      releaseDeferred(true)
       endInterval()
       intervalStart = now()
       await drain()
     },
     async close() {
       clearInterval(timer)
+      releaseDeferred(true)
       endInterval()
       closed = true
       await drain()

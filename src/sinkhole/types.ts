@@ -13,6 +13,11 @@ export interface ContainerInfo {
 /** Client address -> container; implementations keep it current from Docker's /events. */
 export interface ContainerLookup {
   byIp(ip: string): ContainerInfo | undefined
+  /**
+   * Who held `ip` at `timeMs` (epoch ms): the current holder, else a container removed shortly before
+   * (its last lookups can be recorded after it is gone). Used off the hot path by the hit log.
+   */
+  byIpAt?(ip: string, timeMs: number): ContainerInfo | undefined
 }
 
 /** One blocked or alert lookup (or an aggregate of repeats within an interval). */

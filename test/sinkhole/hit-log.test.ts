@@ -238,3 +238,31 @@ t.test('a real timer ends intervals without any record arriving', async (t) => {
   t.match(got[1], { count: 2 })
 })
 
+
+t.test('late attribution: an unattributed hit waits briefly for its container', async (t) => {
+  const c = clock()
+  const table = new Map<string, { id: string; name: string; image: string }>()
+  const hl = createHitLog({ intervalMs: 60_000, log: silentLogger, now: c.now, containers: { byIp: (ip) => table.get(ip) }, attributionDelayMs: 50 })
+  t.teardown(() => hl.close())
+  const got: Hit[] = []
+  hl.onHit((h) => got.push(h))
+  // The container's first query beats Docker's start event: the sinkhole saw no container.
+  hl.record(hit(c))
+  t.equal(got.length, 0, 'held back, not emitted without a container')
+  table.set('172.17.0.2', { id: 'c1', name: 'dropper', image: 'eg-busybox:test' })
+  await new Promise((r) => setTimeout(r, 150)) // the Docker event lands within the delay
+  t.equal(got.length, 1)
+  t.match(got[0], { count: 1, container: { id: 'c1', name: 'dropper' } }, 'the first record names the container')
+  // Its retries arrive attributed: they fold into the same key, not a new "first" record.
+  hl.record(hit(c, { container: table.get('172.17.0.2') }))
+  t.equal(got.length, 1)
+  await hl.flush()
+  t.equal(got.length, 2)
+  t.match(got[1], { count: 1, container: { id: 'c1' } })
+  // A host process (no container ever) is still reported, with the address only.
+  hl.record(hit(c, { client: '127.0.0.1' }))
+  await hl.flush()
+  t.equal(got.length, 3)
+  t.equal(got[2]!.container, undefined)
+  t.equal(got[2]!.client, '127.0.0.1')
+})
