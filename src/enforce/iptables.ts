@@ -4,10 +4,10 @@
 // stdin; reads (ipset list -t / save, iptables-save) decide what, if anything, must be written.
 import type { Logger } from '../log.js'
 import { silentLogger } from '../log.js'
-import { errors } from '../errors.js'
+import { errors, isEgError } from '../errors.js'
 import { run } from './exec.js'
 import type { ApplyReport, DesiredState, Drift, Enforcer, EnforcerOptions } from './types.js'
-import { iptablesTools, type IptablesFlavour, type IptablesTools } from './tools.js'
+import { detectIptablesFlavour, iptablesTools, type IptablesFlavour, type IptablesTools } from './tools.js'
 import {
   SET_KEYS, SET_NAME_MAX, ownedSetNames, parseIpsetSave, parseIpsetTerse, planSet, setName, tempSetName,
   type SetHeader, type SetKey,
@@ -124,6 +124,37 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
     return { backend: 'iptables', changed: actions.length > 0, added, removed, ms, actions }
   }
 
+  /**
+   * iptables-nft creates the nft base chain for OUTPUT/FORWARD the first time a rule goes into it;
+   * deleting our jump leaves it empty. An empty base chain with policy accept filters nothing, and
+   * iptables-nft recreates it on demand, so deleting it (and a table left with no chains) restores
+   * `nft list ruleset` to what it was before we hooked in. Chains with rules or a drop policy
+   * (Docker's FORWARD) are never touched. Legacy iptables has no such artefact.
+   */
+  async function dropEmptyHookChains(): Promise<void> {
+    if (tools.flavour === 'legacy') return
+    if (tools.flavour === 'default' && (await detectIptablesFlavour(netns))?.flavour !== 'nf_tables') return
+    const cmds: string[] = []
+    for (const fam of ['ip', 'ip6']) {
+      let text: string
+      try {
+        const r = await run('nft', ['-j', 'list', 'table', fam, 'filter'], { netns, reject: false })
+        if (r.exitCode !== 0) continue
+        text = r.stdout
+      } catch (e) {
+        if (isEgError(e) && e.code === 'EG_MISSING_TOOL') return
+        throw e
+      }
+      const items = (JSON.parse(text) as { nftables?: Record<string, Record<string, unknown>>[] }).nftables ?? []
+      const chains = items.filter((i) => i.chain).map((i) => i.chain!)
+      const ruled = new Set(items.filter((i) => i.rule).map((i) => String(i.rule!.chain)))
+      const empty = chains.filter((c) => ['OUTPUT', 'FORWARD'].includes(String(c.name)) && c.hook !== undefined && c.policy === 'accept' && !ruled.has(String(c.name)))
+      for (const c of empty) cmds.push(`delete chain ${fam} filter ${String(c.name)}`)
+      if (empty.length > 0 && empty.length === chains.length) cmds.push(`delete table ${fam} filter`)
+    }
+    if (cmds.length > 0) await run('nft', ['-f', '-'], { netns, input: cmds.join('\n') + '\n' })
+  }
+
   return {
     name: 'iptables',
     tools,
@@ -165,6 +196,7 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
         const input = restoreInput(removeRules(table, chain))
         if (input) await run(bin, ['--noflush'], { netns, input })
       }
+      await dropEmptyHookChains()
       const headers = await readHeaders()
       const destroy = [...owned].filter((n) => headers.has(n)).map((n) => `destroy ${n}`)
       if (destroy.length > 0) await run('ipset', ['restore'], { netns, input: destroy.join('\n') + '\n' })
