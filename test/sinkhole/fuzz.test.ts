@@ -45,7 +45,7 @@ function generator(seed: number) {
     return b
   }
   const names = ['bad.example', 'www.bad.example', 'x.watch.example', 'good.example', 'ip.example', 'a.b.c.d.e.f.example', '', 'ÄÖ.example', 'x'.repeat(63) + '.example']
-  const types: dnsPacket.RecordType[] = ['A', 'AAAA', 'MX', 'TXT', 'ANY', 'CNAME', 'SOA', 'PTR']
+  const types = ['A', 'AAAA', 'MX', 'TXT', 'ANY', 'CNAME', 'SOA', 'PTR'] as dnsPacket.RecordType[]
   const opt = { type: 'OPT', name: '.', udpPayloadSize: 4096, flags: 0, options: [{ code: 10, data: Buffer.from('0123456789abcdef', 'hex') }] } as unknown as dnsPacket.Answer
   function valid(): Buffer {
     const name = rnd() < 0.3 ? `${int(1e6)}.${pick(names)}`.replace(/\.$/, '') : pick(names)
