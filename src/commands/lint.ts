@@ -6,6 +6,8 @@ import { errors } from '../errors.js'
 import { loadBlocklists, DEFAULT_MAX_BYTES, BLOCKLIST_EXTENSIONS } from '../policy/load.js'
 import { buildPolicy } from '../policy/merge.js'
 import { countProblems, formatProblem } from '../policy/problems.js'
+import { duplicateProblem } from '../policy/parse.js'
+import type { Problem } from '../policy/types.js'
 
 const spec = {
   'max-file-size': { type: 'string', help: `per-file size limit: bytes, or with K/M/G (binary) suffix (default ${DEFAULT_MAX_BYTES / 1024 / 1024}M)` },
@@ -25,6 +27,15 @@ export function parseSize(v: string): number | undefined {
   return Number.isSafeInteger(n) && n > 0 ? n : undefined
 }
 
+/** Add `extra` to `problems` in place, ordered as the files were read, then by line (stable otherwise). */
+function sortProblems(problems: Problem[], extra: Problem[], files: readonly string[]): void {
+  const order = new Map(files.map((f, i) => [f, i]))
+  const all = [...problems, ...extra]
+  all.sort((a, b) => (order.get(a.file) ?? -1) - (order.get(b.file) ?? -1) || a.line - b.line)
+  problems.length = 0
+  for (const p of all) problems.push(p)
+}
+
 const command: Command = {
   summary: 'check blocklist files: file:line: message per problem; exit 1 on any error',
   async run(argv, io) {
@@ -41,8 +52,10 @@ const command: Command = {
     }
     const paths = positionals.length > 0 ? [...positionals] : ['blocklists']
     const now = new Date()
-    const loaded = await loadBlocklists(paths, { maxBytes, now })
-    const policy = buildPolicy(loaded.entries, { now })
+    const loaded = await loadBlocklists(paths, { maxBytes, now, duplicates: false })
+    const dups: Problem[] = []
+    const policy = buildPolicy(loaded.entries, { now, onDuplicate: (kept, dup) => dups.push(duplicateProblem(kept, dup)) })
+    if (dups.length > 0) sortProblems(loaded.problems, dups, loaded.files)
     const counts = countProblems(loaded.problems)
     const summary = { entries: policy.entries.length, files: loaded.files.length, errors: counts.error, warnings: counts.warning }
     if (options.json) {

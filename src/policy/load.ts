@@ -20,6 +20,11 @@ export interface LoadOptions {
   /** Per-file size limit in bytes (default 512 MiB). */
   maxBytes?: number
   now?: Date
+  /**
+   * Warn about duplicates within and across files (default true). Callers that run buildPolicy anyway
+   * can pass false and report its onDuplicate instead, which is cheaper on huge lists (lint does).
+   */
+  duplicates?: boolean
 }
 
 export interface Loaded {
@@ -57,7 +62,7 @@ function ioMessage(e: unknown): string {
 export async function loadBlocklists(paths: readonly string[], opts: LoadOptions = {}): Promise<Loaded> {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES
   const now = opts.now ?? new Date()
-  const seen = new Map<string, string>()
+  const seen = opts.duplicates === false ? false : new Map<string, string>()
   const out: Loaded = { entries: [], problems: [], files: [] }
   const done = new Set<string>()
 

@@ -5,37 +5,71 @@ import type { Entry, Policy } from './types.js'
 import { isExpired } from './expiry.js'
 
 /** Identity of an entry for de-duplication and diffs: what it matches and what it does. */
-export function entryKey(e: Pick<Entry, 'kind' | 'value' | 'subdomainsOnly' | 'allow' | 'mode'>): string {
+export function entryKey(e: Identity): string {
   return `${e.kind} ${e.allow ? '@@' : ''}${e.subdomainsOnly ? '*.' : ''}${e.value} ${e.mode}`
 }
 
+type Identity = Pick<Entry, 'kind' | 'value' | 'subdomainsOnly' | 'allow' | 'mode'>
+
 /**
- * cyrb53 (a public-domain 53-bit string hash): file entries need a short id that is the same on every
- * host and every run. It is not a security boundary; at a million entries a collision is ~1e-4 likely,
- * and ids are only used to name entries to people (`block rm ID`).
+ * cyrb53 (a public-domain 53-bit string hash) over entryKey(e), fed piece by piece so no key string is
+ * built: file entries need a short id that is the same on every host and every run. Not a security
+ * boundary; at a million entries a collision is ~1e-4 likely, and ids only name entries to people.
  */
-function hash53(s: string): number {
-  let h1 = 0xdeadbeef
-  let h2 = 0x41c6ce57
+let h1 = 0
+let h2 = 0
+function feed(s: string): void {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i)
     h1 = Math.imul(h1 ^ c, 2654435761)
     h2 = Math.imul(h2 ^ c, 1597334677)
   }
+}
+
+const DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
+const codes = new Array<number>(12)
+
+/** Stable id derived from the entry's identity: `f` + 11 base-36 digits (API ids come from the store). */
+export function entryId(e: Identity): string {
+  h1 = 0xdeadbeef
+  h2 = 0x41c6ce57
+  // Same characters, same order as entryKey().
+  feed(e.kind)
+  feed(e.allow ? ' @@' : ' ')
+  if (e.subdomainsOnly) feed('*.')
+  feed(e.value)
+  feed(' ')
+  feed(e.mode)
   h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909)
   h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
-  return 4294967296 * (2097151 & h2) + (h1 >>> 0)
+  // 53 bits as 25 + 28: both halves stay small integers (a double's toString(36) is ~10x slower),
+  // written as 5 + 6 base-36 digits into one string.
+  let hi = ((h2 & 0x1fffff) << 4) | (h1 >>> 28)
+  let lo = h1 & 0xfffffff
+  codes[0] = 102 // f
+  for (let i = 11; i >= 6; i--) {
+    codes[i] = DIGITS.charCodeAt(lo % 36)
+    lo = Math.floor(lo / 36)
+  }
+  for (let i = 5; i >= 1; i--) {
+    codes[i] = DIGITS.charCodeAt(hi % 36)
+    hi = Math.floor(hi / 36)
+  }
+  return String.fromCharCode.apply(null, codes)
 }
 
-/** Stable id derived from the entry's identity (`f` + 11 base-36 digits; API ids come from the store). */
-export function entryId(e: Pick<Entry, 'kind' | 'value' | 'subdomainsOnly' | 'allow' | 'mode'>): string {
-  return 'f' + hash53(entryKey(e)).toString(36).padStart(11, '0')
-}
-
-/** Sort order of a policy: kind, then value, then the flags (code-unit order, locale independent). */
+/**
+ * Policy order: kind (domains first), value, then `*.`, allow, mode, as one string per entry: comparing
+ * fresh (flat) strings is several times faster than comparing the values, which are slices of the file
+ * text. Equal sort keys mean equal identity.
+ */
 function sortKey(e: Entry): string {
-  return `${e.kind === 'domain' ? 0 : 1}${e.value}\u0000${e.subdomainsOnly ? 1 : 0}${e.allow ? 1 : 0}${e.mode === 'alert' ? 1 : 0}`
+  const flags = (e.subdomainsOnly ? 4 : 0) + (e.allow ? 2 : 0) + (e.mode === 'alert' ? 1 : 0)
+  return `${e.kind === 'domain' ? 'd' : 'n'}${e.value}\u0000${flags}`
 }
+
+type Keyed = { k: string; e: Entry }
+const compareKeyed = (a: Keyed, b: Keyed): number => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0)
 
 /** The later of two expiries, where "no expiry" is latest of all: a twice-listed entry applies while either does. */
 function laterExpiry(a: string | undefined, b: string | undefined): string | undefined {
@@ -52,38 +86,37 @@ function mergeReasons(a: string | undefined, b: string | undefined): string | un
 }
 
 /**
- * Drop expired entries, merge duplicates (same entryKey: the first source, id and actor win; reasons
+ * Drop expired entries, sort (kind, value, then `*.`, allow, mode), merge duplicates
+ * (reported through onDuplicate, e.g. as lint warnings) (same entryKey: the first source, id and actor win; reasons
  * are kept, the latest expiry wins, `force` if any had it), sort, hash. Input entries are not mutated;
  * entries without duplicates are shared with the input, not copied.
  *
  * The etag covers what enforcement and reporting depend on (identity, expiry, force, reason) but not
  * `source`, `id`, `added` or `actor`: moving a line or re-ordering files does not make a new policy.
  */
-export function buildPolicy(entries: readonly Entry[], opts: { version?: number; now?: Date } = {}): Policy {
+export function buildPolicy(
+  entries: readonly Entry[],
+  opts: { version?: number; now?: Date; onDuplicate?: (kept: Entry, dup: Entry) => void } = {},
+): Policy {
   const now = opts.now ?? new Date()
-  const byKey = new Map<string, Entry>()
-  for (const e of entries) {
-    if (e.expires !== undefined && isExpired(e, now)) continue
-    const k = entryKey(e)
-    const prev = byKey.get(k)
-    if (prev === undefined) {
-      byKey.set(k, e)
-      continue
+  // Sort first (stable, so among equal identities input order is kept), then merge runs of equal
+  // identities: no hash map over a million keys, and the first source still wins.
+  const sorted: Entry[] = []
+  const keys: string[] = []
+  for (const bucket of bucketSort(entries, now)) {
+    for (let i = 0; i < bucket.length; i++) {
+      const { k, e } = bucket[i]!
+      if (i > 0 && k === bucket[i - 1]!.k) {
+        const kept = sorted[sorted.length - 1]!
+        opts.onDuplicate?.(kept, e)
+        sorted[sorted.length - 1] = mergeDuplicate(kept, e)
+        continue
+      }
+      sorted.push(e)
+      keys.push(k)
     }
-    const merged: Entry = { ...prev }
-    const reason = mergeReasons(prev.reason, e.reason)
-    if (reason === undefined) delete merged.reason
-    else merged.reason = reason
-    const expires = laterExpiry(prev.expires, e.expires)
-    if (expires === undefined) delete merged.expires
-    else merged.expires = expires
-    if (prev.force || e.force) merged.force = true
-    byKey.set(k, merged)
   }
-  const keyed = Array.from(byKey.values(), (e) => ({ k: sortKey(e), e }))
-  keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0))
-  const sorted = keyed.map((x) => x.e)
-  const etag = hashEntries(sorted)
+  const etag = hashEntries(sorted, keys)
   return {
     version: opts.version ?? parseInt(etag.slice(0, 12), 16),
     etag,
@@ -92,12 +125,58 @@ export function buildPolicy(entries: readonly Entry[], opts: { version?: number;
   }
 }
 
-/** sha256 over one canonical line per entry; fed in ~1 MiB pieces to keep update() calls few. */
-function hashEntries(sorted: readonly Entry[]): string {
+/**
+ * Unexpired entries as sorted runs: bucketed by kind and the first three characters of the value
+ * (values are ASCII, so bucket order is string order), then each bucket sorted. A million entries spread
+ * over tens of thousands of buckets need a third of the comparisons of one big sort, which otherwise
+ * dominates buildPolicy.
+ */
+function bucketSort(entries: readonly Entry[], now: Date): Keyed[][] {
+  const buckets = new Map<number, Keyed[]>()
+  for (const e of entries) {
+    if (e.expires !== undefined && isExpired(e, now)) continue
+    const v = e.value
+    // A missing character counts as 0, below every real one: "ab" sorts before "ab-...".
+    const c2 = v.length > 1 ? v.charCodeAt(1) & 127 : 0
+    const c3 = v.length > 2 ? v.charCodeAt(2) & 127 : 0
+    const id = (e.kind === 'domain' ? 0 : 1 << 21) + (v.charCodeAt(0) & 127) * 16384 + c2 * 128 + c3
+    const item = { k: sortKey(e), e }
+    const b = buckets.get(id)
+    if (b === undefined) buckets.set(id, [item])
+    else b.push(item)
+  }
+  const ids = Float64Array.from(buckets.keys()).sort()
+  const out: Keyed[][] = []
+  for (const id of ids) {
+    const b = buckets.get(id)!
+    if (b.length > 1) b.sort(compareKeyed)
+    out.push(b)
+  }
+  return out
+}
+
+function mergeDuplicate(prev: Entry, e: Entry): Entry {
+  const merged: Entry = { ...prev }
+  const reason = mergeReasons(prev.reason, e.reason)
+  if (reason === undefined) delete merged.reason
+  else merged.reason = reason
+  const expires = laterExpiry(prev.expires, e.expires)
+  if (expires === undefined) delete merged.expires
+  else merged.expires = expires
+  if (prev.force || e.force) merged.force = true
+  return merged
+}
+
+/**
+ * sha256 over one canonical line per entry (sort key, expiry, force, reason), fed in ~1 MiB pieces
+ * to keep update() calls few.
+ */
+function hashEntries(sorted: readonly Entry[], keys: readonly string[]): string {
   const h = createHash('sha256')
   let buf = ''
-  for (const e of sorted) {
-    buf += `${entryKey(e)}\t${e.expires ?? ''}\t${e.force ? 'force' : ''}\t${e.reason ?? ''}\n`
+  for (let i = 0; i < sorted.length; i++) {
+    const e = sorted[i]!
+    buf += `${keys[i]}\t${e.expires ?? ''}\t${e.force ? 'force' : ''}\t${e.reason ?? ''}\n`
     if (buf.length > 1 << 20) {
       h.update(buf)
       buf = ''

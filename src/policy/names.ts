@@ -10,13 +10,12 @@ export type NameResult =
 export const MAX_LABEL = 63
 export const MAX_NAME = 253
 
-// Fast path for the common case: already lower-case LDH(+underscore) labels.
-const PLAIN = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/
 const BAD_CHAR = /[^a-z0-9_.*-]/
 
 /**
  * Lower-case, drop one trailing dot, punycode non-ASCII labels (node:url domainToASCII, UTS #46),
- * strip a leading `*.` into `subdomainsOnly`, then check characters and lengths.
+ * strip a leading `*.` into `subdomainsOnly`, then check characters and lengths in one pass (this runs
+ * for every line of million-line lists).
  */
 export function normalizeName(raw: string): NameResult {
   let s = raw.toLowerCase()
@@ -33,26 +32,43 @@ export function normalizeName(raw: string): NameResult {
     s = s.slice(2)
   }
   if (s === '') return { ok: false, code: 'invalid-name', message: `empty name in ${JSON.stringify(raw)}` }
-  if (!PLAIN.test(s)) {
-    const bad = BAD_CHAR.exec(s)
-    if (bad) {
-      return { ok: false, code: 'invalid-name', message: `invalid character ${JSON.stringify(bad[0])} in name ${JSON.stringify(raw)} (allowed: a-z 0-9 - _ . and a leading *.)` }
+  let labelStart = 0
+  let labels = 1
+  let numericLabel = true
+  for (let i = 0; i <= s.length; i++) {
+    const c = i < s.length ? s.charCodeAt(i) : 46 /* . */
+    if (c === 46) {
+      const len = i - labelStart
+      if (len === 0) return { ok: false, code: 'empty-label', message: `empty label in name ${JSON.stringify(raw)}` }
+      if (len > MAX_LABEL) {
+        return { ok: false, code: 'label-too-long', message: `label ${JSON.stringify(s.slice(labelStart, labelStart + 20) + '...')} is ${len} characters long, the limit is ${MAX_LABEL}` }
+      }
+      // A leading hyphen would also read as an option to any tool the name is handed to.
+      if (s.charCodeAt(labelStart) === 45 || s.charCodeAt(i - 1) === 45) {
+        return { ok: false, code: 'invalid-name', message: `label ${JSON.stringify(s.slice(labelStart, i))} in ${JSON.stringify(raw)} starts or ends with a hyphen` }
+      }
+      if (i < s.length) {
+        labels++
+        labelStart = i + 1
+        numericLabel = true
+      }
+      continue
     }
-    if (s.includes('*')) return { ok: false, code: 'invalid-wildcard', message: `${JSON.stringify(raw)}: * is only allowed as a leading "*." (names under it)` }
-    return { ok: false, code: 'empty-label', message: `empty label in name ${JSON.stringify(raw)}` }
+    if (c >= 48 && c <= 57) continue
+    numericLabel = false
+    if ((c >= 97 && c <= 122) || c === 45 || c === 95) continue
+    if (c === 42 /* * */ && !BAD_CHAR.test(s)) {
+      return { ok: false, code: 'invalid-wildcard', message: `${JSON.stringify(raw)}: * is only allowed as a leading "*." (names under it)` }
+    }
+    const bad = BAD_CHAR.exec(s)?.[0] ?? s[i]!
+    return { ok: false, code: 'invalid-name', message: `invalid character ${JSON.stringify(bad)} in name ${JSON.stringify(raw)} (allowed: a-z 0-9 - _ . and a leading *.)` }
   }
   if (s.length > MAX_NAME) return { ok: false, code: 'name-too-long', message: `name is ${s.length} characters long, the limit is ${MAX_NAME}` }
-  const labels = s.split('.')
-  for (const l of labels) {
-    if (l.length > MAX_LABEL) return { ok: false, code: 'label-too-long', message: `label ${JSON.stringify(l.slice(0, 20) + '...')} is ${l.length} characters long, the limit is ${MAX_LABEL}` }
-    // A leading hyphen would also read as an option to any tool the name is handed to.
-    if (l.startsWith('-') || l.endsWith('-')) return { ok: false, code: 'invalid-name', message: `label ${JSON.stringify(l)} in ${JSON.stringify(raw)} starts or ends with a hyphen` }
-  }
   // RFC 3696 2: a top-level label is never all-numeric, so `1.2.3` or `256.1.1.1` is a broken address.
-  if (/^[0-9]+$/.test(labels[labels.length - 1]!)) {
+  if (numericLabel) {
     return { ok: false, code: 'invalid-name', message: `${JSON.stringify(raw)} is neither a valid IP address nor a name (numeric top-level label)` }
   }
-  if (labels.length === 1) {
+  if (labels === 1) {
     return { ok: true, name: s, subdomainsOnly, warning: { code: 'bare-tld', message: `${JSON.stringify(s)} is a single label (a whole top-level domain?): every name under it is affected` } }
   }
   return { ok: true, name: s, subdomainsOnly }

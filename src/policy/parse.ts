@@ -15,10 +15,11 @@ export interface ParseOptions {
   /** For expiry checks; default: now. */
   now?: Date
   /**
-   * entryKey -> source of the first occurrence. Pass one map to several parses (loadBlocklists does)
-   * to get duplicate warnings across files too.
+   * entryKey -> source of the first occurrence, for `duplicate` warnings. Pass one map to several parses
+   * (loadBlocklists does) to get warnings across files too; `false` skips the check (a hash map over a
+   * million keys costs a noticeable share of a big lint; buildPolicy's onDuplicate finds them anyway).
    */
-  seen?: Map<string, string>
+  seen?: Map<string, string> | false
 }
 
 type Flaw = { severity: 'error' | 'warning'; code: string; message: string }
@@ -73,7 +74,8 @@ export function checkNet(text: string, force: boolean): Value {
 function checkName(text: string): Value {
   const n = normalizeName(text)
   if (!n.ok) return err(n.code, n.message)
-  return { ok: true, kind: 'domain', value: n.name, subdomainsOnly: n.subdomainsOnly, ...(n.warning ? { warning: { severity: 'warning', ...n.warning } } : {}) }
+  if (n.warning) return { ok: true, kind: 'domain', value: n.name, subdomainsOnly: n.subdomainsOnly, warning: { severity: 'warning', ...n.warning } }
+  return { ok: true, kind: 'domain', value: n.name, subdomainsOnly: n.subdomainsOnly }
 }
 
 /**
@@ -122,11 +124,11 @@ export class BlocklistParser {
   private lineNo = 0
   private pending: string | undefined
   private readonly now: Date
-  private readonly seen: Map<string, string>
+  private readonly seen: Map<string, string> | undefined
 
   constructor(readonly file: string, opts: ParseOptions = {}) {
     this.now = opts.now ?? new Date()
-    this.seen = opts.seen ?? new Map()
+    this.seen = opts.seen === false ? undefined : (opts.seen ?? new Map())
   }
 
   feed(text: string): void {
@@ -181,22 +183,20 @@ export class BlocklistParser {
       body = line.slice(0, cut).trimEnd()
     }
     reason ??= comment
-    const tokens = /\s/.test(body) ? body.split(/\s+/) : [body]
     let allow = false
-    let first = tokens[0]!
-    if (first.startsWith('@@')) {
+    if (body.startsWith('@@')) {
       allow = true
-      first = first.slice(2)
-      if (first === '' && tokens.length > 1) {
-        tokens.shift()
-        first = tokens[0]!
-      }
+      body = body.slice(2).trimStart()
     }
-    if (first === '') {
-      this.problem({ severity: 'error', code: 'empty-entry', message: 'no entry before the reason' })
+    if (body === '') {
+      this.problem({ severity: 'error', code: 'empty-entry', message: 'no entry on the line' })
       return
     }
     const opts: LineOptions = { allow, mode: 'block', force: false }
+    // Fast path (most lines of big lists): one token, no options.
+    if (!/\s/.test(body)) return this.add(checkValue(body, false), opts, reason)
+    const tokens = body.split(/\s+/)
+    const first = tokens[0]!
     const rest: string[] = []
     const seenOpts = new Set<string>()
     for (let i = 1; i < tokens.length; i++) {
@@ -253,17 +253,30 @@ export class BlocklistParser {
   private add(v: Value, opts: LineOptions, reason: string | undefined): void {
     if (!v.ok) return this.problem(v.flaw)
     if (v.kind === 'domain' && v.warning) this.problem(v.warning)
-    const e = makeEntry(v, opts, reason, `${this.file}:${this.lineNo}`)
-    if (e.expires !== undefined && isExpired(e, this.now)) {
-      return this.problem({ severity: 'warning', code: 'expired', message: `entry expired at ${e.expires}; not applied` })
+    if (opts.expires !== undefined && isExpired(opts, this.now)) {
+      return this.problem({ severity: 'warning', code: 'expired', message: `entry expired at ${opts.expires}; not applied` })
     }
-    const k = entryKey(e)
-    const first = this.seen.get(k)
-    if (first !== undefined) {
-      this.problem({ severity: 'warning', code: 'duplicate', message: `duplicate of ${first} (${k.split(' ')[1]})` })
-    } else this.seen.set(k, e.source)
+    const e = makeEntry(v, opts, reason, `${this.file}:${this.lineNo}`)
+    if (this.seen) {
+      const k = entryKey(e)
+      const first = this.seen.get(k)
+      if (first !== undefined) this.problem(duplicateFlaw(first, k))
+      else this.seen.set(k, e.source)
+    }
     this.entries.push(e)
   }
+}
+
+function duplicateFlaw(firstSource: string, key: string): Flaw {
+  return { severity: 'warning', code: 'duplicate', message: `duplicate of ${firstSource} (${key.split(' ')[1]})` }
+}
+
+/** A `duplicate` warning for an entry that buildPolicy merged into an earlier one (see its onDuplicate). */
+export function duplicateProblem(kept: Entry, dup: Entry): Problem {
+  const i = dup.source.lastIndexOf(':')
+  const line = Number(dup.source.slice(i + 1))
+  const [file, n] = i > 0 && Number.isInteger(line) ? [dup.source.slice(0, i), line] : [dup.source, 0]
+  return { file, line: n, ...duplicateFlaw(kept.source, entryKey(dup)) }
 }
 
 /** Index of the character that starts a trailing reason (`;`, or `#` after whitespace), or -1. */
@@ -277,7 +290,8 @@ function reasonStart(line: string): number {
 }
 
 function makeEntry(v: Value & { ok: true }, opts: LineOptions, reason: string | undefined, source: string): Entry {
-  const e: Entry = { kind: v.kind, value: v.value, allow: opts.allow, mode: opts.mode, source }
+  // id in the literal: the common shape then fits in the object itself (no extra property store).
+  const e: Entry = { kind: v.kind, value: v.value, allow: opts.allow, mode: opts.mode, source, id: '' }
   if (v.kind === 'domain' && v.subdomainsOnly) e.subdomainsOnly = true
   if (reason !== undefined) e.reason = reason
   if (opts.expires !== undefined) e.expires = opts.expires
@@ -345,5 +359,7 @@ export function entryFromFields(
   const v = checkValue(value, opts.force)
   if (!v.ok) return { problems: [{ ...v.flaw, severity: 'error' }] }
   const problems: Flaw[] = v.kind === 'domain' && v.warning ? [v.warning] : []
-  return { entry: makeEntry(v, opts, reason, source), problems }
+  const entry = makeEntry(v, opts, reason, source)
+  entry.id = entryId(entry)
+  return { entry, problems }
 }
