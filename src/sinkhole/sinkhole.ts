@@ -2,6 +2,7 @@
 // client ACL, per-client rate limit and hit recording. The `sinkhole` command and the agent both
 // build it with createSinkhole and swap policies in with setMatcher.
 import type { Logger } from '../log.js'
+import type { SinkholeMetrics } from '../metrics.js'
 import type { Matcher } from '../policy/types.js'
 import type { ContainerLookup, HitSink } from './types.js'
 import { answer, blockedReply, checkForwarded, compileBlockMode, type BlockMode, type HitInfo } from './answer.js'
@@ -37,6 +38,8 @@ export interface SinkholeOptions {
   upstreamTimeoutMs?: number
   /** Upstream tries in all (default max(2, upstreams)). */
   upstreamAttempts?: number
+  /** Prometheus counters (query results, cache, upstream latency); hits are counted by the hit log. */
+  metrics?: SinkholeMetrics
 }
 
 export interface SinkholeStats {
@@ -74,6 +77,7 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
   const cache: DnsCache | undefined = opts.cache === false ? undefined : createCache({ maxEntries: opts.cache?.maxEntries ?? 10_000 })
   const upstream = createUpstream({ servers: opts.upstreams, log: opts.log, timeoutMs: opts.upstreamTimeoutMs, attempts: opts.upstreamAttempts })
   let matcher = opts.matcher
+  const m = opts.metrics
   const st = { queries: 0, blocked: 0, alerted: 0, forwarded: 0, cacheHits: 0, blockedByAnswer: 0, refusedClients: 0, rateLimited: 0, formErr: 0, servFail: 0, dropped: 0 }
 
   function record(h: HitInfo, client: ClientInfo): void {
@@ -107,37 +111,49 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
   async function forward(msg: Buffer, q: Query, check: boolean, alertHit: HitInfo | undefined, client: ClientInfo): Promise<Buffer> {
     const key = cache ? cacheKey(q) : ''
     let resp = cache?.get(key, msg, q)
-    if (resp) st.cacheHits++
-    else {
+    if (resp) {
+      st.cacheHits++
+      m?.cacheHit()
+    } else {
+      if (cache) m?.cacheMiss()
       st.forwarded++
+      const t0 = m ? performance.now() : 0
       try {
         resp = await upstream.query(msg, q)
       } catch (e) {
         st.servFail++
+        m?.upstreamLatency((performance.now() - t0) / 1000)
+        m?.query('servfail')
         log.debug({ domain: q.qname, err: (e as Error).message }, 'upstream failed: SERVFAIL')
         return buildError(msg, RCODE.SERVFAIL, q.qEnd, q.edns ? { do: q.edns.do } : undefined)
       }
+      m?.upstreamLatency((performance.now() - t0) / 1000)
       cache?.set(key, resp)
       resp = Buffer.from(resp)
       resp.writeUInt16BE(q.id, 0)
     }
+    let lastAlert = false
     if (check) {
       // The policy may have changed since the answer was cached: check on every use, not once.
       const r = checkForwarded(resp, matcher)
       if (r.kind === 'malformed') {
         st.servFail++
+        m?.query('servfail')
         return buildError(msg, RCODE.SERVFAIL, q.qEnd, q.edns ? { do: q.edns.do } : undefined)
       }
       if (r.kind === 'block') {
         st.blockedByAnswer++
+        m?.query('blocked')
         const b = blockedReply(msg, q, r.verdict, plan)
         record({ action: 'block', verdict: r.verdict, name: q.qname, qtype: typeName(q.qtype), answer: b.label }, client)
         log.debug({ domain: q.qname, via: r.via }, 'forwarded answer blocked')
         return b.packet
       }
+      lastAlert = r.kind === 'alert'
       if (r.kind === 'alert' && !alertHit) record({ action: 'alert', verdict: r.verdict, name: q.qname, qtype: typeName(q.qtype), answer: 'forwarded' }, client)
     }
     if (alertHit) record(alertHit, client)
+    m?.query(alertHit || (check && lastAlert) ? 'alert' : 'forwarded')
     return resp
   }
 
@@ -145,6 +161,7 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
     st.queries++
     if (limiter && !limiter.take(client.address)) {
       st.rateLimited++
+      m?.query('ratelimited')
       // UDP: silence (answering a flood, possibly from spoofed sources, only helps the flood).
       // TCP: the handshake proves the source, so say REFUSED rather than leave it hanging.
       if (client.proto === 'udp' || msg.length < HEADER) return undefined
@@ -152,6 +169,7 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
     }
     if (!acl(client.address)) {
       st.refusedClients++
+      m?.query('refused')
       if (msg.length < HEADER || msg.readUInt16BE(2) & 0x8000) return undefined
       // REFUSED with the question echoed: never bigger than the query, so no amplification.
       const p = parseQuery(msg)
@@ -161,9 +179,11 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
     switch (d.kind) {
       case 'drop':
         st.dropped++
+        m?.query('formerr')
         return undefined
       case 'reply':
         if (d.rcode === RCODE.FORMERR) st.formErr++
+        m?.query(d.hit ? 'blocked' : d.rcode === RCODE.REFUSED ? 'refused' : 'formerr')
         if (d.hit) record(d.hit, client)
         return fit(d.packet, d.query, client)
       case 'forward':
