@@ -16,7 +16,7 @@ import { nameserversFromResolvConf } from '../resolve/system-upstreams.js'
 import { createAddressBook } from '../resolve/address-book.js'
 import { domainsToResolve } from '../enforce/desired.js'
 import { createEnforcer, type BackendKind } from '../enforce/factory.js'
-import { createDryRunEnforcer, createDryRunHostsFile } from '../enforce/dry-run.js'
+import { createDryRunHostsFile } from '../enforce/dry-run.js'
 import { createHostsFile, type HostsFile } from '../enforce/hosts-file.js'
 import { createEnforcementController } from '../enforce/controller.js'
 import type { Enforcer } from '../enforce/types.js'
@@ -129,8 +129,6 @@ function backendKind(v: string | undefined, allowed: readonly string[]): Backend
 
 export function makeEnforcer(kind: BackendKind, o: EnforceOptions, log: Logger, print: (l: string) => void): Enforcer {
   const common = { ...(o.netns ? { netns: o.netns } : {}), ...(o['name-prefix'] ? { namePrefix: o['name-prefix'] } : {}), log: o['log-rejects'], logger: log }
-  // The factory is the one switch over backends; dry-run is built here until the factory takes it.
-  if (kind === 'dry-run') return createDryRunEnforcer(print, o['name-prefix'] ? { namePrefix: o['name-prefix'] } : {})
   return createEnforcer(kind, { ...common, print })
 }
 

@@ -6,7 +6,6 @@ import { errors, isEgError } from '../errors.js'
 import { createLogger, silentLogger } from '../log.js'
 import { run } from '../enforce/exec.js'
 import { desiredState, hostsFileNames } from '../enforce/desired.js'
-import { createDryRunEnforcer } from '../enforce/dry-run.js'
 import { createHostsFile } from '../enforce/hosts-file.js'
 import { createEnforcer } from '../enforce/factory.js'
 import { ownedSetNames, parseIpsetSave, setName, SET_KEYS } from '../enforce/ipset-script.js'
@@ -95,7 +94,8 @@ const command: Command = {
       live = { ruleActions: [], note: `could not read the live kernel state (${why.split('\n')[0]}); showing everything an apply from scratch would write` }
     }
     const memberLines: string[] = []
-    const dry = createDryRunEnforcer((l) => memberLines.push(l), {
+    const dry = createEnforcer('dry-run', {
+      print: (l) => void memberLines.push(l),
       ...(live.state ? { current: live.state } : {}),
       ...(o['name-prefix'] ? { namePrefix: o['name-prefix'] } : {}),
     })
