@@ -19,11 +19,14 @@ import { createEnforcer, type BackendKind } from '../enforce/factory.js'
 import { createDryRunHostsFile } from '../enforce/dry-run.js'
 import { createHostsFile, type HostsFile } from '../enforce/hosts-file.js'
 import { createEnforcementController } from '../enforce/controller.js'
+import { createApiClient } from '../client/api-client.js'
 import type { Enforcer } from '../enforce/types.js'
 
 /** Options shared by `plan` and `apply`. */
 export const enforceSpec = {
   blocklists: { type: 'string', multiple: true, help: 'blocklist directory or file (repeatable; default ./blocklists)' },
+  server: { type: 'string', help: 'get the policy from this egress-guard server instead of blocklist files' },
+  'token-file': { type: 'string', help: 'file holding the token for --server' },
   upstream: { type: 'string', multiple: true, help: 'DNS upstream IP[:PORT] for resolving blocked names (repeatable; default: resolv.conf nameservers)' },
   protect: { type: 'string', multiple: true, help: 'address or CIDR never blocked because a blocked name resolved to it (repeatable)' },
   'hosts-file': { type: 'string', default: '/etc/hosts', help: 'hosts file holding the managed block' },
@@ -41,7 +44,7 @@ const spec = {
   ...enforceSpec,
 } as const satisfies Spec
 
-const USAGE = `usage: egress-guard apply --once [--blocklists DIR] [--backend iptables|nftables|dry-run] [--netns NAME]
+const USAGE = `usage: egress-guard apply --once [--blocklists DIR | --server URL --token-file F] [--backend iptables|nftables|dry-run] [--netns NAME]
                           [--hosts-file PATH | --no-hosts] [--upstream IP[:PORT]...] [--protect CIDR...]
 
 Loads the blocklists, resolves blocked names at the upstream (never through the hosts file), makes the
@@ -66,6 +69,28 @@ export async function loadPolicy(paths: readonly string[]): Promise<LoadedPolicy
   const fatal = loaded.problems.filter((p) => p.line === 0 && p.severity === 'error')
   if (fatal.length > 0) throw errors.fileUnreadable(`cannot load the blocklists, nothing changed:\n  ${fatal.map(formatProblem).join('\n  ')}`)
   return { policy: buildPolicy(loaded.entries), problems: loaded.problems }
+}
+
+/** The policy the server distributes now (one plain GET, no long-poll). Any failure changes nothing. */
+export async function fetchPolicy(url: string, tokenFile: string | undefined): Promise<LoadedPolicy> {
+  if (!tokenFile) throw errors.usage('--server needs --token-file')
+  let token: string
+  try {
+    token = readFileSync(tokenFile, 'utf8').trim()
+  } catch (e) {
+    throw errors.config(`--token-file ${tokenFile}: ${(e as Error).message}`)
+  }
+  if (!token) throw errors.config(`--token-file ${tokenFile}: empty`)
+  let r
+  try {
+    r = await createApiClient({ url, token }).getPolicy()
+  } catch (e) {
+    if (isEgError(e)) throw errors.upstream(`cannot get the policy from ${url}, nothing changed: ${e.message}`)
+    throw errors.upstream(`cannot get the policy from ${url}, nothing changed: ${(e as Error).message}`)
+  }
+  if (r.status !== 200 || !r.policy) throw errors.upstream(`${url}: no full policy in the answer (status ${r.status}), nothing changed`)
+  const { version, etag, generatedAt, entries } = r.policy
+  return { policy: { version, etag, generatedAt, entries }, problems: [] }
 }
 
 /** --upstream values, else the resolv.conf nameservers. Coded error for a bad value. */
@@ -102,7 +127,8 @@ export function protectList(list: readonly string[], upstreams: readonly Upstrea
 
 /** Everything plan and apply need to compute the desired state. */
 export async function prepare(o: EnforceOptions, io: CommandIO, log: Logger) {
-  const { policy, problems } = await loadPolicy(o.blocklists)
+  if (o.server && o.blocklists.length > 0) throw errors.usage('give --server or --blocklists, not both')
+  const { policy, problems } = o.server ? await fetchPolicy(o.server, o['token-file']) : await loadPolicy(o.blocklists)
   for (const p of problems) io.stderr(`${p.severity === 'error' ? 'skipped' : 'warning'}: ${formatProblem(p)}\n`)
   const { upstreams, fromSystem } = upstreamsFrom(o.upstream)
   const domains = domainsToResolve(policy)

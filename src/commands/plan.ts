@@ -19,7 +19,7 @@ const spec = {
   ...enforceSpec,
 } as const satisfies Spec
 
-const USAGE = `usage: egress-guard plan [--blocklists DIR] [--backend iptables|nftables] [--upstream IP[:PORT]...] [--json]
+const USAGE = `usage: egress-guard plan [--blocklists DIR | --server URL --token-file F] [--backend iptables|nftables] [--upstream IP[:PORT]...] [--json]
 
 Prints the kernel and hosts-file changes \`egress-guard apply --once\` would make, doing nothing. The
 kernel is read (ipset save / nft list, read-only) to show the difference; when it cannot be read (not

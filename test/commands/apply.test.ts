@@ -1,10 +1,12 @@
 // `egress-guard apply --once` as a real process: iptables and nftables inside throwaway namespaces
 // (--netns), names resolved at a real dnsmasq, a temporary hosts file; the second run changes nothing.
 import t from 'tap'
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { runCli } from '../helpers/cli.js'
+import { CLI, runCli } from '../helpers/cli.js'
 import { capabilities, requires } from '../helpers/caps.js'
 import { inNs, makeNs } from '../helpers/netns.js'
 import { startDnsmasq } from '../resolve/dnsmasq.js'
@@ -118,4 +120,36 @@ t.test('missing firewall tools: exit 1 with what to install', async (t) => {
   const r = await runCli(['apply', '--once', '--backend', 'iptables', '--blocklists', f.bl, '--no-hosts'], { env: { PATH: '/nonexistent' } })
   t.equal(r.code, 1, r.stderr)
   t.match(r.stderr, /command not found.*needs iptables ipset \(apt-get install iptables ipset\)/)
+})
+
+t.test('--server: the policy comes from a real egress-guard server', async (t) => {
+  const f = fixture(t)
+  writeFileSync(join(f.bl, 'list.txt'), '203.0.113.0/24\n@@192.0.2.9\n')
+  mkdirSync(join(f.dir, 'data'))
+  const tok = join(f.dir, 'token')
+  writeFileSync(tok, randomBytes(32).toString('hex') + '\n')
+  chmodSync(tok, 0o600)
+  const srv = spawn(process.execPath, [CLI, 'server', '--listen', '127.0.0.1:0', '--data', join(f.dir, 'data'), '--blocklists', f.bl, '--admin-token-file', tok, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => void srv.kill('SIGKILL'))
+  const url = await new Promise<string>((resolve, reject) => {
+    let err = ''
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 30_000)
+    srv.stderr!.on('data', (d) => {
+      err += d
+      const m = /listening on (http:\/\/[0-9.:]+)/.exec(err)
+      if (m) {
+        clearTimeout(timer)
+        resolve(m[1]!)
+      }
+    })
+  })
+  const r = await runCli(['apply', '--once', '--backend', 'dry-run', '--server', url, '--token-file', tok, '--no-hosts'])
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, /would: add egress-guard-block4 203\.0\.113\.0\/24/)
+  t.match(r.stdout, /would: add egress-guard-allow4 192\.0\.2\.9\/32/)
+  const bad = await runCli(['apply', '--once', '--backend', 'dry-run', '--server', url, '--token-file', f.hosts, '--no-hosts'])
+  t.equal(bad.code, 1, 'a wrong token changes nothing and fails')
+  t.match(bad.stderr, /cannot get the policy from .*nothing changed/)
+  const both = await runCli(['plan', '--server', url, '--token-file', tok, '--blocklists', f.bl])
+  t.equal(both.code, 2)
 })
