@@ -1,6 +1,8 @@
 // Binary prefix trie for the matcher's network entries: one trie per address family, one node per
 // prefix bit, so finding every listed network that contains an address is one walk of at most 32
-// (IPv4) or 128 (IPv6) steps over typed arrays, however many networks are listed.
+// (IPv4) or 128 (IPv6) steps over typed arrays, however many networks are listed. Single addresses
+// (/32, /128: half of a typical feed) live in a hash map instead: in the trie each one would own a
+// private chain of ~15-100 nodes, most of the trie's memory.
 
 /** Receives, shallow to deep, the entry chain of every trie node on an address's path. */
 export interface ChainSink {
@@ -14,6 +16,8 @@ export class CidrTrie {
   /** First entry of the chain stored at node n, -1 when none. */
   private heads: Int32Array
   private nodes = 1
+  /** Host routes: IPv4 as an int32, IPv6 as the 16 bytes in a latin1 string -> chain head. */
+  private readonly hosts = new Map<number | string, number>()
   /** Number of networks inserted. */
   size = 0
 
@@ -36,6 +40,13 @@ export class CidrTrie {
    * ignored). Returns the previous chain head, which the caller links as the entry's `next`.
    */
   insert(bytes: Uint8Array, prefix: number, entry: number): number {
+    this.size++
+    if (prefix === this.bits) {
+      const key = this.bits === 32 ? ((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) : Buffer.from(bytes.subarray(0, 16)).toString('latin1')
+      const prev = this.hosts.get(key) ?? -1
+      this.hosts.set(key, entry)
+      return prev
+    }
     let n = 0
     for (let i = 0; i < prefix; i++) {
       const b = (bytes[i >> 3]! >> (7 - (i & 7))) & 1
@@ -49,7 +60,6 @@ export class CidrTrie {
     }
     const prev = this.heads[n]!
     this.heads[n] = entry
-    this.size++
     return prev
   }
 
@@ -67,11 +77,16 @@ export class CidrTrie {
     const heads = this.heads
     let n = 0
     if (heads[0]! >= 0) sink.consider(heads[0]!, false)
-    for (let i = 31; i >= 0; i--) {
+    for (let i = 31; i > 0; i--) {
       n = kids[2 * n + ((a >>> i) & 1)]!
-      if (n === 0) return
+      if (n === 0) break
       const h = heads[n]!
       if (h >= 0) sink.consider(h, false)
+    }
+    // The host route last: it is the most specific.
+    if (this.hosts.size > 0) {
+      const h = this.hosts.get(a | 0)
+      if (h !== undefined) sink.consider(h, false)
     }
   }
 
@@ -82,11 +97,15 @@ export class CidrTrie {
     const last = this.bits - 1
     let n = 0
     if (heads[0]! >= 0) sink.consider(heads[0]!, false)
-    for (let i = 0; i <= last; i++) {
+    for (let i = 0; i < last; i++) {
       n = kids[2 * n + ((bytes[i >> 3]! >> (7 - (i & 7))) & 1)]!
-      if (n === 0) return
+      if (n === 0) break
       const h = heads[n]!
       if (h >= 0) sink.consider(h, false)
+    }
+    if (this.hosts.size > 0) {
+      const h = this.hosts.get(Buffer.from(bytes.buffer, bytes.byteOffset, this.bits / 8).toString('latin1'))
+      if (h !== undefined) sink.consider(h, false)
     }
   }
 
