@@ -25,6 +25,8 @@ export interface LoadOptions {
    * can pass false and report its onDuplicate instead, which is cheaper on huge lists (lint does).
    */
   duplicates?: boolean
+  /** Decode piece size (default 64 MiB); tests set it small to exercise the cuts. */
+  chunkBytes?: number
 }
 
 export interface Loaded {
@@ -61,6 +63,7 @@ function ioMessage(e: unknown): string {
  */
 export async function loadBlocklists(paths: readonly string[], opts: LoadOptions = {}): Promise<Loaded> {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES
+  const chunk = opts.chunkBytes ?? CHUNK
   const now = opts.now ?? new Date()
   const seen = opts.duplicates === false ? false : new Map<string, string>()
   const out: Loaded = { entries: [], problems: [], files: [] }
@@ -98,8 +101,8 @@ export async function loadBlocklists(paths: readonly string[], opts: LoadOptions
     for (let start = 0; start < buf.length; ) {
       // Cut after a newline byte: 0x0a never occurs inside a multi-byte UTF-8 sequence.
       let end = buf.length
-      if (buf.length - start > CHUNK) {
-        const nl = buf.indexOf(0x0a, start + CHUNK)
+      if (buf.length - start > chunk) {
+        const nl = buf.indexOf(0x0a, start + chunk)
         end = nl < 0 ? buf.length : nl + 1
       }
       parser.feed(buf.toString('utf8', start, end))
