@@ -102,8 +102,10 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
     ...(deps.https ? { https: deps.https } : {}),
     // Unknown fields are an error, not silently dropped; query strings still need type coercion.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
-    // Long-polls are not idle: close() ends them through preClose, then idle keep-alives are cut.
-    forceCloseConnections: 'idle',
+    // close(): preClose answers every long-poll (304) and gives the answers a moment to flush; then
+    // every connection is cut, so a client that vanished mid-request cannot hold close() for the
+    // 72 s keep-alive timeout.
+    forceCloseConnections: true,
   }) as unknown as FastifyInstance
 
   const ctx: ServerContext = {
@@ -150,7 +152,10 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
   app.addHook('onResponse', async (req, reply) => {
     metrics!.request(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
   })
-  app.addHook('preClose', async () => policy.waiters.close())
+  app.addHook('preClose', async () => {
+    policy.waiters.close()
+    await new Promise((r) => setTimeout(r, 50))
+  })
   app.addHook('onClose', async () => policy.close())
 
   await app.register(swagger, {
