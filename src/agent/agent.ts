@@ -42,6 +42,8 @@ export interface AgentConfig {
   pollIntervalMs?: number
   reportIntervalMs?: number
   hitUploadIntervalMs?: number
+  /** The report after an apply is sent within a random delay up to this (default 1000 ms). */
+  reportJitterMs?: number
   /** `remove`: take rules and the hosts block away on stop. Default `keep`. */
   onExit?: 'keep' | 'remove'
   backoff?: BackoffOptions
@@ -149,8 +151,12 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
     appliedPolicy = p
     applied = { version: p.version, etag: p.etag, entries: p.entries.length, at: new Date().toISOString() }
     log.info({ version: p.version, entries: p.entries.length, ms: Date.now() - t0, warnings: warnings.length }, 'policy enforced')
-    // Right after each apply: the fleet view should show the new version without waiting a tick.
-    void reporter?.reportNow()
+    // Right after each apply, so the fleet view shows the new version without waiting a tick; spread
+    // over up to reportJitterMs so a push does not make every agent of the fleet POST in the same
+    // instant (and compete with the other agents' kernel applies for CPU).
+    const jitter = config.reportJitterMs ?? 1000
+    if (jitter <= 0) void reporter?.reportNow()
+    else setTimeout(() => void reporter?.reportNow(), Math.floor(Math.random() * jitter)).unref()
   }
 
   const sync = createPolicySync({

@@ -66,7 +66,7 @@ function world(t: { teardown: (f: () => void) => void }) {
   return { dir, deps, events, reports, uploaded, answers, hit: (h: Hit) => hitCb?.(h), removed: () => removed }
 }
 
-const cfg = (dir: string, extra = {}) => ({ host: 'web1', agentVersion: '0.1.0', stateDir: dir, waitSec: 1, reportIntervalMs: 3_600_000, ...extra })
+const cfg = (dir: string, extra = {}) => ({ host: 'web1', agentVersion: '0.1.0', stateDir: dir, waitSec: 1, reportIntervalMs: 3_600_000, reportJitterMs: 0, ...extra })
 
 t.test('cached policy first, then the server; kernel before sinkhole; report after apply', async (t) => {
   const w = world(t)
