@@ -1,0 +1,96 @@
+// `egress-guard lint` end to end through the built CLI (dist/cli.js): output, --json, exit codes.
+import t from 'tap'
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { runCli } from '../helpers/cli.js'
+
+const dir = mkdtempSync(join(tmpdir(), `eg-lint-${process.pid}-`))
+t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+
+const clean = join(dir, 'clean')
+mkdirSync(clean)
+writeFileSync(join(clean, 'a.txt'), '# the dropper\nabcdefghijklmnopqrst.net\n77.110.110.55 # its address\n')
+writeFileSync(join(clean, 'README.md'), 'not a list $(x)\n')
+
+const warn = join(dir, 'warn')
+mkdirSync(warn)
+writeFileSync(join(warn, 'w.txt'), 'a.example\n0.0.0.0 a.example\nold.example expires=2020-01-01\n')
+
+const bad = join(dir, 'bad')
+mkdirSync(bad)
+writeFileSync(join(bad, 'one-bad-line.txt'), 'good1.example\n203.0.113.7/24\ngood2.example\n198.51.100.0/24\n')
+writeFileSync(join(bad, 'binary.list'), Buffer.from([0x00, 0x01, 0x02, 0xff, 0x0a]))
+
+t.test('clean directory: exit 0, no problems, summary on stderr', async (t) => {
+  const r = await runCli(['lint', clean])
+  t.equal(r.code, 0)
+  t.equal(r.stdout, '')
+  t.equal(r.stderr, '2 entries from 1 file: 0 errors, 0 warnings\n')
+})
+
+t.test('default path is ./blocklists (the repository list is clean)', async (t) => {
+  const r = await runCli(['lint'], { cwd: new URL('../..', import.meta.url).pathname })
+  t.equal(r.code, 0, r.stdout + r.stderr)
+  t.match(r.stderr, /^\d+ entries from \d+ files?: 0 errors, 0 warnings\n$/)
+  const none = await runCli(['lint'], { cwd: dir })
+  t.equal(none.code, 1, 'no ./blocklists here: an error, not silence')
+  t.equal(none.stdout, 'blocklists:0: no such file or directory\n')
+})
+
+t.test('warnings only: exit 0, each warning as file:line: warning: message', async (t) => {
+  const r = await runCli(['lint', warn])
+  t.equal(r.code, 0)
+  t.equal(r.stdout, [
+    `${join(warn, 'w.txt')}:2: warning: duplicate of ${join(warn, 'w.txt')}:1 (a.example)`,
+    `${join(warn, 'w.txt')}:3: warning: entry expired at 2020-01-01T23:59:59Z; not applied`,
+    '',
+  ].join('\n'))
+  t.equal(r.stderr, '1 entry from 1 file: 0 errors, 2 warnings\n')
+})
+
+t.test('errors: exit 1; a binary file is one problem; the good lines still count', async (t) => {
+  const r = await runCli(['lint', bad])
+  t.equal(r.code, 1)
+  t.equal(r.stdout, [
+    `${join(bad, 'binary.list')}:0: not a text file (NUL byte at offset 0); skipped`,
+    `${join(bad, 'one-bad-line.txt')}:2: 203.0.113.7/24 has host bits set; did you mean 203.0.113.0/24?`,
+    '',
+  ].join('\n'))
+  t.equal(r.stderr, '3 entries from 2 files: 2 errors, 0 warnings\n')
+  t.notMatch(r.stdout + r.stderr, /at .*\.js:\d+/, 'no stack trace')
+})
+
+t.test('--json prints {entries, files, problems}', async (t) => {
+  const r = await runCli(['lint', '--json', bad, join(clean, 'a.txt')])
+  t.equal(r.code, 1)
+  const j = JSON.parse(r.stdout) as { entries: Array<Record<string, unknown>>; files: string[]; problems: Array<Record<string, unknown>>; summary: Record<string, number> }
+  t.same(j.files, [join(bad, 'binary.list'), join(bad, 'one-bad-line.txt'), join(clean, 'a.txt')])
+  t.equal(j.entries.length, 5)
+  t.match(j.entries.find((e) => e.value === 'abcdefghijklmnopqrst.net'), { kind: 'domain', allow: false, mode: 'block', reason: 'the dropper', source: `${join(clean, 'a.txt')}:2` })
+  t.match(j.problems, [
+    { file: join(bad, 'binary.list'), line: 0, severity: 'error', code: 'not-text' },
+    { file: join(bad, 'one-bad-line.txt'), line: 2, severity: 'error', code: 'non-canonical-cidr', message: '203.0.113.7/24 has host bits set; did you mean 203.0.113.0/24?' },
+  ])
+  t.same(j.summary, { entries: 5, files: 3, errors: 2, warnings: 0 })
+})
+
+t.test('usage errors: exit 2', async (t) => {
+  const r = await runCli(['lint', '--no-such-flag'])
+  t.equal(r.code, 2)
+  t.match(r.stderr, /no-such-flag/)
+  const s = await runCli(['lint', '--max-file-size', 'lots', clean])
+  t.equal(s.code, 2)
+  t.match(s.stderr, /--max-file-size must be a size/)
+  const h = await runCli(['lint', '--help'])
+  t.equal(h.code, 0)
+  t.match(h.stdout, /usage: egress-guard lint/)
+})
+
+t.test('--max-file-size (flag and EG_ environment)', async (t) => {
+  const r = await runCli(['lint', '--max-file-size', '10', clean])
+  t.equal(r.code, 1)
+  t.match(r.stdout, /a\.txt:0: file is \d+ bytes, larger than the limit of 10 bytes/)
+  const e = await runCli(['lint', clean], { env: { EG_MAX_FILE_SIZE: '1K' } })
+  t.equal(e.code, 0)
+})
