@@ -121,7 +121,13 @@ async function exchange(name: string, type: QType, opts: ResolveOptions): Promis
     try {
       const udp = await udpExchange(name, type, up, timeoutMs)
       if (!udp.flag_tc) return toRaw(udp)
-      return toRaw(await tcpExchange(name, type, up, timeoutMs))
+      try {
+        return toRaw(await tcpExchange(name, type, up, timeoutMs))
+      } catch {
+        // No DNS over TCP there: the truncated answer's records are a true subset, and for blocking
+        // some of a name's addresses beat none (the next refresh tries TCP again).
+        return toRaw(udp)
+      }
     } catch (e) {
       last = e as Error
     }

@@ -146,3 +146,52 @@ t.test('parseUpstream', async (t) => {
   t.equal(parseUpstream('evil.example'), undefined)
   t.equal(parseUpstream('1.2.3.4:99999'), undefined)
 })
+
+t.test('a forged reply from another port is ignored even with the right id', async (t) => {
+  const forger = createSocket('udp4')
+  await new Promise<void>((r) => forger.bind(0, '127.0.0.1', r))
+  t.teardown(() => forger.close())
+  const port2 = await fakeServer(t, (q) => {
+    const type = q.questions![0]!.type
+    return [resp(q, type === 'A' ? [{ type: 'A', name: 'evil.example', ttl: 60, data: '203.0.113.7' }] : [])]
+  })
+  // The upstream as the client sees it: a relay to port2. For each query, a forger that saw it (so it
+  // knows the id and question) answers first, from its own port.
+  const proxy = createSocket('udp4')
+  proxy.on('message', (msg, rinfo) => {
+    const q = dnsPacket.decode(msg)
+    if (q.type === 'query') {
+      const forged = resp(q, [{ type: 'A', name: 'evil.example', ttl: 60, data: '192.0.2.66' }])
+      forger.send(dnsPacket.encode(forged), rinfo.port, rinfo.address, () => {
+        const relay = createSocket('udp4')
+        relay.on('message', (ans) => {
+          proxy.send(ans, rinfo.port, rinfo.address)
+          relay.close()
+        })
+        relay.send(msg, port2, '127.0.0.1')
+      })
+    }
+  })
+  await new Promise<void>((r) => proxy.bind(0, '127.0.0.1', r))
+  t.teardown(() => proxy.close())
+  const r = await resolveName('evil.example', { upstreams: [{ address: '127.0.0.1', port: proxy.address().port }], timeoutMs: 1000 })
+  t.same(ips(r), ['203.0.113.7'], 'only the reply from the upstream address and port counts')
+})
+
+t.test('IPv6 upstream', async (t) => {
+  if (!requires(t, capabilities.tool('dnsmasq'))) return
+  const dm = await startDnsmasq(t, ['--host-record=evil.example,203.0.113.7'], { listen: '::1' })
+  const r = await resolveName('evil.example', { upstreams: [{ address: '::1', port: dm.port }] })
+  t.same(ips(r), ['203.0.113.7'])
+})
+
+t.test('truncated answer and no TCP: the truncated records are used', async (t) => {
+  const port = await fakeServer(t, (q) => {
+    const type = q.questions![0]!.type
+    if (type !== 'A') return [resp(q, [])]
+    return [resp(q, [{ type: 'A', name: 'evil.example', ttl: 60, data: '203.0.113.7' }], { flags: dnsPacket.TRUNCATED_RESPONSE | dnsPacket.RECURSION_DESIRED })]
+  })
+  // Nothing listens on TCP at that port number (the fake server is UDP only): the connection is refused.
+  const r = await resolveName('evil.example', { upstreams: [{ address: '127.0.0.1', port }], timeoutMs: 500 })
+  t.same(ips(r), ['203.0.113.7'])
+})
