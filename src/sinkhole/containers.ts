@@ -222,23 +222,27 @@ export function createDockerContainers(opts: DockerContainersOptions): DockerCon
     }
   }
 
-  function sleep(ms: number): Promise<void> {
+  function sleep(ms: number, signal: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms)
-      abort.signal.addEventListener('abort', () => {
+      const done = () => {
         clearTimeout(timer)
+        signal.removeEventListener('abort', done)
         resolve()
-      }, { once: true })
+      }
+      const timer = setTimeout(done, ms)
+      signal.addEventListener('abort', done, { once: true })
     })
   }
 
   async function loop(firstAttempt: () => void): Promise<void> {
     let delay = backoff.min
-    while (!stopped) {
+    // A stop() then start() makes a new controller: this loop ends with its own, never runs twice.
+    const mine = abort
+    while (!stopped && !mine.signal.aborted) {
       let opened = false
       try {
         await api.stream(EVENTS_PATH, {
-          signal: abort.signal,
+          signal: mine.signal,
           // Subscribe first, then list: an event during the listing is applied after it, never lost.
           onOpen: () => {
             opened = true
@@ -252,10 +256,10 @@ export function createDockerContainers(opts: DockerContainersOptions): DockerCon
           },
           onLine: onEvent,
         })
-        if (stopped) break
+        if (mine.signal.aborted) break
         log.warn({ socket: opts.socketPath }, 'docker events stream ended, reconnecting')
       } catch (e) {
-        if (stopped) break
+        if (mine.signal.aborted) break
         if (!reportedDown) {
           // Logged once per outage: a host without Docker is normal, hits then carry only the address.
           log.warn({ socket: opts.socketPath, err: (e as Error).message }, 'docker API unavailable: hits carry only the client address')
@@ -263,7 +267,7 @@ export function createDockerContainers(opts: DockerContainersOptions): DockerCon
         } else log.debug({ err: (e as Error).message }, 'docker API still unavailable')
       }
       if (!opened) firstAttempt()
-      await sleep(delay)
+      await sleep(delay, mine.signal)
       delay = Math.min(backoff.max, delay * 2)
     }
   }
@@ -273,6 +277,8 @@ export function createDockerContainers(opts: DockerContainersOptions): DockerCon
       // Hot path: one Map get for the usual (already canonical) address.
       const hit = live.get(ip)
       if (hit) return hit
+      // Sockets report IPv4 clients in canonical dotted form: a miss is final (host processes, no parse).
+      if (!ip.includes(':')) return undefined
       const c = canonical(ip)
       return c === undefined || c === ip ? undefined : live.get(c)
     },

@@ -273,3 +273,18 @@ t.test('stop() ends the stream and the retries', async (t) => {
   await new Promise((r) => setTimeout(r, 100))
   t.equal(fake.eventConnections, 1, 'no reconnect after stop')
 })
+
+t.test('stop() then start() again follows one stream, not two', async (t) => {
+  const sock = tmpSock(t)
+  const fake = await fakeDocker(t, sock)
+  const c = createDockerContainers({ socketPath: sock, log: silentLogger, backoffMs: { min: 10, max: 10 } })
+  t.teardown(() => c.stop())
+  await c.start()
+  c.stop()
+  await c.start()
+  await until(() => fake.eventConnections === 2, 'second connection')
+  await new Promise((r) => setTimeout(r, 100))
+  t.equal(fake.openStreams, 1, 'exactly one events stream open')
+  fake.run({ id: ID_A, name: 'after-restart', image: 'i', running: true, nets: { bridge: { ip: '172.17.0.8' } } })
+  await until(() => c.byIp('172.17.0.8') !== undefined, 'events still applied')
+})
