@@ -118,6 +118,9 @@ export interface SetPlan {
   removed: number
   /** Lines for `ipset -exist restore`; empty when nothing changes. */
   lines: string[]
+  /** incremental only: the members added and deleted (to update a cached copy). */
+  adds?: string[]
+  dels?: string[]
 }
 
 /**
@@ -149,12 +152,7 @@ export function planSet(args: {
     for (const m of desired) lines.push(`add ${name} ${m}`)
     return { name, mode: 'create', added: desired.length, removed: 0, lines }
   }
-  const have = liveMembers ?? new Set<string>()
-  const want = new Set(desired)
-  const adds: string[] = []
-  const dels: string[] = []
-  for (const m of want) if (!have.has(m)) adds.push(m)
-  for (const m of have) if (!want.has(m)) dels.push(m)
+  const { adds, dels } = diffMembers(desired, liveMembers ?? new Set<string>())
   const sameKind = live.type === 'hash:net' && live.family === fam
   if (adds.length === 0 && dels.length === 0 && sameKind) {
     return { name, mode: 'none', added: 0, removed: 0, lines }
@@ -164,10 +162,27 @@ export function planSet(args: {
     // Deletions first so the live set never holds more than max(old, new) entries.
     for (const m of dels) lines.push(`del ${name} ${m}`)
     for (const m of adds) lines.push(`add ${name} ${m}`)
-    return { name, mode: 'incremental', added: adds.length, removed: dels.length, lines }
+    return { name, mode: 'incremental', added: adds.length, removed: dels.length, lines, adds, dels }
   }
   lines.push(create(temp))
   for (const m of desired) lines.push(`add ${temp} ${m}`)
   lines.push(`swap ${temp} ${name}`, `destroy ${temp}`)
   return { name, mode: 'swap', added: adds.length, removed: dels.length, lines }
+}
+
+/**
+ * Members to add and delete. Lookups go into the live Set only; the desired list becomes a Set only
+ * when something may have to be deleted, because building a 100,000-string Set costs more than the
+ * one-entry change it serves. The shortcut relies on `desired` being de-duplicated (the DesiredState
+ * contract): when |desired| - |adds| equals |live|, every live member is still desired.
+ */
+export function diffMembers(desired: readonly string[], have: ReadonlySet<string>): { adds: string[]; dels: string[] } {
+  const adds: string[] = []
+  for (const m of desired) if (!have.has(m)) adds.push(m)
+  const dels: string[] = []
+  if (desired.length - adds.length !== have.size) {
+    const want = new Set(desired)
+    for (const m of have) if (!want.has(m)) dels.push(m)
+  }
+  return { adds, dels }
 }

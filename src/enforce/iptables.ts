@@ -80,12 +80,14 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
     let removed = 0
     const [headers, [t4, t6]] = await Promise.all([readHeaders(), readTables()])
     // Trust the in-memory members only when every set still exists with the count we left it at;
-    // otherwise read the kernel's members (one `ipset save`).
+    // otherwise read the kernel's members (one `ipset save`, skipped when none of our sets exist).
     let live = cache
+    const ours = SET_KEYS.filter((k) => headers.has(names.get(k)!))
     if (desired && (!live || SET_KEYS.some((k) => headers.get(names.get(k)!)?.entries !== live!.get(names.get(k)!)?.size))) {
-      live = await readMembers()
+      live = ours.length > 0 ? await readMembers() : new Map()
     }
     const script: string[] = []
+    const plans = new Map<string, { mode: string; adds?: string[]; dels?: string[] }>()
     for (const k of SET_KEYS) {
       const name = names.get(k)!
       const hdr = headers.get(name)
@@ -99,25 +101,47 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
         liveMembers: live?.get(name),
         tempExists: headers.has(tempSetName(prefix, k)),
       })
+      plans.set(name, plan)
       if (plan.lines.length === 0) continue
-      script.push(...plan.lines)
+      for (const l of plan.lines) script.push(l) // not push(...lines): 100,000 arguments overflow the stack
       added += plan.added
       removed += plan.removed
       actions.push(`ipset ${name}: ${plan.mode} +${plan.added} -${plan.removed}`)
     }
-    if (script.length > 0) {
-      await run('ipset', ['-exist', 'restore'], { netns, input: script.join('\n') + '\n' })
+    const writeSets = async (): Promise<void> => {
+      if (script.length > 0) await run('ipset', ['-exist', 'restore'], { netns, input: script.join('\n') + '\n' })
     }
-    for (const [fam, table, bin] of [[4, t4, tools.restore4], [6, t6, tools.restore6]] as const) {
-      const plan = planRules(table, chain, specFor(fam))
-      const input = restoreInput(plan.lines)
-      if (!input) continue
-      await run(bin, ['--noflush'], { netns, input })
-      actions.push(...plan.actions.map((a) => `${fam === 4 ? 'iptables' : 'ip6tables'}: ${a}`))
+    const writeRules = (): Promise<void>[] =>
+      ([[4, t4, tools.restore4], [6, t6, tools.restore6]] as const).map(async ([fam, table, bin]) => {
+        const plan = planRules(table, chain, specFor(fam))
+        const input = restoreInput(plan.lines)
+        if (!input) return
+        await run(bin, ['--noflush'], { netns, input })
+        actions.push(...plan.actions.map((a) => `${fam === 4 ? 'iptables' : 'ip6tables'}: ${a}`))
+      })
+    // Rules name the sets, so sets come first unless every set already exists; v4 and v6 rules are
+    // independent of each other.
+    if (ours.length === SET_KEYS.length) await Promise.all([writeSets(), ...writeRules()])
+    else {
+      await writeSets()
+      await Promise.all(writeRules())
     }
     if (desired) {
       last = desired
-      cache = new Map(SET_KEYS.map((k) => [names.get(k)!, new Set(members(desired, k))]))
+      const next = new Map<string, Set<string>>()
+      for (const k of SET_KEYS) {
+        const name = names.get(k)!
+        const p = plans.get(name)
+        const prev = live?.get(name)
+        // Incremental edits update the Set we already hold; anything else is rebuilt from desired.
+        if (p && prev && p.mode === 'incremental' && p.adds && p.dels) {
+          for (const m of p.dels) prev.delete(m)
+          for (const m of p.adds) prev.add(m)
+          next.set(name, prev)
+        } else if (p && prev && p.mode === 'none') next.set(name, prev)
+        else next.set(name, new Set(members(desired, k)))
+      }
+      cache = next
     }
     const ms = performance.now() - t0
     if (actions.length > 0) log.info({ actions, added, removed, ms: Math.round(ms) }, 'kernel updated')

@@ -17,8 +17,9 @@ export function tableName(prefix: string | undefined): string {
   return (prefix ?? 'egress-guard').replace(/-/g, '_')
 }
 
-/** [first, last] address of a network as unsigned integers. */
+/** [first, last] address of a network as unsigned integers (IPv4 as numbers: cheaper than bigint). */
 type Interval = [bigint, bigint]
+type Interval4 = [number, number]
 
 function bytesToBig(b: Uint8Array): bigint {
   let v = 0n
@@ -34,54 +35,83 @@ function bigToBytes(v: bigint, len: number): Uint8Array {
   return out
 }
 
-function cidrInterval(text: string): { fam: 4 | 6; iv: Interval } | undefined {
+/** Fast path for the common case, canonical `a.b.c.d/len` (or a bare address); undefined otherwise. */
+function v4Interval(text: string): Interval4 | undefined {
+  const slash = text.indexOf('/')
+  const parts = (slash < 0 ? text : text.slice(0, slash)).split('.')
+  if (parts.length !== 4) return undefined
+  let v = 0
+  for (const p of parts) {
+    const n = Number(p)
+    if (!Number.isInteger(n) || n < 0 || n > 255 || p === '') return undefined
+    v = v * 256 + n
+  }
+  const len = slash < 0 ? 32 : Number(text.slice(slash + 1))
+  if (!Number.isInteger(len) || len < 0 || len > 32) return undefined
+  const size = 2 ** (32 - len)
+  const start = v - (v % size)
+  return [start, start + size - 1]
+}
+
+function v6Interval(text: string): Interval | undefined {
   const r = parseCidr(text)
-  if (!r.ok) return undefined
-  const bits = r.cidr.family === 4 ? 32 : 128
+  if (!r.ok || r.cidr.family !== 6) return undefined
   const start = bytesToBig(r.cidr.bytes)
-  const size = 1n << BigInt(bits - r.cidr.prefix)
-  return { fam: r.cidr.family, iv: [start, start + size - 1n] }
+  return [start, start + (1n << BigInt(128 - r.cidr.prefix)) - 1n]
 }
 
 /** Sort and merge overlapping AND adjacent intervals, as the kernel's auto-merge does. */
-export function mergeIntervals(list: Interval[]): Interval[] {
+export function mergeIntervals<T extends number | bigint>(list: [T, T][], one: T): [T, T][] {
   const s = [...list].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-  const out: Interval[] = []
+  const out: [T, T][] = []
   for (const iv of s) {
     const top = out[out.length - 1]
-    if (top && iv[0] <= top[1] + 1n) {
+    if (top && iv[0] <= ((top[1] as number) + (one as number))) {
       if (iv[1] > top[1]) top[1] = iv[1]
     } else out.push([iv[0], iv[1]])
   }
   return out
 }
 
-function ipText(v: bigint, fam: 4 | 6): string {
-  return formatIp({ family: fam, bytes: bigToBytes(v, fam === 4 ? 4 : 16) })
-}
+const v4Text = (v: number): string => `${Math.floor(v / 16777216)}.${Math.floor(v / 65536) % 256}.${Math.floor(v / 256) % 256}.${v % 256}`
+const v6Text = (v: bigint): string => formatIp({ family: 6, bytes: bigToBytes(v, 16) })
 
 /** One merged interval as nft element text: a single address, an aligned prefix, or `a-b`. */
-function elementText(iv: Interval, fam: 4 | 6): string {
-  const bits = fam === 4 ? 32 : 128
-  const [a, b] = iv
-  if (a === b) return ipText(a, fam)
-  const size = b - a + 1n
-  if ((size & (size - 1n)) === 0n && a % size === 0n) {
-    let len = bits
+function elementText(a: number | bigint, b: number | bigint, fam: 4 | 6): string {
+  const text = (v: number | bigint): string => (fam === 4 ? v4Text(Number(v)) : v6Text(BigInt(v)))
+  if (a === b) return text(a)
+  const size = BigInt(b) - BigInt(a) + 1n
+  if ((size & (size - 1n)) === 0n && BigInt(a) % size === 0n) {
+    let len = fam === 4 ? 32 : 128
     for (let s = size; s > 1n; s >>= 1n) len--
-    return `${ipText(a, fam)}/${len}`
+    return `${text(a)}/${len}`
   }
-  return `${ipText(a, fam)}-${ipText(b, fam)}`
+  return `${text(a)}-${text(b)}`
+}
+
+/** The merged intervals of a member list, as comparable `start-end` keys and as nft element text. */
+export function mergedMembers(cidrs: readonly string[], fam: 4 | 6): { keys: string[]; elements: string[] } {
+  if (fam === 4) {
+    const ivs: Interval4[] = []
+    for (const c of cidrs) {
+      const iv = v4Interval(c)
+      if (iv) ivs.push(iv)
+    }
+    const m = mergeIntervals(ivs, 1)
+    return { keys: m.map(([a, b]) => `${a}-${b}`), elements: m.map(([a, b]) => elementText(a, b, 4)) }
+  }
+  const ivs: Interval[] = []
+  for (const c of cidrs) {
+    const iv = v6Interval(c)
+    if (iv) ivs.push(iv)
+  }
+  const m = mergeIntervals(ivs, 1n)
+  return { keys: m.map(([a, b]) => `${a}-${b}`), elements: m.map(([a, b]) => elementText(a, b, 6)) }
 }
 
 /** Canonical comparable form of a member list: the merged intervals as `start-end` keys. */
 export function intervalKeys(cidrs: readonly string[], fam: 4 | 6): string[] {
-  const ivs: Interval[] = []
-  for (const c of cidrs) {
-    const r = cidrInterval(c)
-    if (r && r.fam === fam) ivs.push(r.iv)
-  }
-  return mergeIntervals(ivs).map((iv) => `${iv[0]}-${iv[1]}`)
+  return mergedMembers(cidrs, fam).keys
 }
 
 function membersOf(d: DesiredState, key: NftSetKey): string[] {
@@ -143,19 +173,23 @@ export interface LiveTable {
 
 type Json = Record<string, unknown>
 
-function elemInterval(e: unknown, fam: 4 | 6): Interval | undefined {
-  if (typeof e === 'string') return cidrInterval(e)?.iv
+function cidrIv(text: string, fam: 4 | 6): [number | bigint, number | bigint] | undefined {
+  return fam === 4 ? v4Interval(text) : v6Interval(text)
+}
+
+function elemInterval(e: unknown, fam: 4 | 6): [number | bigint, number | bigint] | undefined {
+  if (typeof e === 'string') return cidrIv(e, fam)
   if (e && typeof e === 'object') {
     const o = e as Json
     if (o.elem && typeof o.elem === 'object') return elemInterval((o.elem as Json).val, fam)
     if (o.prefix && typeof o.prefix === 'object') {
       const p = o.prefix as { addr: string; len: number }
-      return cidrInterval(`${p.addr}/${p.len}`)?.iv
+      return cidrIv(`${p.addr}/${p.len}`, fam)
     }
     if (Array.isArray(o.range)) {
-      const a = cidrInterval(String(o.range[0]))
-      const b = cidrInterval(String(o.range[1]))
-      if (a && b) return [a.iv[0], b.iv[1]]
+      const a = cidrIv(String(o.range[0]), fam)
+      const b = cidrIv(String(o.range[1]), fam)
+      if (a && b) return [a[0], b[1]]
     }
   }
   return undefined
@@ -171,12 +205,13 @@ export function parseNftJson(text: string): LiveTable {
     else if (item.set) {
       const s = item.set as Json
       const fam: 4 | 6 = s.type === 'ipv6_addr' ? 6 : 4
-      const ivs: Interval[] = []
+      const ivs: [number | bigint, number | bigint][] = []
       for (const e of (s.elem as unknown[] | undefined) ?? []) {
         const iv = elemInterval(e, fam)
         if (iv) ivs.push(iv)
       }
-      live.sets.set(String(s.name), { type: String(s.type), keys: mergeIntervals(ivs).map((iv) => `${iv[0]}-${iv[1]}`) })
+      const merged = fam === 4 ? mergeIntervals(ivs as Interval4[], 1) : mergeIntervals(ivs as Interval[], 1n)
+      live.sets.set(String(s.name), { type: String(s.type), keys: merged.map((iv) => `${iv[0]}-${iv[1]}`) })
     } else if (item.chain) {
       const c = item.chain as Json
       live.chains.set(String(c.name), {
@@ -218,7 +253,7 @@ export function planNft(table: string, live: LiveTable, desired: DesiredState, l
   for (const key of NFT_SET_KEYS) {
     const fam = famOf(key)
     const type = fam === 4 ? 'ipv4_addr' : 'ipv6_addr'
-    const want = intervalKeys(membersOf(desired, key), fam)
+    const { keys: want, elements: elems } = mergedMembers(membersOf(desired, key), fam)
     const have = live.sets.get(key)
     if (have && have.type !== type) lines.push(`delete set ${T} ${key}`) // cannot be referenced: chains are rewritten below
     lines.push(`add set ${T} ${key} { type ${type}; flags interval; auto-merge; }`)
@@ -230,10 +265,6 @@ export function planNft(table: string, live: LiveTable, desired: DesiredState, l
     added += a
     removed += r
     lines.push(`flush set ${T} ${key}`)
-    const elems = want.map((k) => {
-      const [s, e] = k.split('-') as [string, string]
-      return elementText([BigInt(s), BigInt(e)], fam)
-    })
     // Several `add element` commands of bounded length; still one transaction.
     for (let i = 0; i < elems.length; i += 4096) lines.push(`add element ${T} ${key} { ${elems.slice(i, i + 4096).join(', ')} }`)
     actions.push(`set ${key}: ${have ? 'refill' : 'create'} +${a} -${r} (${want.length} intervals)`)

@@ -2,7 +2,7 @@
 // namespace routed through it (FORWARD, or DOCKER-USER when Docker's chain exists), for both backends.
 // Blocked addresses fail fast with the expected reject; unblocked ones keep working; after drift
 // opens a gap, the next reconcile closes it and the connection fails again.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { capabilities, requires } from '../helpers/caps.js'
 import { inNs, link, makeNs, sh } from '../helpers/netns.js'
 import { probe, startEchoServer, type ProbeResult } from '../helpers/traffic.js'
@@ -18,7 +18,6 @@ const POLICY: DesiredState = {
   allow: { v4: [], v6: [] },
 }
 
-type Test = typeof t
 
 /**
  * container (C) --veth-- host (H, the enforced namespace, forwarding) --veth-- server (S).

@@ -1,7 +1,7 @@
 // ONE contract suite that every Enforcer backend passes (Hono's habit of running one router suite
 // against all routers): idempotent apply, incremental edits, precedence proven with real traffic,
 // drift reported and repaired, and remove() restoring the namespace exactly. Each skip says why.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { capabilities, requires } from '../helpers/caps.js'
@@ -10,7 +10,6 @@ import { probe, startEchoServer } from '../helpers/traffic.js'
 import { createEnforcer, type BackendKind } from '../../src/enforce/factory.js'
 import type { DesiredState, DriftKind, Enforcer } from '../../src/enforce/types.js'
 
-type Test = typeof t
 
 interface DriftCase {
   name: string
@@ -159,7 +158,7 @@ function make(kind: BackendKind, ns: string, print?: (l: string) => void): Enfor
 for (const b of BACKENDS) {
   t.test(`contract: ${b.kind}`, async (t) => {
     if (b.kind === 'dry-run' && !existsSync(fileURLToPath(new URL('../../src/enforce/dry-run.ts', import.meta.url)))) {
-      t.skip('dry-run backend (src/enforce/dry-run.ts) is not built yet')
+      t.skip('dry-run backend (src/enforce/dry-run.ts) is not built yet', () => {})
       return
     }
     if (!requires(t, ...b.needs())) return
@@ -198,7 +197,7 @@ for (const b of BACKENDS) {
     })
 
     if (!kernel) {
-      t.skip('incremental edits, traffic and drift: dry-run holds no kernel state to check')
+      t.skip('incremental edits, traffic and drift: dry-run holds no kernel state to check', () => {})
       return
     }
 

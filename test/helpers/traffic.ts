@@ -57,7 +57,7 @@ export interface ProbeResult {
 }
 
 /** Try one TCP connect or one UDP round trip from inside `ns`. */
-export function probe(ns: string, proto: 'tcp' | 'udp', host: string, port: number, timeoutMs = 2000): Promise<ProbeResult> {
+export function probe(ns: string, proto: 'tcp' | 'udp', host: string, port: number, timeoutMs = 5000): Promise<ProbeResult> {
   return new Promise((resolve, reject) => {
     execFile('ip', ['netns', 'exec', ns, process.execPath, '-e', PROBE, proto, host, String(port), String(timeoutMs)], { timeout: timeoutMs + 5000 }, (err, stdout) => {
       if (err && !stdout) return reject(err)
