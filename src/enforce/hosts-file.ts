@@ -1,7 +1,7 @@
 // The managed /etc/hosts block: blocked names pointed at 0.0.0.0 and :: between two marker lines,
 // written atomically (temp file in the same directory, fsync, rename) so a crash never leaves a
 // half-written hosts file, and every byte outside the block is kept as it was.
-import { open, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises'
+import { open, readFile, readdir, realpath, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { basename, dirname, join } from 'node:path'
 import { errors } from '../errors.js'
@@ -107,8 +107,14 @@ export interface HostsFile {
 }
 
 export function createHostsFile(path: string, opts: HostsFileOptions = {}): HostsFile {
-  const dir = dirname(path)
-  const tmpPrefix = `.${basename(path)}.egress-guard-`
+  /**
+   * Where writes go: the file a symlinked hosts file points at (renaming over the link itself would
+   * replace it with a regular file). Resolved on every write: the link may be changed meanwhile.
+   */
+  async function target(): Promise<{ file: string; dir: string; tmpPrefix: string }> {
+    const file = await realpath(path).catch(() => path)
+    return { file, dir: dirname(file), tmpPrefix: `.${basename(file)}.egress-guard-` }
+  }
   /** Serialise writers within this process: two overlapping applies would race on the rename. */
   let queue: Promise<unknown> = Promise.resolve()
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
@@ -127,7 +133,7 @@ export function createHostsFile(path: string, opts: HostsFileOptions = {}): Host
   }
 
   /** Leftovers of a writer that died between write and rename: ours by name, safe to delete. */
-  async function cleanStaleTemps(): Promise<void> {
+  async function cleanStaleTemps(dir: string, tmpPrefix: string): Promise<void> {
     let list: string[]
     try {
       list = await readdir(dir)
@@ -138,16 +144,17 @@ export function createHostsFile(path: string, opts: HostsFileOptions = {}): Host
   }
 
   async function write(text: string): Promise<void> {
+    const { file, dir, tmpPrefix } = await target()
     let mode = 0o644
     let owner: { uid: number; gid: number } | undefined
     try {
-      const st = await stat(path)
+      const st = await stat(file)
       mode = st.mode & 0o7777
       owner = { uid: st.uid, gid: st.gid }
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw errors.fileUnreadable(`${path}: ${(e as Error).message}`)
     }
-    await cleanStaleTemps()
+    await cleanStaleTemps(dir, tmpPrefix)
     const tmp = join(dir, `${tmpPrefix}${process.pid}-${randomBytes(4).toString('hex')}.tmp`)
     let renamed = false
     try {
@@ -163,13 +170,13 @@ export function createHostsFile(path: string, opts: HostsFileOptions = {}): Host
       }
       await opts.beforeRename?.(tmp)
       try {
-        await rename(tmp, path)
+        await rename(tmp, file)
         renamed = true
       } catch (e) {
         // A bind-mounted file (a container's /etc/hosts) cannot be replaced by rename (EBUSY):
         // fall back to rewriting it in place, which is not crash-safe but is the only way there.
         if ((e as NodeJS.ErrnoException).code !== 'EBUSY') throw e
-        await writeFile(path, text, 'utf8')
+        await writeFile(file, text, 'utf8')
       }
       // fsync the directory so the rename itself survives a power cut.
       const dh = await open(dir, 'r').catch(() => undefined)

@@ -3,7 +3,7 @@
 // between write and rename, or a failing rename) leaves the old file whole.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { chmodSync, chownSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -127,4 +127,21 @@ t.test('a process killed between write and rename leaves the old file whole', as
   await createHostsFile(path).apply(['evil.example'])
   t.same(readdirSync(dir), ['hosts'], 'the next apply removes the leftover')
   t.ok(readFileSync(path, 'utf8').startsWith(ORIGINAL + '\n' + BEGIN_MARKER))
+})
+
+t.test('a symlinked hosts file stays a symlink; its target gets the block', async (t) => {
+  const dir = tmp(t)
+  mkdirSync(join(dir, 'real'))
+  const real = join(dir, 'real', 'hosts')
+  writeFileSync(real, ORIGINAL)
+  const link = join(dir, 'hosts')
+  symlinkSync('real/hosts', link)
+  const h = createHostsFile(link)
+  await h.apply(['evil.example'])
+  t.ok(lstatSync(link).isSymbolicLink(), 'still a symlink')
+  t.ok(readFileSync(real, 'utf8').startsWith(ORIGINAL + '\n' + BEGIN_MARKER))
+  t.same(await h.verify(['evil.example']), [])
+  await h.remove()
+  t.equal(readFileSync(real, 'utf8'), ORIGINAL + '\n')
+  t.same(readdirSync(join(dir, 'real')), ['hosts'])
 })
