@@ -99,3 +99,30 @@ t.test('hosts file names: block mode only, allow wins, no wildcards', async (t) 
   ])
   t.same(hostsFileNames(p, NOW), ['cdn.example', 'evil.example'])
 })
+
+t.test('the same policy object recomputed: new answers show, expiry is honoured', async (t) => {
+  const p = policy([
+    e('domain', 'evil.example'),
+    e('net', '198.51.100.0/24', { expires: '2026-06-01T13:00:00Z' }),
+    e('net', '203.0.113.0/28'),
+  ])
+  let answer = ['203.0.113.7', '203.0.113.99']
+  const a = desiredState(p, () => answer, { protect: [], now: NOW })
+  t.same(a.state.block.v4, ['198.51.100.0/24', '203.0.113.0/28', '203.0.113.99/32'], '.7 is inside the explicit /28')
+  answer = ['203.0.113.100']
+  const b = desiredState(p, () => answer, { protect: [], now: NOW })
+  t.same(b.state.block.v4, ['198.51.100.0/24', '203.0.113.0/28', '203.0.113.100/32'])
+  const c = desiredState(p, () => answer, { protect: [], now: NOW + 2 * 3600_000 })
+  t.same(c.state.block.v4, ['203.0.113.0/28', '203.0.113.100/32'], 'the expired network is gone')
+})
+
+t.test('IPv6 ordering is numeric and alert networks inside block networks are dropped', async (t) => {
+  const { state } = desiredState(policy([
+    e('net', '2001:db8:10::/48'),
+    e('net', '2001:db8:9::/48'),
+    e('net', '2001:db8:10:1::/64', { mode: 'alert' }),
+    e('net', '203.0.113.0/24', { mode: 'alert' }),
+  ]), () => [], { protect: [], now: NOW })
+  t.same(state.block.v6, ['2001:db8:9::/48', '2001:db8:10::/48'])
+  t.same(state.alert, { v4: ['203.0.113.0/24'], v6: [] })
+})
