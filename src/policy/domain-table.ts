@@ -50,6 +50,11 @@ export class DomainTable {
   private readonly mask: number
   private keys = 0
   private used = 0
+  /**
+   * Bit n set when some key has n labels (n >= 31 folded into bit 31). Lookups skip suffixes whose
+   * label count no key has: lists rarely hold bare TLDs, so the `com` probe of every query goes away.
+   */
+  labelMask = 0
 
   /** `maxKeys` and `maxBytes` bound what will be added (duplicates take no space). */
   constructor(maxKeys: number, maxBytes: number) {
@@ -80,6 +85,9 @@ export class DomainTable {
     const k = this.find(name, 0, name.length, h)
     if (k >= 0) return k
     const key = this.keys++
+    let labels = 1
+    for (let i = 0; i < name.length; i++) if (name.charCodeAt(i) === 46) labels++
+    this.labelMask |= 1 << Math.min(labels, 31)
     if (this.used + name.length > this.bytes.length) {
       // Only when normalising made a name longer than announced (punycode); not the common path.
       const b = Buffer.allocUnsafeSlow(Math.max(this.bytes.length * 2, this.used + name.length))

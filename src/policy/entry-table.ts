@@ -35,7 +35,16 @@ export function expiryMs(expires: string): number {
 /** `file:line` split so the file name is stored once; the line is an integer column. */
 const SOURCE_LINE = /^(.*):([1-9]\d{0,8})$/
 
-/** Interns strings into a table; index 0 is reserved for "none". */
+/**
+ * A standalone copy of `s`. Parser output is often a V8 "sliced string" that points into the whole
+ * list text: keeping one such reason alive would keep the entire file (tens of MB) alive with it.
+ */
+function detach(s: string): string {
+  // UTF-8 round trip is the fast copy; it would mangle a lone surrogate, which split/join keeps.
+  return /[\ud800-\udfff]/.test(s) ? s.split('').join('') : Buffer.from(s, 'utf8').toString('utf8')
+}
+
+/** Interns strings into a table; index 0 is reserved for "none". Stored strings are detached copies. */
 class Interner {
   readonly values: (string | undefined)[] = [undefined]
   private readonly index = new Map<string, number>()
@@ -44,8 +53,9 @@ class Interner {
     let i = this.index.get(s)
     if (i === undefined) {
       i = this.values.length
-      this.values.push(s)
-      this.index.set(s, i)
+      const own = detach(s)
+      this.values.push(own)
+      this.index.set(own, i)
     }
     return i
   }
@@ -103,7 +113,7 @@ export class EntryTable {
     if (e.kind === 'net') {
       f |= F_NET
       this.keyOf[i] = this.netValues.length
-      this.netValues.push(e.value)
+      this.netValues.push(detach(e.value))
     } else this.keyOf[i] = key
     this.flags[i] = f
     const m = SOURCE_LINE.exec(e.source)

@@ -157,20 +157,27 @@ export class CompactMatcher implements Matcher {
     const sel = this.sel
     const domains = this.domains
     sel.reset()
-    // Right to left: at each dot, `h` is the hash of the suffix after it (least specific first).
+    const mask = domains.labelMask
+    // Right to left: at each dot, `h` is the hash of the suffix after it (least specific first) and
+    // `labels` its label count; suffixes with a label count no key has are not probed.
     let h = HASH_START
+    let labels = 0
     for (let i = end - 1; i >= 0; i--) {
       const c = name.charCodeAt(i)
       if (c === DOT) {
-        if (i + 1 < end) {
+        labels++
+        if (mask & (1 << (labels < 31 ? labels : 31))) {
           const k = domains.find(name, i + 1, end, h)
           if (k >= 0) sel.consider(domains.head[k]!, false)
         }
       } else if (c > 127) return this.matchUnicode(name)
       h = hashStep(h, lowerAscii(c))
     }
-    const k = domains.find(name, 0, end, h)
-    if (k >= 0) sel.consider(domains.head[k]!, true)
+    labels++
+    if (mask & (1 << (labels < 31 ? labels : 31))) {
+      const k = domains.find(name, 0, end, h)
+      if (k >= 0) sel.consider(domains.head[k]!, true)
+    }
     return this.verdict()
   }
 
