@@ -121,6 +121,7 @@ export function createHitLog(opts: HitLogOptions): HitLog {
       }
     })().finally(() => {
       writing = undefined
+      if (queue.length > 0) scheduleDrain() // lines queued while the last write was finishing
     })
     return writing
   }
