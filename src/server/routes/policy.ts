@@ -11,17 +11,34 @@ export function etagMatches(header: string | undefined, etag: string): boolean {
 }
 
 export default function policyRoutes(app: FastifyInstance, ctx: ServerContext): void {
-  const send = (reply: FastifyReply, since: number | undefined): unknown => {
+  // One change wakes thousands of agents asking for the same thing: serialise each answer (the full
+  // policy, or the diff since a version) once per policy version, not once per agent.
+  let cachedEtag = ''
+  const cache = new Map<string, { body: string; diff: boolean }>()
+  const answer = (since: number | undefined): { body: string; diff: boolean } => {
     const p = ctx.policy.current
-    reply.header('etag', `"${p.etag}"`).header('cache-control', 'no-cache')
-    if (since !== undefined) {
-      const d = ctx.policy.diff(since)
-      if (d) {
-        reply.header('x-policy-diff', '1')
-        return { version: p.version, etag: p.etag, generatedAt: p.generatedAt, since, added: d.added, removed: d.removed }
-      }
+    if (p.etag !== cachedEtag) {
+      cache.clear()
+      cachedEtag = p.etag
     }
-    return p
+    const key = since === undefined ? 'full' : String(since)
+    let a = cache.get(key)
+    if (!a) {
+      const d = since === undefined ? undefined : ctx.policy.diff(since)
+      a = d
+        ? { body: JSON.stringify({ version: p.version, etag: p.etag, generatedAt: p.generatedAt, since, added: d.added, removed: d.removed }), diff: true }
+        : (cache.get('full') ?? { body: JSON.stringify(p), diff: false })
+      // Unknown versions share the full answer; keep the map small when agents send odd versions.
+      if (cache.size > 64) cache.clear()
+      cache.set(key, a)
+    }
+    return a
+  }
+  const send = (reply: FastifyReply, since: number | undefined): FastifyReply => {
+    const a = answer(since)
+    reply.header('etag', `"${cachedEtag}"`).header('cache-control', 'no-cache').type('application/json; charset=utf-8')
+    if (a.diff) reply.header('x-policy-diff', '1')
+    return reply.send(a.body)
   }
 
   app.get<{ Querystring: { wait?: number; since?: number } }>(
