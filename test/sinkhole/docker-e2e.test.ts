@@ -15,6 +15,7 @@ const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
 
 const BLOCKLIST = `# coin miner pool seen in the incident
 evil.example
+watch.example mode=alert # trying this one before enforcing it
 `
 
 /**
@@ -88,7 +89,7 @@ t.test('a container\'s blocked lookup is answered by the sinkhole and attributed
   }
   const env = await startDocker(t)
   t.comment(`docker in ${env.ns}, bridge ${env.bridgeIp}`)
-  const upstream = await startDnsmasq(t, { netns: env.ns, hosts: { 'good.example': ['192.0.2.10'] } })
+  const upstream = await startDnsmasq(t, { netns: env.ns, hosts: { 'good.example': ['192.0.2.10'], 'watch.example': ['192.0.2.30'] } })
   const hitFile = join(env.dir, 'hits.jsonl')
   const sinkhole = await startSinkhole(t, env, upstream.port, hitFile)
   t.teardown(() => {
@@ -128,6 +129,11 @@ t.test('a container\'s blocked lookup is answered by the sinkhole and attributed
   const good = await env.docker(['exec', id1, 'nslookup', '-type=a', 'good.example'])
   t.match(good, /Address:\s+192\.0\.2\.10/, 'unlisted name forwarded to the real upstream')
   t.notOk(readHits(hitFile).some((h) => h.name === 'good.example'), 'no hit for an unlisted name')
+  // Alert mode: the real answer goes through, and the lookup is still a hit naming the container.
+  const watched = await env.docker(['exec', id1, 'nslookup', '-type=a', 'watch.example'])
+  t.match(watched, /Address:\s+192\.0\.2\.30/, 'alert-mode name gets the upstream answer')
+  const alertHit = await waitForHit(hitFile, (h) => h.name === 'watch.example', 'the alert-mode lookup')
+  t.match(alertHit, { action: 'alert', answer: 'forwarded', client: ip1, entry: { mode: 'alert', reason: 'trying this one before enforcing it' }, container: { id: id1, name: 'dropper-one' } })
 
   // Remove it; a new container gets the same address and must be named, not the old one.
   await env.docker(['rm', '-f', id1])
