@@ -6,7 +6,7 @@ import type { Policy } from '../policy/types.js'
 import type { AddressBook } from '../resolve/address-book.js'
 import type { ApplyReport, DesiredState, Drift, Enforcer } from './types.js'
 import type { HostsFile } from './hosts-file.js'
-import { desiredState, domainsToResolve, hostsFileNames } from './desired.js'
+import { desiredState, domainsToResolve, hostsFileNames, type SkippedAddress } from './desired.js'
 
 export interface ControllerDeps {
   enforcer: Enforcer
@@ -91,13 +91,24 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
     throw e
   }
 
-  function noteWarnings(list: string[]): void {
+  /** Each distinct warning is logged once, not on every recompute. */
+  function noteWarnings(list: string[], skipped: SkippedAddress[] = [], alreadyLogged: readonly string[] = []): void {
     s.warnings = list.length
+    const structured = new Set<string>(alreadyLogged)
+    for (const k of skipped) {
+      const text = `${k.domain} resolved to ${k.ip}, not blocked: ${k.reason}`
+      structured.add(text)
+      if (loggedWarnings.has(text)) continue
+      loggedWarnings.add(text)
+      log.warn({ domain: k.domain, ip: k.ip, reason: k.reason }, 'resolved address not blocked')
+    }
     for (const w of list) {
-      if (loggedWarnings.has(w)) continue
+      if (structured.has(w) || loggedWarnings.has(w)) continue
       loggedWarnings.add(w)
       log.warn(w)
     }
+    // Bounded: rotating answers could otherwise grow this forever.
+    if (loggedWarnings.size > 100_000) loggedWarnings.clear()
   }
 
   /** Compute the desired state from the policy and the address book, then write kernel + hosts. */
@@ -105,7 +116,8 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
     const p = policy!
     const computed = desiredState(p, (d) => deps.book.addresses(d), { protect: deps.protect })
     const warnings = [...resolveWarnings, ...computed.warnings]
-    noteWarnings(warnings)
+    // Resolution failures were logged (with fields) when they happened; the rest once each.
+    noteWarnings(warnings, computed.skipped, resolveWarnings)
     let report: ApplyReport
     try {
       if (!inited) {
@@ -137,6 +149,7 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
 
   function resolveWarnings(errs: Array<{ domain: string; message: string }>): string[] {
     s.resolveErrors += errs.length
+    for (const e of errs) log.warn({ domain: e.domain, err: e.message }, 'could not resolve; keeping the addresses already known')
     return errs.map((e) => `${e.domain}: could not resolve (kept the addresses already known): ${e.message}`)
   }
 
@@ -176,7 +189,7 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
         if (r.changed) {
           log.info({ domains: domains.length }, 'resolved addresses changed: re-applying')
           await applyCurrent(resolveWarnings(r.errors))
-        } else if (r.errors.length > 0) noteWarnings(resolveWarnings(r.errors))
+        } else resolveWarnings(r.errors)
         return r
       }),
 

@@ -168,6 +168,13 @@ function compile(policy: Policy, entries: readonly Entry[]): Compiled {
   return out
 }
 
+/** A resolved address kept out of the kernel, for structured logs (`domain`, `ip`). */
+export interface SkippedAddress {
+  domain: string
+  ip: string
+  reason: string
+}
+
 /**
  * protectedReason() parses every protected CIDR on each call; the controller asks about the same
  * addresses on every recompute, so answers are remembered per protect list (bounded: cleared when big).
@@ -196,11 +203,12 @@ function protectedCached(canonical: string, ip: string, protect: readonly string
  * - Precedence allow > block > alert: an address in the block set is dropped from the alert set.
  * - Expired entries are ignored. Members covered by a broader member of the same set are dropped.
  */
-export function desiredState(policy: Policy, resolved: (domain: string) => string[], opts: DesiredOptions): { state: DesiredState; warnings: string[] } {
+export function desiredState(policy: Policy, resolved: (domain: string) => string[], opts: DesiredOptions): { state: DesiredState; warnings: string[]; skipped: SkippedAddress[] } {
   const now = opts.now ?? Date.now()
   const entries = live(policy, now)
   const c = compile(policy, entries)
   const warnings = [...c.warnings]
+  const skipped: SkippedAddress[] = []
 
   // Addresses of allowed names: kept out of the block/alert sets.
   const allowedAddr = new Map<string, string>()
@@ -229,11 +237,13 @@ export function desiredState(policy: Policy, resolved: (domain: string) => strin
       const why = protectedCached(r.canonical, ip, opts.protect)
       if (why) {
         warnings.push(`${e.value} resolved to ${ip}, not blocked: ${why}`)
+        skipped.push({ domain: e.value, ip, reason: why })
         continue
       }
       const shared = allowedAddr.get(r.canonical)
       if (shared) {
         warnings.push(`${e.value} resolved to ${ip}, not blocked: allowed name ${shared} resolves to it too`)
+        skipped.push({ domain: e.value, ip, reason: `allowed name ${shared} resolves to it too` })
         continue
       }
       target.set(r.canonical, member(r.cidr))
@@ -247,5 +257,5 @@ export function desiredState(policy: Policy, resolved: (domain: string) => strin
     allow: { v4: c.allow.v4.map((m) => m.canonical), v6: c.allow.v6.map((m) => m.canonical) },
     version: policy.version,
   }
-  return { state, warnings }
+  return { state, warnings, skipped }
 }

@@ -129,3 +129,25 @@ t.test('a failing backend is reported in stats and rethrown', async (t) => {
   await t.rejects(ctl.setPolicy(policy([e('net', '203.0.113.0/24')])), /line 3 failed/)
   t.match(ctl.stats().lastError, /iptables: apply failed: iptables-restore: line 3 failed/)
 })
+
+t.test('skipped addresses are logged once, with domain and ip fields', async (t) => {
+  const { PassThrough } = await import('node:stream')
+  const { createLogger } = await import('../../src/log.js')
+  const lines: Array<Record<string, unknown>> = []
+  const sink = new PassThrough()
+  sink.on('data', (d: Buffer) => {
+    for (const l of String(d).split('\n')) if (l.trim()) lines.push(JSON.parse(l))
+  })
+  const book = createAddressBook({
+    upstreams: [{ address: '127.0.0.1', port: 53 }], minTtlSec: 10, maxTtlSec: 600, graceSec: 0, keepAnswers: 1,
+    resolve: (async () => ({ addrs: [{ ip: '8.8.8.8', family: 4, ttl: 60 }], cnames: [], rcode: 'NOERROR' })) as never,
+  })
+  const ctl = createEnforcementController({ enforcer: createDryRunEnforcer(() => {}), book, protect: [], log: createLogger({ destination: sink }) })
+  await ctl.setPolicy(policy([e('domain', 'evil.example')], 1))
+  await ctl.setPolicy(policy([e('domain', 'evil.example')], 2))
+  await new Promise((r) => setImmediate(r))
+  const hits = lines.filter((l) => l.msg === 'resolved address not blocked')
+  t.equal(hits.length, 1, 'once, not on every apply')
+  t.match(hits[0], { domain: 'evil.example', ip: '8.8.8.8', reason: 'public resolver', component: 'enforce', level: 40 })
+  await ctl.stop()
+})
