@@ -94,7 +94,9 @@ export class DomainTable {
       this.bytes.copy(b, 0, 0, this.used)
       this.bytes = b
     }
-    this.bytes.write(name, this.used, 'latin1')
+    // A JS loop beats Buffer#write (a native call) for names this short.
+    const bytes = this.bytes
+    for (let i = 0, o = this.used; i < name.length; i++, o++) bytes[o] = name.charCodeAt(i)
     this.used += name.length
     this.start[key + 1] = this.used
     const m = mix(h)

@@ -32,8 +32,18 @@ export function expiryMs(expires: string): number {
   return canonical === undefined ? NaN : Date.parse(canonical)
 }
 
-/** `file:line` split so the file name is stored once; the line is an integer column. */
-const SOURCE_LINE = /^(.*):([1-9]\d{0,8})$/
+/** The line number at the end of `file:123` (1..999999999, no leading zero), or 0 when there is none. */
+function lineNumberAt(s: string, from: number): number {
+  const n = s.length - from
+  if (n < 1 || n > 9 || s.charCodeAt(from) === 48) return 0
+  let v = 0
+  for (let i = from; i < s.length; i++) {
+    const c = s.charCodeAt(i) - 48
+    if (c < 0 || c > 9) return 0
+    v = v * 10 + c
+  }
+  return v
+}
 
 /**
  * A standalone copy of `s`. Parser output is often a V8 "sliced string" that points into the whole
@@ -116,14 +126,7 @@ export class EntryTable {
       this.netValues.push(detach(e.value))
     } else this.keyOf[i] = key
     this.flags[i] = f
-    const m = SOURCE_LINE.exec(e.source)
-    if (m) {
-      this.source[i] = this.sources.add(m[1]!)
-      this.line[i] = Number(m[2])
-    } else {
-      this.source[i] = this.sources.add(e.source)
-      this.line[i] = 0
-    }
+    this.addSource(i, e.source)
     this.reason[i] = this.reasons.add(e.reason)
     this.expiry[i] = this.expiries.add(e.expires)
     let id = e.id
@@ -139,6 +142,29 @@ export class EntryTable {
       this.extras.set(i, x)
     }
     return i
+  }
+
+  /** Last file name seen: consecutive entries nearly always come from the same file. */
+  private lastFile = ''
+  private lastFileIndex = 0
+
+  /** `file:line` is stored as an interned file name plus an integer line; anything else whole. */
+  private addSource(i: number, src: string): void {
+    const colon = src.lastIndexOf(':')
+    const line = colon > 0 ? lineNumberAt(src, colon + 1) : 0
+    if (line === 0) {
+      this.source[i] = this.sources.add(src)
+      this.line[i] = 0
+      return
+    }
+    this.line[i] = line
+    if (colon === this.lastFile.length && src.startsWith(this.lastFile)) {
+      this.source[i] = this.lastFileIndex
+      return
+    }
+    this.lastFile = src.slice(0, colon)
+    this.lastFileIndex = this.sources.add(this.lastFile)
+    this.source[i] = this.lastFileIndex
   }
 
   /** Finish building: compute expiry instants and drop the build-time maps. */
