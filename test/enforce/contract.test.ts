@@ -14,16 +14,27 @@ import type { DesiredState, DriftKind, Enforcer } from '../../src/enforce/types.
 interface DriftCase {
   name: string
   /** Optional setup before the first apply (e.g. a Docker-style DOCKER-USER chain). */
-  setup?: (ns: string) => void
+  setup?: (ns: string, b: Bins) => void
   /** Break the kernel state the way an admin, a reboot or a Docker restart would. */
-  breakIt: (ns: string) => void
+  breakIt: (ns: string, b: Bins) => void
   expect: DriftKind[]
   /** The break leaves foreign state behind, so the repaired snapshot cannot equal the good one. */
   leavesForeign?: boolean
 }
 
+/** The iptables binaries a backend variant is inspected and broken with. */
+interface Bins {
+  ipt: string
+  ip6t: string
+}
+const NFT_BINS: Bins = { ipt: 'iptables', ip6t: 'ip6tables' }
+const LEGACY_BINS: Bins = { ipt: 'iptables-legacy', ip6t: 'ip6tables-legacy' }
+
 interface Backend {
+  label: string
   kind: BackendKind
+  bins: Bins
+  flavour?: 'legacy'
   /** Reasons this backend cannot run here (null entries mean present). */
   needs: () => (string | null)[]
   /** Is `ip` (a canonical /32 or /128) a member of the role's set? */
@@ -40,51 +51,64 @@ const ok = (f: () => unknown): boolean => {
   }
 }
 
-const dockerUser = (ns: string): void => {
-  for (const bin of ['iptables', 'ip6tables']) {
+const dockerUser = (ns: string, b: Bins): void => {
+  for (const bin of [b.ipt, b.ip6t]) {
     inNs(ns, bin, ['-N', 'DOCKER-USER'])
     inNs(ns, bin, ['-A', 'DOCKER-USER', '-j', 'RETURN'])
     inNs(ns, bin, ['-I', 'FORWARD', '1', '-j', 'DOCKER-USER'])
   }
 }
 /** What a Docker restart does: the chain comes back empty (just RETURN) and FORWARD jumps to it. */
-const recreateDockerUser = (ns: string): void => {
-  for (const bin of ['iptables', 'ip6tables']) {
+const recreateDockerUser = (ns: string, b: Bins): void => {
+  for (const bin of [b.ipt, b.ip6t]) {
     inNs(ns, bin, ['-D', 'FORWARD', '-j', 'DOCKER-USER'])
     inNs(ns, bin, ['-F', 'DOCKER-USER'])
     inNs(ns, bin, ['-X', 'DOCKER-USER'])
   }
-  dockerUser(ns)
+  dockerUser(ns, b)
 }
+
+const ipsetContains = (ns: string, role: string, cidr: string): boolean =>
+  ok(() => inNs(ns, 'ipset', ['test', `egress-guard-${role}${cidr.includes(':') ? 6 : 4}`, cidr.replace(/\/(32|128)$/, '')]))
+
+const IPTABLES_DRIFTS: DriftCase[] = [
+  { name: 'chain flushed', breakIt: (ns, b) => inNs(ns, b.ipt, ['-F', 'EGRESS-GUARD']), expect: ['chain-rules'] },
+  { name: 'OUTPUT jump deleted', breakIt: (ns, b) => inNs(ns, b.ipt, ['-D', 'OUTPUT', '-j', 'EGRESS-GUARD']), expect: ['jump-missing'] },
+  { name: 'rule inserted above the jump', breakIt: (ns, b) => inNs(ns, b.ip6t, ['-I', 'OUTPUT', '1', '-d', '2001:db8:ffff::99', '-j', 'ACCEPT']), expect: ['jump-not-first'], leavesForeign: true },
+  { name: 'set flushed', breakIt: (ns) => inNs(ns, 'ipset', ['flush', 'egress-guard-block4']), expect: ['set-members'] },
+  {
+    name: 'set destroyed (after the chain was flushed, as a reboot without the rules would)',
+    breakIt: (ns, b) => {
+      inNs(ns, b.ipt, ['-F', 'EGRESS-GUARD'])
+      inNs(ns, 'ipset', ['destroy', 'egress-guard-block4'])
+    },
+    expect: ['set-missing', 'chain-rules'],
+  },
+  { name: 'DOCKER-USER recreated without the jump (Docker restart)', setup: dockerUser, breakIt: recreateDockerUser, expect: ['jump-missing'] },
+]
 
 const BACKENDS: Backend[] = [
   {
+    label: 'iptables (nf_tables flavour)',
     kind: 'iptables',
+    bins: NFT_BINS,
     needs: () => [capabilities.netns(), capabilities.tool('ipset'), capabilities.tool('iptables-restore'), capabilities.tool('ip6tables-restore'), capabilities.tool('nft')],
-    contains: (ns, role, cidr) => ok(() => inNs(ns, 'ipset', ['test', `egress-guard-${role}${cidr.includes(':') ? 6 : 4}`, cidr.replace(/\/(32|128)$/, '')])),
-    drifts: [
-      { name: 'chain flushed', breakIt: (ns) => inNs(ns, 'iptables', ['-F', 'EGRESS-GUARD']), expect: ['chain-rules'] },
-      { name: 'OUTPUT jump deleted', breakIt: (ns) => inNs(ns, 'iptables', ['-D', 'OUTPUT', '-j', 'EGRESS-GUARD']), expect: ['jump-missing'] },
-      { name: 'rule inserted above the jump', breakIt: (ns) => inNs(ns, 'ip6tables', ['-I', 'OUTPUT', '1', '-d', '2001:db8:ffff::99', '-j', 'ACCEPT']), expect: ['jump-not-first'], leavesForeign: true },
-      { name: 'set flushed', breakIt: (ns) => inNs(ns, 'ipset', ['flush', 'egress-guard-block4']), expect: ['set-members'] },
-      {
-        name: 'set destroyed (after the chain was flushed, as a reboot without the rules would)',
-        breakIt: (ns) => {
-          inNs(ns, 'iptables', ['-F', 'EGRESS-GUARD'])
-          inNs(ns, 'ipset', ['destroy', 'egress-guard-block4'])
-        },
-        expect: ['set-missing', 'chain-rules'],
-      },
-      {
-        name: 'DOCKER-USER recreated without the jump (Docker restart)',
-        setup: dockerUser,
-        breakIt: recreateDockerUser,
-        expect: ['jump-missing'],
-      },
-    ],
+    contains: ipsetContains,
+    drifts: IPTABLES_DRIFTS,
   },
   {
+    label: 'iptables (legacy flavour)',
+    kind: 'iptables',
+    bins: LEGACY_BINS,
+    flavour: 'legacy',
+    needs: () => [capabilities.netns(), capabilities.tool('ipset'), capabilities.tool('iptables-legacy-restore'), capabilities.tool('ip6tables-legacy-restore'), capabilities.tool('nft')],
+    contains: ipsetContains,
+    drifts: IPTABLES_DRIFTS,
+  },
+  {
+    label: 'nftables',
     kind: 'nftables',
+    bins: NFT_BINS,
     needs: () => [capabilities.netns(), capabilities.tool('nft'), capabilities.tool('ipset'), capabilities.tool('iptables')],
     contains: (ns, role, cidr) => ok(() => inNs(ns, 'nft', ['get', 'element', 'inet', 'egress_guard', `${role}${cidr.includes(':') ? 6 : 4}`, `{ ${cidr.replace(/\/(32|128)$/, '')} }`])),
     drifts: [
@@ -98,7 +122,7 @@ const BACKENDS: Backend[] = [
       { name: 'set flushed', breakIt: (ns) => inNs(ns, 'nft', ['flush', 'set', 'inet', 'egress_guard', 'block4']), expect: ['set-members'] },
     ],
   },
-  { kind: 'dry-run', needs: () => [], drifts: [] },
+  { label: 'dry-run', kind: 'dry-run', bins: NFT_BINS, needs: () => [], drifts: [] },
 ]
 
 // Server-side addresses, all documentation ranges. The client (the enforced "host") routes them over veth.
@@ -118,21 +142,21 @@ function withBlock(d: DesiredState, extra4: string[]): DesiredState {
 }
 
 /** Foreign state that egress-guard must leave alone (and that makes the built-in tables exist). */
-function foreign(ns: string): void {
-  inNs(ns, 'iptables', ['-A', 'OUTPUT', '-d', '203.0.113.250', '-j', 'ACCEPT'])
-  inNs(ns, 'iptables', ['-A', 'FORWARD', '-d', '203.0.113.251', '-j', 'DROP'])
-  inNs(ns, 'ip6tables', ['-A', 'OUTPUT', '-d', '2001:db8:ffff::250', '-j', 'ACCEPT'])
-  inNs(ns, 'ip6tables', ['-A', 'FORWARD', '-d', '2001:db8:ffff::251', '-j', 'DROP'])
+function foreign(ns: string, b: Bins): void {
+  inNs(ns, b.ipt, ['-A', 'OUTPUT', '-d', '203.0.113.250', '-j', 'ACCEPT'])
+  inNs(ns, b.ipt, ['-A', 'FORWARD', '-d', '203.0.113.251', '-j', 'DROP'])
+  inNs(ns, b.ip6t, ['-A', 'OUTPUT', '-d', '2001:db8:ffff::250', '-j', 'ACCEPT'])
+  inNs(ns, b.ip6t, ['-A', 'FORWARD', '-d', '2001:db8:ffff::251', '-j', 'DROP'])
   inNs(ns, 'ipset', ['create', 'someone-elses', 'hash:ip'])
   inNs(ns, 'ipset', ['add', 'someone-elses', '203.0.113.252'])
   inNs(ns, 'nft', ['-f', '-'], 'table inet someone_else {\n chain c {\n  type filter hook output priority 100; policy accept;\n  ip daddr 203.0.113.253 counter\n }\n}\n')
 }
 
 /** Everything an operator would look at; compared before init and after remove. */
-function snapshot(ns: string): string {
+function snapshot(ns: string, b: Bins): string {
   return [
-    inNs(ns, 'iptables', ['-S']),
-    inNs(ns, 'ip6tables', ['-S']),
+    inNs(ns, b.ipt, ['-S']),
+    inNs(ns, b.ip6t, ['-S']),
     inNs(ns, 'ipset', ['list']),
     inNs(ns, 'nft', ['list', 'ruleset']),
   ]
@@ -151,12 +175,12 @@ async function setupTraffic(t: Test, client: string): Promise<void> {
   await startEchoServer(t, server, 8080, Object.values(ADDR))
 }
 
-function make(kind: BackendKind, ns: string, print?: (l: string) => void): Enforcer {
-  return createEnforcer(kind, { netns: ns, ...(print ? { print } : {}) })
+function make(b: Backend, ns: string, print?: (l: string) => void): Enforcer {
+  return createEnforcer(b.kind, { netns: ns, ...(print ? { print } : {}), ...(b.flavour ? { flavour: b.flavour } : {}) })
 }
 
 for (const b of BACKENDS) {
-  t.test(`contract: ${b.kind}`, async (t) => {
+  t.test(`contract: ${b.label}`, async (t) => {
     if (b.kind === 'dry-run' && !existsSync(fileURLToPath(new URL('../../src/enforce/dry-run.ts', import.meta.url)))) {
       t.skip('dry-run backend (src/enforce/dry-run.ts) is not built yet', () => {})
       return
@@ -166,34 +190,34 @@ for (const b of BACKENDS) {
 
     t.test('apply, verify empty, apply again changes nothing, remove restores the namespace', async (t) => {
       const ns = makeNs(t, 'ct')
-      foreign(ns)
-      const before = snapshot(ns)
+      foreign(ns, b.bins)
+      const before = snapshot(ns, b.bins)
       const printed: string[] = []
-      const e = make(b.kind, ns, (l) => printed.push(l))
+      const e = make(b, ns, (l) => printed.push(l))
       await e.init()
       const r1 = await e.apply(POLICY)
       t.equal(r1.backend, b.kind)
       t.ok(r1.changed, 'first apply changes something')
       if (!kernel) {
         t.ok(printed.length + r1.actions.length > 0, 'dry-run says what it would do')
-        t.equal(snapshot(ns), before, 'dry-run touched nothing')
+        t.equal(snapshot(ns, b.bins), before, 'dry-run touched nothing')
         await e.remove()
         return
       }
       t.same(await e.verify(), [], 'no drift right after apply')
-      const after1 = snapshot(ns)
+      const after1 = snapshot(ns, b.bins)
       const r2 = await e.apply(POLICY)
       t.equal(r2.changed, false, 'second apply reports no change')
       t.same(r2.actions, [])
-      t.equal(snapshot(ns), after1, 'second apply left rules and sets byte-identical (no duplicates)')
+      t.equal(snapshot(ns, b.bins), after1, 'second apply left rules and sets byte-identical (no duplicates)')
       // A fresh instance (a new `apply --once` process) must also see that nothing is to do.
-      const r3 = await make(b.kind, ns).apply(POLICY)
+      const r3 = await make(b, ns).apply(POLICY)
       t.equal(r3.changed, false, 'a fresh enforcer sees nothing to do')
       t.not(after1, before)
       await e.remove()
-      t.equal(snapshot(ns), before, 'remove() restored iptables -S, ip6tables -S, ipset list and nft list ruleset')
+      t.equal(snapshot(ns, b.bins), before, 'remove() restored iptables -S, ip6tables -S, ipset list and nft list ruleset')
       await e.remove()
-      t.equal(snapshot(ns), before, 'remove() twice is harmless')
+      t.equal(snapshot(ns, b.bins), before, 'remove() twice is harmless')
     })
 
     if (!kernel) {
@@ -203,8 +227,8 @@ for (const b of BACKENDS) {
 
     t.test('add one entry, remove one entry', async (t) => {
       const ns = makeNs(t, 'ce')
-      foreign(ns)
-      const e = make(b.kind, ns)
+      foreign(ns, b.bins)
+      const e = make(b, ns)
       await e.apply(POLICY)
       t.notOk(b.contains!(ns, 'block', '203.0.113.99/32'))
       const plus = withBlock(POLICY, ['203.0.113.99/32'])
@@ -224,7 +248,7 @@ for (const b of BACKENDS) {
     t.test('block rejects, allow wins over an overlapping block, alert is never rejected (real traffic)', async (t) => {
       const ns = makeNs(t, 'cx')
       await setupTraffic(t, ns)
-      const e = make(b.kind, ns)
+      const e = make(b, ns)
       for (const a of Object.values(ADDR)) t.match(await probe(ns, 'tcp', a, 8080), { ok: true }, `before apply: ${a} reachable`)
       await e.apply(POLICY)
       for (const proto of ['tcp', 'udp'] as const) {
@@ -246,13 +270,13 @@ for (const b of BACKENDS) {
     for (const d of b.drifts) {
       t.test(`drift: ${d.name} is reported and repaired`, async (t) => {
         const ns = makeNs(t, 'cd')
-        foreign(ns)
-        d.setup?.(ns)
-        const e = make(b.kind, ns)
+        foreign(ns, b.bins)
+        d.setup?.(ns, b.bins)
+        const e = make(b, ns)
         await e.apply(POLICY)
         t.same(await e.verify(), [])
-        const good = snapshot(ns)
-        d.breakIt(ns)
+        const good = snapshot(ns, b.bins)
+        d.breakIt(ns, b.bins)
         const drift = await e.verify()
         t.same([...new Set(drift.map((x) => x.kind))].sort(), [...d.expect].sort(), `verify reports ${d.expect.join(', ')}`)
         t.ok(drift.every((x) => x.detail.length > 0))
@@ -261,7 +285,7 @@ for (const b of BACKENDS) {
         t.same(await e.verify(), [], 'no drift after repair')
         // Sorted lines: a recreated set or chain is listed in a different place, which is no drift.
         const sorted = (x: string): string => x.split('\n').sort().join('\n')
-        if (!d.setup && !d.leavesForeign) t.equal(sorted(snapshot(ns)), sorted(good), 'repaired state equals the state before the break')
+        if (!d.setup && !d.leavesForeign) t.equal(sorted(snapshot(ns, b.bins)), sorted(good), 'repaired state equals the state before the break')
         t.ok(b.contains!(ns, 'block', '198.51.100.77/32'))
       })
     }
