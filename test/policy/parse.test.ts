@@ -1,7 +1,8 @@
 // Every blocklist line form, every rejection with its file:line message, reasons, allow, expiry and
 // normalisation, through the pure parser (parseBlocklist) and the API form (entryFromFields).
 import t, { type Test } from 'tap'
-import { parseBlocklist, entryFromFields } from '../../src/policy/parse.js'
+import { parseBlocklist, entryFromFields, fastV4 } from '../../src/policy/parse.js'
+import { parseCidr, reservedOverlap } from '../../src/policy/net.js'
 import { formatProblem } from '../../src/policy/problems.js'
 import { normalizeName } from '../../src/policy/names.js'
 import type { Entry, Problem } from '../../src/policy/types.js'
@@ -279,4 +280,38 @@ t.test('normalizeName directly', async (t) => {
   t.match(normalizeName('a b'), { ok: false, code: 'invalid-name' })
   t.match(normalizeName('\u200b.com'), { ok: false, code: 'empty-label' }, 'zero-width space maps to nothing')
   t.match(normalizeName('*.'), { ok: false })
+})
+
+t.test('the IPv4 fast path agrees with the general path (net.ts)', async (t) => {
+  const general = (text: string, force: boolean): string | undefined => {
+    const r = parseCidr(text)
+    if (!r.ok || !r.exact || r.cidr.family !== 4 || r.cidr.prefix === 0 || reservedOverlap(r.cidr)) return undefined
+    if (r.cidr.prefix < 8 && !force) return undefined
+    return r.canonical
+  }
+  const edge = ['1.2.3.4', '1.2.3.4/32', '1.2.3.0/24', '01.2.3.4', '1.2.3.4/024', '1.2.3.4/33', '1.2.3.4/', '1.2.3', '1.2.3.4.5', '256.1.1.1',
+    '127.0.0.1', '126.255.255.255', '128.0.0.0', '96.0.0.0/3', '0.0.0.0', '0.0.0.1', '255.255.255.255', '255.255.255.254', '224.0.0.0',
+    '223.255.255.255', '169.254.0.1', '169.253.255.255', '4.0.0.0/6', '8.0.0.0/8', '1.2.3.4/0', '0.0.0.0/0', '1..2.3', '.1.2.3', '1.2.3.4 ']
+  let r = 1
+  const rand = (): number => ((r = (Math.imul(r, 1103515245) + 12345) >>> 0) / 4294967296)
+  const inputs = [...edge]
+  for (let i = 0; i < 20000; i++) {
+    const o = Array.from({ length: 4 }, () => Math.floor(rand() * (rand() < 0.1 ? 300 : 256)))
+    const p = Math.floor(rand() * 34)
+    inputs.push(o.join('.') + (rand() < 0.3 ? '' : `/${p}`))
+  }
+  let mismatches = 0
+  for (const s of inputs) {
+    for (const force of [false, true]) {
+      const got = fastV4(s, force)
+      // The fast path may decline (undefined) what the general path accepts, never the reverse or differ.
+      if (got !== undefined && got !== general(s, force)) {
+        if (mismatches++ < 5) t.fail(`fastV4(${JSON.stringify(s)}, ${force}) = ${got}, general = ${general(s, force)}`)
+      }
+      if (got === undefined && general(s, force) !== undefined && /^\d+\.\d+\.\d+\.\d+(\/\d+)?$/.test(s)) {
+        if (mismatches++ < 5) t.fail(`fastV4 declines ${JSON.stringify(s)} (force ${force}) that is valid`)
+      }
+    }
+  }
+  t.equal(mismatches, 0, `${inputs.length} inputs agree`)
 })
