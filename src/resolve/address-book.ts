@@ -70,6 +70,9 @@ export function createAddressBook(opts: AddressBookOptions): AddressBook {
   function record(b: Book, r: ResolveResult, at: number): void {
     const before = new Set(b.answers.flat())
     const ips = [...new Set(r.addrs.map((a) => a.ip))]
+    // A family whose lookup failed is unknown, not empty: carry its addresses over from the last answer.
+    const last = b.answers[b.answers.length - 1] ?? []
+    for (const fam of r.failed ?? []) for (const ip of last) if (ip.includes(':') === (fam === 6) && !ips.includes(ip)) ips.push(ip)
     b.answers.push(ips)
     while (b.answers.length > keep) b.answers.shift()
     const after = new Set(b.answers.flat())

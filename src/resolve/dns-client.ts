@@ -26,6 +26,8 @@ export interface ResolveResult {
   cnames: string[]
   /** NOERROR when either the A or the AAAA lookup succeeded; otherwise the A lookup's rcode. */
   rcode: string
+  /** Families whose lookup failed (timeout, loop) while the other one answered: their addresses are unknown, not gone. */
+  failed?: Array<4 | 6>
 }
 
 export interface ResolveOptions {
@@ -64,7 +66,10 @@ export async function resolveName(name: string, opts: ResolveOptions): Promise<R
   const cnames: string[] = []
   for (const p of parts) for (const c of p.cnames) if (!cnames.includes(c)) cnames.push(c)
   const rcode = parts.some((p) => p.rcode === 'NOERROR') ? 'NOERROR' : parts[0]!.rcode
-  return { addrs: parts.flatMap((p) => p.addrs), cnames, rcode }
+  const failed: Array<4 | 6> = []
+  if (a.status === 'rejected') failed.push(4)
+  if (aaaa.status === 'rejected') failed.push(6)
+  return { addrs: parts.flatMap((p) => p.addrs), cnames, rcode, ...(failed.length > 0 ? { failed } : {}) }
 }
 
 function normalise(name: string): string {

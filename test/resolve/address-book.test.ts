@@ -151,3 +151,14 @@ t.test('against a real dnsmasq: answer change shows up after the TTL, old kept i
   t.ok(r.changed)
   t.same(book.addresses('evil.example'), ['203.0.113.10', '203.0.113.11'])
 })
+
+t.test('a failed AAAA lookup does not drop the IPv6 addresses', async (t) => {
+  const f = fake()
+  const book = createAddressBook({ ...base, keepAnswers: 1, graceSec: 0, now: f.now, resolve: f.resolve })
+  f.set('d.example', ['203.0.113.1', '2001:db8::1'], 10)
+  await book.refresh(['d.example'])
+  f.tick(10)
+  f.answers.set('d.example', { addrs: [{ ip: '203.0.113.2', family: 4, ttl: 10 }], cnames: [], rcode: 'NOERROR', failed: [6] })
+  await book.refresh(['d.example'])
+  t.same(book.addresses('d.example'), ['2001:db8::1', '203.0.113.2'], 'v4 moved on, v6 kept')
+})

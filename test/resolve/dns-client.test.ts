@@ -195,3 +195,14 @@ t.test('truncated answer and no TCP: the truncated records are used', async (t) 
   const r = await resolveName('evil.example', { upstreams: [{ address: '127.0.0.1', port }], timeoutMs: 500 })
   t.same(ips(r), ['203.0.113.7'])
 })
+
+t.test('one family failing is reported, the other answers', async (t) => {
+  const port = await fakeServer(t, (q) => {
+    const type = q.questions![0]!.type
+    if (type === 'AAAA') return [] // silent for AAAA
+    return [resp(q, [{ type: 'A', name: 'evil.example', ttl: 60, data: '203.0.113.7' }])]
+  })
+  const r = await resolveName('evil.example', { upstreams: [{ address: '127.0.0.1', port }], timeoutMs: 150, attempts: 1 })
+  t.same(ips(r), ['203.0.113.7'])
+  t.same(r.failed, [6])
+})
