@@ -266,3 +266,25 @@ t.test('late attribution: an unattributed hit waits briefly for its container', 
   t.equal(got[2]!.container, undefined)
   t.equal(got[2]!.client, '127.0.0.1')
 })
+
+t.test('late attribution asks who held the address when the hit happened (byIpAt)', async (t) => {
+  const c = clock()
+  const asked: Array<[string, number]> = []
+  const gone = { id: 'old', name: 'exited-dropper', image: 'eg-busybox:test' }
+  const lookup = {
+    byIp: () => undefined, // the container already exited: the hot path names nobody
+    byIpAt: (ip: string, at: number) => {
+      asked.push([ip, at])
+      return gone
+    },
+  }
+  const hl = createHitLog({ intervalMs: 60_000, log: silentLogger, now: c.now, containers: lookup, attributionDelayMs: 10_000 })
+  t.teardown(() => hl.close())
+  const got: Hit[] = []
+  hl.onHit((h) => got.push(h))
+  hl.record(hit(c))
+  t.equal(got.length, 0)
+  await hl.flush() // releases what is held, without waiting for the delay
+  t.same(asked, [['172.17.0.2', c.now()]], 'asked with the hit\'s own time')
+  t.match(got[0], { container: gone, count: 1 })
+})
