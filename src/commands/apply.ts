@@ -9,9 +9,9 @@ import { createLogger, type Logger } from '../log.js'
 import { loadBlocklists } from '../policy/load.js'
 import { buildPolicy } from '../policy/merge.js'
 import { formatProblem } from '../policy/problems.js'
-import { parseCidr } from '../policy/net.js'
+import { formatIp, parseCidr, parseIp } from '../policy/net.js'
 import type { Policy, Problem } from '../policy/types.js'
-import { parseUpstream, type Upstream } from '../resolve/dns-client.js'
+import { parseUpstream, resolveName, type Upstream } from '../resolve/dns-client.js'
 import { nameserversFromResolvConf } from '../resolve/system-upstreams.js'
 import { createAddressBook } from '../resolve/address-book.js'
 import { domainsToResolve } from '../enforce/desired.js'
@@ -125,6 +125,27 @@ export function protectList(list: readonly string[], upstreams: readonly Upstrea
   return out
 }
 
+/**
+ * The policy server's own addresses are protected too: a blocked name pointing at it must not cut the
+ * host off its policy. A host name is looked up at the upstream (best effort: no answer, no entry).
+ */
+export async function serverAddresses(url: string, upstreams: Upstream[]): Promise<string[]> {
+  let host: string
+  try {
+    host = new URL(url).hostname.replace(/^\[|\]$/g, '')
+  } catch {
+    throw errors.usage(`--server must be a URL like https://egress-guard.example:8787, got ${JSON.stringify(url)}`)
+  }
+  const ip = parseIp(host)
+  if (ip) return [formatIp(ip)]
+  if (upstreams.length === 0) return []
+  try {
+    return (await resolveName(host, { upstreams })).addrs.map((a) => a.ip)
+  } catch {
+    return []
+  }
+}
+
 /** Everything plan and apply need to compute the desired state. */
 export async function prepare(o: EnforceOptions, io: CommandIO, log: Logger) {
   if (o.server && o.blocklists.length > 0) throw errors.usage('give --server or --blocklists, not both')
@@ -144,6 +165,7 @@ export async function prepare(o: EnforceOptions, io: CommandIO, log: Logger) {
   // One-shot runs resolve once: TTLs only schedule re-resolution, which the agent does.
   const book = createAddressBook({ upstreams, minTtlSec: 30, maxTtlSec: 3600, graceSec: 3600, keepAnswers: 4, ...(timeoutMs ? { timeoutMs } : {}) })
   const protect = protectList(o.protect, upstreams)
+  if (o.server) protect.push(...(await serverAddresses(o.server, upstreams)))
   log.debug({ domains: domains.length, upstreams }, 'prepared')
   return { policy, problems, upstreams, book, protect, domains }
 }

@@ -153,3 +153,12 @@ t.test('--server: the policy comes from a real egress-guard server', async (t) =
   const both = await runCli(['plan', '--server', url, '--token-file', tok, '--blocklists', f.bl])
   t.equal(both.code, 2)
 })
+
+t.test('the --server address is protected (literal, or looked up at the upstream)', async (t) => {
+  const { serverAddresses } = await import('../../src/commands/apply.js')
+  t.same(await serverAddresses('https://192.0.2.80:8787', []), ['192.0.2.80'])
+  t.same(await serverAddresses('http://[2001:db8::80]:8787/', []), ['2001:db8::80'])
+  if (!requires(t, capabilities.tool('dnsmasq'))) return
+  const dm = await startDnsmasq(t, ['--host-record=policy.example,198.51.100.80'])
+  t.same(await serverAddresses('https://policy.example:8787', [{ address: '127.0.0.1', port: dm.port }]), ['198.51.100.80'])
+})
