@@ -22,7 +22,7 @@ if (enterNamespace('ips')) {
   const size = setSize(N)
   const bareScript = [`create bare hash:net family inet hashsize ${size.hashsize} maxelem ${size.maxelem}`, ...entries.map((e) => `add bare ${e}`)].join('\n') + '\n'
 
-  const r = { bare: [] as number[], apply: [] as number[], replace: [] as number[], add1: [] as number[], del1: [] as number[], nftBare: [] as number[], nftApply: [] as number[] }
+  const r = { bare: [] as number[], apply: [] as number[], replace: [] as number[], add1: [] as number[], del1: [] as number[], nftBare: [] as number[], nftApply: [] as number[], nftAdd1: [] as number[], nftDel1: [] as number[] }
   for (let i = 0; i < RUNS; i++) {
     r.bare.push(await time(() => run('ipset', ['restore'], { input: bareScript })))
     await run('ipset', ['destroy', 'bare'])
@@ -55,6 +55,8 @@ if (enterNamespace('ips')) {
     await run('nft', ['delete', 'table', 'inet', 'bare'])
     const e = createEnforcer('nftables', {})
     r.nftApply.push(await time(() => e.apply(D)))
+    r.nftAdd1.push(await time(() => e.apply(state([...entries, extra]))))
+    r.nftDel1.push(await time(() => e.apply(D)))
     await e.remove()
   }
 
@@ -69,5 +71,6 @@ if (enterNamespace('ips')) {
   console.log(`  remove one entry from ${N + 1}     ${fmt(m.del1)} (goal < 50 ms)`)
   console.log(`  bare nft -f                        ${fmt(m.nftBare)}`)
   console.log(`  nftables backend, full apply       ${fmt(m.nftApply)}   ratio ${(m.nftApply / m.nftBare).toFixed(2)}x bare`)
+  console.log(`  nftables: add one entry            ${fmt(m.nftAdd1)}   remove one: ${fmt(m.nftDel1)} (the set is re-filled in one transaction)`)
   console.log(JSON.stringify({ entries: N, runs: RUNS, medianMs: m, perEntryMs: perEntry }))
 }

@@ -243,17 +243,25 @@ function chainOk(live: LiveTable, c: ExpectedChain): 'missing' | 'hook' | 'rules
  * differs. Sets whose merged contents differ are flushed and refilled in the same transaction, so a
  * packet sees the old set or the new one, never a half-filled one.
  */
-export function planNft(table: string, live: LiveTable, desired: DesiredState, log: boolean, prefix: string): { script?: string; actions: string[]; added: number; removed: number } {
+export function planNft(
+  table: string,
+  live: LiveTable,
+  desired: DesiredState,
+  log: boolean,
+  prefix: string,
+): { script?: string; actions: string[]; added: number; removed: number; sets: LiveTable['sets'] } {
   const T = `inet ${table}`
   const lines: string[] = [`add table ${T}`]
   const actions: string[] = []
   let added = 0
   let removed = 0
+  const sets: LiveTable['sets'] = new Map()
   if (!live.exists) actions.push(`create table ${T}`)
   for (const key of NFT_SET_KEYS) {
     const fam = famOf(key)
     const type = fam === 4 ? 'ipv4_addr' : 'ipv6_addr'
     const { keys: want, elements: elems } = mergedMembers(membersOf(desired, key), fam)
+    sets.set(key, { type, keys: want })
     const have = live.sets.get(key)
     if (have && have.type !== type) lines.push(`delete set ${T} ${key}`) // cannot be referenced: chains are rewritten below
     lines.push(`add set ${T} ${key} { type ${type}; flags interval; auto-merge; }`)
@@ -280,8 +288,8 @@ export function planNft(table: string, live: LiveTable, desired: DesiredState, l
     c.rules.forEach((r, i) => lines.push(`add rule ${T} ${c.name} ${r} comment "${c.comments[i]}"`))
     actions.push(`${st === 'missing' ? 'create' : 'rewrite'} chain ${c.name}${c.hook ? ` (hook ${c.hook} priority filter - ${-PRIORITY})` : ''}`)
   }
-  if (actions.length === 0) return { actions, added, removed }
-  return { script: lines.join('\n') + '\n', actions, added, removed }
+  if (actions.length === 0) return { actions, added, removed, sets }
+  return { script: lines.join('\n') + '\n', actions, added, removed, sets }
 }
 
 /** Drift between the live table and the last applied desired state (members only when given). */

@@ -48,7 +48,9 @@ t.test('read-back: a matching kernel needs no transaction; drift is named', asyn
     ...chains.flatMap((c) => c.comments.map((comment) => ({ rule: { chain: c.name, comment, expr: [] } }))),
   ]
   const live = parseNftJson(json(items))
-  t.same(planNft('egress_guard', live, D, false, 'egress-guard'), { actions: [], added: 0, removed: 0 })
+  const none = planNft('egress_guard', live, D, false, 'egress-guard')
+  t.same({ script: none.script, actions: none.actions, added: none.added, removed: none.removed }, { script: undefined, actions: [], added: 0, removed: 0 })
+  t.same(none.sets.get('block4')?.keys, live.sets.get('block4')?.keys, 'the merged members it would write are reported (for the cache)')
   t.same(nftDrift('egress_guard', live, D, false, 'egress-guard'), [])
 
   const flushedGuard = parseNftJson(json(items.filter((i) => !((i as { rule?: { chain: string } }).rule?.chain === 'guard'))))
