@@ -109,7 +109,7 @@ export function createHitLog(opts: HitLogOptions): HitLog {
         const batch = queue
         queue = []
         try {
-          await appendFile(file, batch.join(''))
+          await appendFile(file, batch.join('\n') + '\n')
           if (failures > 0) log.info({ file, failed: failures }, 'hit log writable again')
           failures = 0
         } catch (e) {
@@ -138,7 +138,7 @@ export function createHitLog(opts: HitLogOptions): HitLog {
       if (queue.length >= maxPending) {
         opts.metrics?.hitLogWriteError(1)
       } else {
-        queue.push(JSON.stringify(h) + '\n')
+        queue.push(JSON.stringify(h)) // newlines are added by the batch join (one copy less per line)
         scheduleDrain()
       }
     }
