@@ -115,7 +115,7 @@ t.test('kernel drift is re-applied; the periodic loop does it by itself', async 
   ctl.start()
   fake.tamper()
   // Wait (bounded) for the 20 ms reconcile timer to notice; a functional wait, not a timing assertion.
-  for (let i = 0; i < 200 && ctl.stats().repairs < 2; i++) await new Promise((res) => setTimeout(res, 10))
+  for (let i = 0; i < 1000 && ctl.stats().repairs < 2; i++) await new Promise((res) => setTimeout(res, 10))
   t.equal(ctl.stats().repairs, 2, 'the timer found and repaired the drift')
   await ctl.stop()
 })

@@ -146,10 +146,15 @@ t.test('against a real dnsmasq: answer change shows up after the TTL, old kept i
   await book.refresh(['evil.example'])
   t.same(book.addresses('evil.example'), ['203.0.113.10'])
   await dm.setHosts('203.0.113.11 evil.example\n')
-  await new Promise((r) => setTimeout(r, Math.max(0, book.nextRefreshAt() - Date.now()) + 50))
-  const r = await book.refresh(['evil.example'])
-  t.ok(r.changed)
-  t.same(book.addresses('evil.example'), ['203.0.113.10', '203.0.113.11'])
+  // dnsmasq reloads on SIGHUP asynchronously: refresh each time the TTL runs out until the new
+  // answer arrives (bounded), as the controller's timer would.
+  let changed = false
+  for (let i = 0; i < 20 && !book.addresses('evil.example').includes('203.0.113.11'); i++) {
+    await new Promise((r) => setTimeout(r, Math.max(0, book.nextRefreshAt() - Date.now()) + 50))
+    changed = (await book.refresh(['evil.example'])).changed || changed
+  }
+  t.ok(changed)
+  t.same(book.addresses('evil.example'), ['203.0.113.10', '203.0.113.11'], 'new address in, old one kept (grace)')
 })
 
 t.test('a failed AAAA lookup does not drop the IPv6 addresses', async (t) => {
