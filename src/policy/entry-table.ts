@@ -78,18 +78,25 @@ class Interner {
 /** Entries that carry API-only fields (few); kept sparse so file entries pay nothing for them. */
 type Extras = Pick<Entry, 'id' | 'added' | 'actor'>
 
+/**
+ * Column layout: one Int32Array, STRIDE words per entry, so the words a lookup reads for one entry
+ * sit in one or two cache lines instead of one line per column.
+ */
+export const STRIDE = 6
+/** flags (bits 0-7) | expiry index << 8 (index 0: never expires; up to 2^24 - 1 distinct instants). */
+export const W_META = 0
+/** Next entry with the same key (or the same trie node), in input order; -1 ends the chain. */
+export const W_NEXT = 1
+/** domain: key index in the DomainTable; net: index into `netValues`. */
+const W_KEY = 2
+const W_SOURCE = 3
+const W_LINE = 4
+const W_REASON = 5
+const MAX_EXPIRIES = (1 << 24) - 1
+
 export class EntryTable {
-  readonly flags: Uint8Array
-  /** domain: key index in the DomainTable; net: index into `netValues`. */
-  readonly keyOf: Int32Array
-  /** Next entry with the same key (or the same trie node), in input order; -1 ends the chain. */
-  readonly next: Int32Array
-  private readonly source: Uint32Array
-  private readonly line: Uint32Array
-  private readonly reason: Uint32Array
-  /** Index into `expiries` (0: never expires). */
-  readonly expiry: Uint32Array
-  /** Expiry instants in ms, indexed like the interned expiry strings (slot 0 unused). */
+  readonly cols: Int32Array
+  /** Expiry instants in ms, indexed by the expiry index in W_META (slot 0 unused). */
   expiresAt: Float64Array = new Float64Array(1)
   private readonly sources = new Interner()
   private readonly reasons = new Interner()
@@ -99,22 +106,26 @@ export class EntryTable {
   private count = 0
 
   constructor(capacity: number) {
-    this.flags = new Uint8Array(capacity)
-    this.keyOf = new Int32Array(capacity)
-    this.next = new Int32Array(capacity).fill(-1)
-    this.source = new Uint32Array(capacity)
-    this.line = new Uint32Array(capacity)
-    this.reason = new Uint32Array(capacity)
-    this.expiry = new Uint32Array(capacity)
+    this.cols = new Int32Array(capacity * STRIDE)
   }
 
   get size(): number {
     return this.count
   }
 
+  flagsOf(i: number): number {
+    return this.cols[i * STRIDE + W_META]! & 0xff
+  }
+
+  setNext(i: number, next: number): void {
+    this.cols[i * STRIDE + W_NEXT] = next
+  }
+
   /** Append an entry; `key` is the domain key index, or -1 for a net (its value is kept as text). */
   add(e: Entry, key: number): number {
     const i = this.count++
+    const o = i * STRIDE
+    const cols = this.cols
     let f = 0
     if (e.subdomainsOnly) f |= F_SUB
     if (e.allow) f |= F_ALLOW
@@ -122,18 +133,20 @@ export class EntryTable {
     if (e.force) f |= F_FORCE
     if (e.kind === 'net') {
       f |= F_NET
-      this.keyOf[i] = this.netValues.length
+      cols[o + W_KEY] = this.netValues.length
       this.netValues.push(detach(e.value))
-    } else this.keyOf[i] = key
-    this.flags[i] = f
-    this.addSource(i, e.source)
-    this.reason[i] = this.reasons.add(e.reason)
-    this.expiry[i] = this.expiries.add(e.expires)
+    } else cols[o + W_KEY] = key
+    this.addSource(o, e.source)
+    cols[o + W_REASON] = this.reasons.add(e.reason)
     let id = e.id
     if (id !== undefined && id === entryId(e)) {
-      this.flags[i] = f | F_DERIVED_ID
+      f |= F_DERIVED_ID
       id = undefined
     }
+    const x = this.expiries.add(e.expires)
+    if (x > MAX_EXPIRIES) throw new RangeError(`more than ${MAX_EXPIRIES} distinct expiry times in one matcher`)
+    cols[o + W_META] = f | (x << 8)
+    cols[o + W_NEXT] = -1
     if (id !== undefined || e.added !== undefined || e.actor !== undefined) {
       const x: Extras = {}
       if (id !== undefined) x.id = id
@@ -149,22 +162,23 @@ export class EntryTable {
   private lastFileIndex = 0
 
   /** `file:line` is stored as an interned file name plus an integer line; anything else whole. */
-  private addSource(i: number, src: string): void {
+  private addSource(o: number, src: string): void {
+    const cols = this.cols
     const colon = src.lastIndexOf(':')
     const line = colon > 0 ? lineNumberAt(src, colon + 1) : 0
     if (line === 0) {
-      this.source[i] = this.sources.add(src)
-      this.line[i] = 0
+      cols[o + W_SOURCE] = this.sources.add(src)
+      cols[o + W_LINE] = 0
       return
     }
-    this.line[i] = line
+    cols[o + W_LINE] = line
     if (colon === this.lastFile.length && src.startsWith(this.lastFile)) {
-      this.source[i] = this.lastFileIndex
+      cols[o + W_SOURCE] = this.lastFileIndex
       return
     }
     this.lastFile = src.slice(0, colon)
     this.lastFileIndex = this.sources.add(this.lastFile)
-    this.source[i] = this.lastFileIndex
+    cols[o + W_SOURCE] = this.lastFileIndex
   }
 
   /** Finish building: compute expiry instants and drop the build-time maps. */
@@ -179,31 +193,36 @@ export class EntryTable {
 
   /** Bytes held by the typed arrays. */
   get byteSize(): number {
-    return this.flags.byteLength + this.keyOf.byteLength + this.next.byteLength + this.source.byteLength +
-      this.line.byteLength + this.reason.byteLength + this.expiry.byteLength + this.expiresAt.byteLength
+    return this.cols.byteLength + this.expiresAt.byteLength
   }
 
   /** Action class of entry i: A_ALLOW, A_BLOCK or A_ALERT. An allow is an allow whatever its mode. */
   actionOf(i: number): number {
-    const f = this.flags[i]!
+    const f = this.flagsOf(i)
     return f & F_ALLOW ? A_ALLOW : f & F_ALERT ? A_ALERT : A_BLOCK
   }
 
   /** Rebuild the Entry for index i; `domainValue` supplies the text of a domain key. */
   materialise(i: number, domainValue: (key: number) => string): Entry {
-    const f = this.flags[i]!
+    const cols = this.cols
+    const o = i * STRIDE
+    const meta = cols[o + W_META]!
+    const f = meta & 0xff
     const net = (f & F_NET) !== 0
+    const key = cols[o + W_KEY]!
+    const line = cols[o + W_LINE]!
+    const file = this.sources.values[cols[o + W_SOURCE]!]!
     const e: Entry = {
       kind: net ? 'net' : 'domain',
-      value: net ? this.netValues[this.keyOf[i]!]! : domainValue(this.keyOf[i]!),
+      value: net ? this.netValues[key]! : domainValue(key),
       allow: (f & F_ALLOW) !== 0,
       mode: f & F_ALERT ? 'alert' : 'block',
-      source: this.line[i] ? `${this.sources.values[this.source[i]!]!}:${this.line[i]}` : this.sources.values[this.source[i]!]!,
+      source: line ? `${file}:${line}` : file,
     }
     if (f & F_SUB) e.subdomainsOnly = true
-    const r = this.reasons.values[this.reason[i]!]
+    const r = this.reasons.values[cols[o + W_REASON]!]
     if (r !== undefined) e.reason = r
-    const x = this.expiries.values[this.expiry[i]!]
+    const x = this.expiries.values[meta >>> 8]
     if (x !== undefined) e.expires = x
     if (f & F_FORCE) e.force = true
     if (f & F_DERIVED_ID) e.id = entryId(e)
@@ -211,4 +230,5 @@ export class EntryTable {
     if (extra) Object.assign(e, extra)
     return e
   }
+
 }

@@ -5,7 +5,7 @@
 import { domainToASCII } from 'node:url'
 import type { Entry, Matcher, Verdict } from './types.js'
 import { parseCidr, parseIp } from './net.js'
-import { EntryTable, expiryMs, F_ALERT, F_ALLOW, F_NET, F_SUB } from './entry-table.js'
+import { EntryTable, expiryMs, F_ALERT, F_ALLOW, F_NET, F_SUB, STRIDE, W_META, W_NEXT } from './entry-table.js'
 import { DomainTable, HASH_START, hashStep, lowerAscii } from './domain-table.js'
 import { CidrTrie, type ChainSink } from './cidr-trie.js'
 
@@ -56,17 +56,16 @@ class Selector implements ChainSink {
 
   consider(head: number, exact: boolean): void {
     const t = this.t
-    const flags = t.flags
-    const next = t.next
-    const expiry = t.expiry
+    const cols = t.cols
     let a = -1
     let b = -1
     let c = -1
-    for (let i = head; i >= 0; i = next[i]!) {
-      const f = flags[i]!
+    for (let i = head; i >= 0; i = cols[i * STRIDE + W_NEXT]!) {
+      const meta = cols[i * STRIDE + W_META]!
+      const f = meta & 0xff
       // `*.name` matches names under it, never the name itself.
       if (exact && f & F_SUB) continue
-      const x = expiry[i]!
+      const x = meta >>> 8
       if (x !== 0) {
         if (this.now !== this.now) this.now = this.clock()
         if (t.expiresAt[x]! <= this.now) continue
@@ -217,7 +216,7 @@ export class CompactMatcher implements Matcher {
   stats(): MatcherStats {
     let nets = 0
     let doms = 0
-    for (let i = 0; i < this.table.size; i++) (this.table.flags[i]! & F_NET ? nets++ : doms++)
+    for (let i = 0; i < this.table.size; i++) (this.table.flagsOf(i) & F_NET ? nets++ : doms++)
     return {
       domainEntries: doms,
       domainKeys: this.domains.size,
@@ -263,7 +262,7 @@ export function buildMatcher(entries: readonly Entry[], opts: MatcherOptions = {
       if (name === undefined) continue
       const k = domains.intern(name)
       const i = table.add(e, k)
-      table.next[i] = domains.head[k]!
+      table.setNext(i, domains.head[k]!)
       domains.head[k] = i
     } else {
       const p = parseCidr(e.value)
@@ -272,9 +271,9 @@ export function buildMatcher(entries: readonly Entry[], opts: MatcherOptions = {
       const i = table.add(e, -1)
       if (c.family === 6 && c.prefix >= 96 && v4Mapped(c.bytes) >= 0) {
         // An IPv4-mapped network is the IPv4 network: queries in either form find it.
-        table.next[i] = v4.insert(c.bytes.subarray(12), c.prefix - 96, i)
-      } else if (c.family === 4) table.next[i] = v4.insert(c.bytes, c.prefix, i)
-      else table.next[i] = v6.insert(c.bytes, c.prefix, i)
+        table.setNext(i, v4.insert(c.bytes.subarray(12), c.prefix - 96, i))
+      } else if (c.family === 4) table.setNext(i, v4.insert(c.bytes, c.prefix, i))
+      else table.setNext(i, v6.insert(c.bytes, c.prefix, i))
     }
   }
   table.seal()
