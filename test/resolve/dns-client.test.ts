@@ -66,9 +66,10 @@ t.test('a silent upstream times out with a coded error; the next upstream answer
   await new Promise<void>((r) => silent.bind(0, '127.0.0.1', r))
   t.teardown(() => silent.close())
   const port = silent.address().port
-  const t0 = Date.now()
+  let seen = 0
+  silent.on('message', () => seen++)
   await t.rejects(resolveName('evil.example', { upstreams: [{ address: '127.0.0.1', port }], timeoutMs: 200, attempts: 2 }), { code: 'EG_UPSTREAM', message: /timeout/ })
-  t.ok(Date.now() - t0 < 5000, 'gave up after the retries')
+  t.equal(seen, 4, 'A and AAAA, each tried twice')
   if (!requires(t, capabilities.tool('dnsmasq'))) return
   const dm = await startDnsmasq(t, ['--host-record=evil.example,203.0.113.7'])
   const r = await resolveName('evil.example', { upstreams: [{ address: '127.0.0.1', port }, { address: '127.0.0.1', port: dm.port }], timeoutMs: 200 })
