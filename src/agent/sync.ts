@@ -110,7 +110,9 @@ export function backoffDelay(failures: number, o: BackoffOptions = {}): number {
 export function applyDiff(current: Policy, diff: PolicyDiffBody): Entry[] | undefined {
   if (diff.since !== current.version) return undefined
   const removed = new Set(diff.removed)
-  const kept = current.entries.filter((e) => !(e.id !== undefined && removed.delete(e.id)))
+  // An entry changed in place (new reason, expiry...) keeps its id and comes in `added`: replace by id.
+  const replaced = new Set(diff.added.flatMap((e) => (e.id !== undefined ? [e.id] : [])))
+  const kept = current.entries.filter((e) => !(e.id !== undefined && (removed.delete(e.id) || replaced.has(e.id))))
   // Every removed id must have matched something we hold, else our copy is not the server's.
   if (removed.size > 0) return undefined
   return [...kept, ...diff.added]

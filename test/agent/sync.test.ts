@@ -81,6 +81,13 @@ t.test('a diff that does not reproduce the etag triggers a full fetch', async (t
   t.equal(sync.status().diffMismatches, 1)
 })
 
+t.test('applyDiff replaces an entry changed in place (same id in added)', async (t) => {
+  const changed = { ...ent('a', 'evil.example'), reason: 'now with a reason' }
+  const r = applyDiff(p1, { version: 2, etag: 'x', generatedAt: '', since: 1, added: [changed], removed: [] })
+  t.equal(r?.length, 2)
+  t.same(r?.find((e) => e.id === 'a'), changed)
+})
+
 t.test('applyDiff refuses diffs that do not fit', async (t) => {
   t.equal(applyDiff(p1, { version: 3, etag: 'x', generatedAt: '', since: 2, added: [], removed: [] }), undefined, 'other base version')
   t.equal(applyDiff(p1, { version: 2, etag: 'x', generatedAt: '', since: 1, added: [], removed: ['zzz'] }), undefined, 'unknown id')
