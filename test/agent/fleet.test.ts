@@ -211,6 +211,17 @@ t.test('fleet: server + 3 agents, each enforcing in its own namespace', async (t
     t.fail(`${(e as Error).message}\n${logs()}`)
     return
   }
+  // The fleet view: every agent reported the new version right after applying it.
+  const adminToken = readFileSync(adminFile, 'utf8').trim()
+  const fleet = async (): Promise<{ current: { etag: string }; hosts: Array<{ host: string; state: string; etag: string; counts: { nets: number } }> }> =>
+    (await fetch(`${url}/v1/hosts`, { headers: { authorization: `Bearer ${adminToken}` } })).json() as never
+  await waitFor('every agent in-sync in GET /v1/hosts', async () => {
+    const f = await fleet()
+    return f.hosts.filter((h) => /^h\d$/.test(h.host) && h.state === 'in-sync' && h.etag === f.current.etag).length === AGENTS
+  }, 5000, 100).then(
+    () => t.pass('GET /v1/hosts shows every agent in-sync with the new etag'),
+    async (e: Error) => t.fail(`${e.message}: ${JSON.stringify(await fleet())}`),
+  )
   t.ok((await probe(nss[AGENTS]!, 'tcp', TARGET, PORT, 1000)).ok, 'a namespace without an agent still connects (the block is the agents\' doing)')
   t.ok(await allOpen(agentNss, TARGET2), 'an address that is not blocked still works from the agents\' namespaces')
 
