@@ -183,14 +183,19 @@ export function createDnsServer(opts: ServerOptions): DnsServer {
             const out = Buffer.allocUnsafe(r.length + 2)
             out.writeUInt16BE(r.length, 0)
             r.copy(out, 2)
-            sock.write(out)
+            // A client that sends queries but never reads its answers: stop reading its queries
+            // until the kernel takes our output ('drain'); if it never does, the idle timer ends it.
+            if (!sock.write(out)) sock.pause()
             active()
           }
-          if (c.inflight < maxInflight && sock.isPaused() && !c.ended) sock.resume()
+          if (c.inflight < maxInflight && sock.isPaused() && !c.ended && !sock.writableNeedDrain) sock.resume()
           if (c.ended && c.inflight === 0) sock.end()
         })
       }
       // A frame can never exceed 2 + 65535 bytes: the buffer is bounded by construction.
+    })
+    sock.on('drain', () => {
+      if (c.inflight < maxInflight && !c.ended) sock.resume()
     })
     sock.on('end', () => {
       c.ended = true

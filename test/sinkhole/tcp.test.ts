@@ -132,3 +132,24 @@ t.test('idle, slow and half-open clients are cut and cannot exhaust the connecti
   const again = await dig('127.0.0.1', port, 'x.bad.example', 'A', ['+tcp'])
   t.same(again.answers.map((a) => a[2]), ['0.0.0.0'])
 })
+
+t.test('a client that sends many queries and never reads: reading pauses, it is cut, others are served', async (t) => {
+  if (!requires(t, capabilities.tool('dig'))) return
+  const { s, port } = await start(t, { tcpIdleMs: 500 })
+  // Built before connecting: encoding takes longer than the idle timeout on a busy machine.
+  const frames = Buffer.concat(Array.from({ length: 100_000 }, (_, i) => frame(query(`n${i}.bad.example`, i & 0xffff))))
+  const c = await connect(port)
+  t.teardown(() => c.destroy())
+  c.pause() // never read
+  c.on('error', () => undefined)
+  c.write(frames)
+  const r = await dig('127.0.0.1', port, 'bad.example', 'A', ['+tcp'])
+  t.same(r.answers.map((a) => a[2]), ['0.0.0.0'], 'another client is served meanwhile')
+  // Watch the server side: a paused client socket does not notice the close until it reads.
+  const deadline = Date.now() + 20_000
+  while (s.stats().server.tcpConnections > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100))
+  t.equal(s.stats().server.tcpConnections, 0, 'the non-reading client was cut by the idle timeout')
+  const read = s.stats().server.tcpIn - 1
+  t.ok(read < 100_000, `reading paused under backpressure (${read} of 100000 queries read; ~7 MB of answers do not fit the socket buffers)`)
+  t.equal(s.stats().server.tcpTimedOut, 1)
+})
