@@ -59,7 +59,7 @@ const command: Command = {
     const silentAfterMs = durationOption('silent-after', o['silent-after'], 90_000)
     const log = createLogger({ level: o['log-level'] ?? 'info' })
     const dataDir = o.data ?? './data'
-    const store = await openLowdbStore(dataDir)
+    const store = await openLowdbStore(dataDir, { lock: true })
     let tokenFile = o['admin-token-file']
     if (!tokenFile && existsSync(join(dataDir, 'admin.token'))) tokenFile = join(dataDir, 'admin.token')
     let adminTokenHash: string | undefined

@@ -55,7 +55,7 @@ const command: Command = {
       if (o.host && !HOST.test(o.host)) throw errors.usage(`--host ${JSON.stringify(o.host)} is not a host name`)
       let created: CreatedToken
       if (o.data) {
-        const store = await openLowdbStore(o.data)
+        const store = await openLowdbStore(o.data, { lock: true })
         try {
           if (o.host && (await store.listTokens()).some((t) => t.role === 'agent' && t.host === o.host)) throw errors.conflict(`host ${o.host} already has an agent token`)
           const t = generateToken()

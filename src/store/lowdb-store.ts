@@ -5,7 +5,7 @@
 // on one filesystem). steno does not fsync, so a power cut can still lose the last writes; a crash
 // of this process cannot tear the file. A file that cannot be read or parsed stops startup with
 // EG_STORE_CORRUPT naming it, and is never written over.
-import { mkdir } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { Low } from 'lowdb'
@@ -37,6 +37,50 @@ export interface LowdbStoreOptions {
   /** Retention of hits: none older than this (by lastTime). */
   maxHitAgeMs?: number
   now?: () => Date
+  /**
+   * Agents' reports and hits are soft state written by every agent every few seconds: they are
+   * written at most this often (ms), not once per request, so a large fleet does not rewrite the
+   * files hundreds of times a second. A crash loses at most this much of them. 0: write at once.
+   * Entries, tokens and the version are always written before the request is answered.
+   */
+  softFlushMs?: number
+  /**
+   * Take DIR/.lock (holding this pid) so two processes cannot write the same store: lowdb keeps the
+   * data in memory and the last writer would win. A lock whose pid is gone is taken over.
+   */
+  lock?: boolean
+}
+
+export const LOCK_FILE = '.lock'
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+async function takeLock(dir: string): Promise<() => Promise<void>> {
+  const file = join(dir, LOCK_FILE)
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 })
+      return async () => {
+        await rm(file, { force: true })
+      }
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw errors.storeCorrupt(`store directory ${dir}: cannot create ${file}: ${(e as Error).message}`)
+      const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim())
+      if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) {
+        throw errors.conflict(`store directory ${dir} is in use by process ${pid} (a running server?); stop it first, or use --server with the running one`)
+      }
+      // Stale: the process that held it is gone (killed). Take it over.
+      await rm(file, { force: true })
+    }
+  }
+  throw errors.conflict(`store directory ${dir}: could not take ${file}`)
 }
 
 export const MAIN_FILE = 'egress-guard.json'
@@ -78,10 +122,18 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
   } catch (e) {
     throw errors.storeCorrupt(`store directory ${dir}: ${(e as Error).message}`)
   }
+  const unlock = opts.lock ? await takeLock(dir) : async () => {}
   const mainFile = join(dir, MAIN_FILE)
   const hitsFile = join(dir, HITS_FILE)
-  const main = await openFile<MainData>(mainFile, { schema: STORE_SCHEMA, version: 0, etag: '', entries: [], tokens: [], agents: [], audit: [] }, ['entries', 'tokens', 'agents', 'audit'])
-  const hitsDb = await openFile<HitsData>(hitsFile, { schema: STORE_SCHEMA, hits: [] }, ['hits'])
+  let main: Awaited<ReturnType<typeof openFile<MainData>>>
+  let hitsDb: Awaited<ReturnType<typeof openFile<HitsData>>>
+  try {
+    main = await openFile<MainData>(mainFile, { schema: STORE_SCHEMA, version: 0, etag: '', entries: [], tokens: [], agents: [], audit: [] }, ['entries', 'tokens', 'agents', 'audit'])
+    hitsDb = await openFile<HitsData>(hitsFile, { schema: STORE_SCHEMA, hits: [] }, ['hits'])
+  } catch (e) {
+    await unlock()
+    throw e
+  }
   if (main.created) await main.db.write()
   if (hitsDb.created) await hitsDb.db.write()
   const m = main.db
@@ -89,6 +141,20 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
   if (typeof m.data.version !== 'number') m.data.version = 0
   if (typeof m.data.etag !== 'string') m.data.etag = ''
 
+  const softFlushMs = opts.softFlushMs ?? 2000
+  const timers = new Map<Low<unknown>, NodeJS.Timeout>()
+  /** Write soft state later (coalesced); a forced write of the same file cancels the pending one. */
+  const soon = async (db: Low<MainData> | Low<HitsData>): Promise<void> => {
+    if (softFlushMs <= 0) return db.write()
+    const key = db as Low<unknown>
+    if (timers.has(key)) return
+    const t = setTimeout(() => {
+      timers.delete(key)
+      void db.write().catch(() => {})
+    }, softFlushMs)
+    t.unref()
+    timers.set(key, t)
+  }
   const iso = (): string => now().toISOString()
   const audit = (e: Omit<AuditEvent, 'time'> & { time?: string }): void => {
     m.data.audit.push({ time: e.time ?? iso(), actor: e.actor, action: e.action, target: e.target, ...(e.reason !== undefined ? { reason: e.reason } : {}), ...(e.details !== undefined ? { details: e.details } : {}) })
@@ -154,7 +220,7 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
       const i = m.data.agents.findIndex((a) => a.host === r.host)
       if (i >= 0) m.data.agents[i] = r
       else m.data.agents.push(r)
-      await m.write()
+      await soon(m)
     },
     async listAgents() {
       return m.data.agents.map((a) => ({ ...a }))
@@ -162,7 +228,7 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
     async appendHits(hits: Hit[]) {
       h.data.hits.push(...hits)
       trimHits()
-      await h.write()
+      await soon(h)
       // The batch sits at the end and trimming only drops from the front.
       return Math.min(hits.length, h.data.hits.length)
     },
@@ -203,8 +269,11 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
       return { ...t }
     },
     async close() {
-      // steno serialises writes and each mutation awaited its own; one last write flushes nothing new.
+      // Flush soft state that is still waiting for its timer, then let go of the directory.
+      for (const t of timers.values()) clearTimeout(t)
+      timers.clear()
       await Promise.all([m.write(), h.write()])
+      await unlock()
     },
   }
 }

@@ -147,3 +147,32 @@ t.test('kill -9 during a burst of writes leaves a whole store that loads', async
   t.comment(`a half-written temp file was left behind in ${tmpLeftOver} of 8 rounds (the kill landed mid-write); the store file was whole every time`)
   t.ok(tmpLeftOver >= 1, 'at least one kill landed in the middle of a write')
 })
+
+t.test('the directory lock: one writer at a time, a dead holder is taken over', async (t) => {
+  const dir = await tempDir(t)
+  const a = await openLowdbStore(dir, { lock: true })
+  const err = await openLowdbStore(dir, { lock: true }).then(() => undefined, (e: unknown) => e as { code: string; message: string })
+  t.equal(err?.code, 'EG_CONFLICT')
+  t.match(err?.message, new RegExp(`in use by process ${process.pid}`))
+  await a.close()
+  // A holder killed with -9 leaves its lock; a pid that no longer exists does not block.
+  const dead = spawn(process.execPath, ['-e', ''])
+  await new Promise((r) => dead.once('exit', r))
+  await writeFile(join(dir, '.lock'), `${dead.pid}\n`)
+  const b = await openLowdbStore(dir, { lock: true })
+  t.equal((await readFile(join(dir, '.lock'), 'utf8')).trim(), String(process.pid))
+  await b.close()
+  t.notOk((await readdir(dir)).includes('.lock'), 'released on close')
+})
+
+t.test('soft state (agents, hits) is written within softFlushMs, entries at once', async (t) => {
+  const dir = await tempDir(t)
+  const s = await openLowdbStore(dir, { softFlushMs: 100 })
+  await s.appendHits([hit(1, new Date().toISOString())])
+  t.notOk((await readFile(join(dir, HITS_FILE), 'utf8')).includes('h1.example'), 'not yet')
+  await s.addEntries([{ kind: 'domain', value: 'now.example', allow: false, mode: 'block', source: 'x' }], { actor: 't' })
+  t.ok((await readFile(join(dir, MAIN_FILE), 'utf8')).includes('now.example'), 'entries are on disk before the call returns')
+  await new Promise((r) => setTimeout(r, 400))
+  t.ok((await readFile(join(dir, HITS_FILE), 'utf8')).includes('h1.example'), 'hits follow within the interval')
+  await s.close()
+})
