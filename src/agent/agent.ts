@@ -110,7 +110,7 @@ function warningText(w: unknown): string {
 }
 
 export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
-  const log = deps.log.child({ component: 'agent', host: config.host })
+  const log = deps.log.child({ component: 'agent' })
   let applied: AgentStatus['applied']
   let appliedPolicy: Policy | undefined
   let applies = 0

@@ -261,7 +261,7 @@ export function createPolicySync(opts: PolicySyncOptions): PolicySync {
       server = cached
       await opts.onPolicy(eff)
       applied = eff
-      log.info({ version: eff.version, etag: eff.etag, entries: eff.entries.length }, 'cached policy enforced')
+      log.info({ version: eff.version, etag: eff.etag, entries: eff.entries.length }, cached ? 'cached policy enforced' : 'local blocklists enforced (no cached server policy)')
       return true
     })
   }

@@ -151,6 +151,9 @@ const command: Command = {
         })
       : undefined
 
+    if (upstreams.length === 0) {
+      log.warn('no --upstream: blocked names are not resolved into kernel sets (the hosts block and the sinkhole still cover them) and the sinkhole cannot forward other names')
+    }
     const deps: AgentDeps = {
       log,
       cache: createPolicyCache({ dir: o['state-dir']!, discardCorrupt: o['discard-cache'], log }),
