@@ -1,7 +1,7 @@
 // buildServer(deps): the whole HTTP API as a fastify instance, without listen(), so tests drive it
 // with inject() and the `server` command adds the socket. Order matters: swagger and the rate limiter
-// register before the routes (both hook into route registration); the auth hook runs on every
-// request before anything reads the body into a handler.
+// register before the routes (both hook into route registration); the rate limiter runs first
+// (onRequest), then auth (preParsing), then body parsing and schema validation.
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify'
 import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
@@ -141,7 +141,9 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
     throw errors.notFound(`no route ${req.method} ${req.url.split('?')[0]}`)
   })
 
-  app.addHook('onRequest', async (req) => {
+  // Auth runs in preParsing: after the rate limiter (onRequest), so floods of bad tokens are limited
+  // too, and before any body is parsed, so an unauthenticated client cannot make us parse 5 MiB.
+  app.addHook('preParsing', async (req) => {
     const roles = req.routeOptions.config?.roles
     if (!roles) return
     const p = tokens.lookup(req.headers.authorization)
@@ -171,9 +173,9 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
       max: limits.ratePerMinute,
       timeWindow: 60_000,
       hook: 'onRequest',
-      // Runs after the auth hook: a token's id is the key (agents behind one NAT are separate);
-      // requests without a valid token are keyed by address.
-      keyGenerator: (req) => req.principal?.id ?? req.ip,
+      // A token's id is the key (agents behind one NAT are separate); requests without a valid
+      // token share their address's budget. One SHA-256 and a Map lookup: cheap enough twice.
+      keyGenerator: (req) => tokens.lookup(req.headers.authorization)?.id ?? req.ip,
       errorResponseBuilder: (_req, c) => errors.rateLimited(`rate limit: at most ${c.max} requests per ${c.after}; retry later`),
     })
   }

@@ -50,3 +50,11 @@ t.test('rate limits per token answer 429 with a code', async (t) => {
   t.ok(r.headers['retry-after'])
   t.equal((await f.app.inject({ url: '/v1/hosts', headers: f.auth.admin })).statusCode, 200, 'another token has its own budget')
 })
+
+t.test('requests without a valid token are rate limited by address, before any body is parsed', async (t) => {
+  const f = await makeServer(t, { deps: { limits: { ratePerMinute: 2 } } })
+  const codes: number[] = []
+  for (let i = 0; i < 4; i++) codes.push((await f.app.inject({ method: 'POST', url: '/v1/entries', headers: { authorization: 'Bearer eg_guess' }, payload: { entries: [] } })).statusCode)
+  t.same(codes, [401, 401, 429, 429])
+  t.equal((await f.app.inject({ url: '/v1/hosts', headers: f.auth.read })).statusCode, 200, 'a valid token has its own budget')
+})
