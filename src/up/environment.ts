@@ -1,0 +1,35 @@
+// Where `up` puts things on this host: the sinkhole address (docker0's IPv4 when Docker is there, read
+// from the kernel's interface list) and the DNS upstreams (the host's resolv.conf nameservers). Pure
+// parsers plus two small readers so the choice is testable without a Docker host.
+import { networkInterfaces } from 'node:os'
+import { readFile } from 'node:fs/promises'
+import { isIP } from 'node:net'
+
+type Ifaces = ReturnType<typeof networkInterfaces>
+
+/** docker0's first IPv4 address, or undefined when the interface is absent (Docker not installed/started). */
+export function bridgeAddress(ifaces: Ifaces = networkInterfaces(), name = 'docker0'): string | undefined {
+  return ifaces[name]?.find((a) => a.family === 'IPv4')?.address
+}
+
+/**
+ * `nameserver` lines of a resolv.conf (resolv.conf(5): at most 3 are used by libc; we keep them all).
+ * Scoped IPv6 addresses (`fe80::1%eth0`) are skipped: the DNS client cannot use a zone index.
+ */
+export function parseResolvConf(text: string): string[] {
+  const out: string[] = []
+  for (const line of text.split('\n')) {
+    const m = /^\s*nameserver\s+(\S+)/.exec(line)
+    if (m && isIP(m[1]!) !== 0 && !out.includes(m[1]!)) out.push(m[1]!)
+  }
+  return out
+}
+
+/**
+ * The upstreams the sinkhole forwards to and blocked names are resolved at. The sinkhole's own
+ * address is dropped: forwarding to ourselves would loop (e.g. resolv.conf already points at us).
+ */
+export async function defaultUpstreams(sinkhole: { address: string; port: number }, path = '/etc/resolv.conf'): Promise<string[]> {
+  const text = await readFile(path, 'utf8').catch(() => '')
+  return parseResolvConf(text).filter((ns) => !(ns === sinkhole.address && sinkhole.port === 53))
+}
