@@ -37,3 +37,16 @@ t.test('hosts shows each agent and its state', async (t) => {
   t.equal((await read.hosts()).hosts.length, 2)
   t.equal(await read.addEntries([{ value: 'y.example', reason: 'r' }]).then(() => 'accepted', (e: { code: string }) => e.code), 'EG_FORBIDDEN')
 })
+
+t.test('admin commands read the server and token file from a config file', async (t) => {
+  const s = await startServer(t)
+  const { writeFile } = await import('node:fs/promises')
+  const cfg = `${s.dir}/eg.json`
+  await writeFile(cfg, JSON.stringify({ server: s.url, 'token-file': s.tokenFile }))
+  const r = await runCli(['hosts', '--json', '--config', cfg], { cwd: s.dir, env: { EG_SERVER: '', EG_TOKEN_FILE: '' } })
+  t.equal(r.code, 0, r.stderr)
+  t.same(JSON.parse(r.stdout).hosts, [])
+  const flagWins = await runCli(['hosts', '--config', cfg, '--server', 'http://127.0.0.1:9'], { cwd: s.dir, env: { EG_SERVER: '', EG_TOKEN_FILE: '' } })
+  t.equal(flagWins.code, 1, 'the flag overrides the config file')
+  t.match(flagWins.stderr, /127\.0\.0\.1:9/)
+})
