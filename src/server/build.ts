@@ -86,7 +86,7 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
   const policy = new PolicyService({
     store: deps.store,
     blocklistDirs: deps.blocklistDirs,
-    log: log.child({ component: 'policy' }),
+    log: deps.log.child({ component: 'policy' }),
     now,
     watch: deps.watch ?? false,
     ...(deps.historyKeep !== undefined ? { historyKeep: deps.historyKeep } : {}),
