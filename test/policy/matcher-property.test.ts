@@ -202,3 +202,38 @@ t.test('matcher agrees with a brute-force scan (addresses)', async (t) => {
     t.same([...seen].sort(), ['alert', 'allow', 'block'], `seed ${seed}: allow, block and alert all decide some queries`)
   }
 })
+
+t.test('matcher agrees with a brute-force scan (IPv4 networks of every length, /8 to /32)', async (t) => {
+  // Networks at and above /16 exercise the trie's 16-bit jump table (paths with shallow entries walk from the root).
+  for (const seed of [21, 22]) {
+    const r = prng(seed)
+    const entries: Entry[] = []
+    for (let i = 0; i < 1500; i++) {
+      const a = [pick(r, [198, 203]), pick(r, [0, 51, 113]), Math.floor(r() * 4), Math.floor(r() * 256)]
+      const prefix = 8 + Math.floor(r() * 25)
+      const p = parseCidr(`${a.join('.')}/${prefix}`)
+      // Broad allows would decide nearly everything; keep allows narrow so blocks decide too.
+      if (p.ok) entries.push({ kind: 'net', value: p.canonical, ...flags(r, i), ...(prefix < 24 ? { allow: false } : {}) })
+    }
+    const m = buildMatcher(entries, { now: NOW })
+    const nets = entries.map((e) => ({ e, cidr: parseCidr(e.value) }))
+    const bad: unknown[] = []
+    const seen = new Set<string>()
+    let hits = 0
+    for (let i = 0; i < 3000; i++) {
+      const near = pick(r, nets)
+      const ip = r() < 0.7 && near.cidr.ok ? jitter(r, near.cidr.cidr) : { family: 4 as const, bytes: Uint8Array.from([pick(r, [198, 203, 45]), Math.floor(r() * 256), Math.floor(r() * 8), Math.floor(r() * 256)]) }
+      const q = formatIp(ip)
+      const want = refIp(nets, q)
+      const got = m.matchIp(q)
+      if (want) {
+        hits++
+        seen.add(want.action)
+      }
+      if (got?.action !== want?.action || got?.entry.source !== want?.entry.source) bad.push({ q, want, got })
+    }
+    t.same(bad.slice(0, 3), [], `seed ${seed}: no disagreement`)
+    t.ok(hits > 300 && hits < 3000, `seed ${seed}: the queries hit (${hits}) and miss`)
+    t.ok(seen.has('allow') && seen.has('block'), `seed ${seed}: allows and blocks both decide some queries`)
+  }
+})
