@@ -55,6 +55,7 @@ t.test('every route: no token 401, wrong token 401, wrong role 403, nothing chan
     t.equal(none.json().code, 'EG_UNAUTHORIZED')
     const wrong = await f.app.inject({ ...base, headers: forged })
     t.equal(wrong.statusCode, 401, `${r.method} ${r.url} with an unknown token`)
+    if (r.method === 'GET') t.equal((await f.app.inject({ method: 'HEAD', url: r.url })).statusCode, 401, `HEAD ${r.url} (fastify's automatic HEAD route) without a token`)
     const basic = await f.app.inject({ ...base, headers: { authorization: 'Basic YWRtaW46YWRtaW4=' } })
     t.equal(basic.statusCode, 401, `${r.method} ${r.url} with Basic auth`)
     for (const role of (['admin', 'agent', 'read'] as const).filter((x) => !r.roles.includes(x))) {
