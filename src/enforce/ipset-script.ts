@@ -139,6 +139,8 @@ export function planSet(args: {
   desired: readonly string[]
   live: SetHeader | undefined
   liveMembers: ReadonlySet<string> | undefined
+  /** The list last written to the live set, in its order (see diffMembers); optional. */
+  prevList?: readonly string[]
   tempExists: boolean
 }): SetPlan {
   const { name, temp, desired, live, liveMembers } = args
@@ -152,7 +154,7 @@ export function planSet(args: {
     for (const m of desired) lines.push(`add ${name} ${m}`)
     return { name, mode: 'create', added: desired.length, removed: 0, lines }
   }
-  const { adds, dels } = diffMembers(desired, liveMembers ?? new Set<string>())
+  const { adds, dels } = diffMembers(desired, liveMembers ?? new Set<string>(), args.prevList)
   const sameKind = live.type === 'hash:net' && live.family === fam
   if (adds.length === 0 && dels.length === 0 && sameKind) {
     return { name, mode: 'none', added: 0, removed: 0, lines }
@@ -171,18 +173,33 @@ export function planSet(args: {
 }
 
 /**
- * Members to add and delete. Lookups go into the live Set only; the desired list becomes a Set only
- * when something may have to be deleted, because building a 100,000-string Set costs more than the
- * one-entry change it serves. The shortcut relies on `desired` being de-duplicated (the DesiredState
- * contract): when |desired| - |adds| equals |live|, every live member is still desired.
+ * Members to add and delete. Lookups go into the live Set only; building a 100,000-string Set of the
+ * desired list costs more than the one-entry change it serves, so it is avoided:
+ * - no deletions when |desired| - |adds| equals |live| (desired is de-duplicated: DesiredState contract);
+ * - otherwise, when `prev` (the list last written, same members as the live Set) is given, one walk
+ *   over `prev` and `desired` side by side finds the deletions, provided both lists keep their common
+ *   members in the same relative order (the controller emits them sorted); when the walk does not
+ *   consume `desired` completely the order differs and the Set-based diff runs instead.
  */
-export function diffMembers(desired: readonly string[], have: ReadonlySet<string>): { adds: string[]; dels: string[] } {
+export function diffMembers(desired: readonly string[], have: ReadonlySet<string>, prev?: readonly string[]): { adds: string[]; dels: string[] } {
   const adds: string[] = []
   for (const m of desired) if (!have.has(m)) adds.push(m)
-  const dels: string[] = []
-  if (desired.length - adds.length !== have.size) {
-    const want = new Set(desired)
-    for (const m of have) if (!want.has(m)) dels.push(m)
+  const expectDels = have.size - (desired.length - adds.length)
+  if (expectDels === 0) return { adds, dels: [] }
+  if (prev && prev.length === have.size && expectDels > 0) {
+    const added = new Set(adds)
+    const dels: string[] = []
+    let j = 0
+    for (const p of prev) {
+      while (j < desired.length && added.has(desired[j]!)) j++
+      if (j < desired.length && desired[j] === p) j++
+      else if (dels.push(p) > expectDels) break
+    }
+    while (j < desired.length && added.has(desired[j]!)) j++
+    if (j === desired.length && dels.length === expectDels) return { adds, dels }
   }
+  const want = new Set(desired)
+  const dels: string[] = []
+  for (const m of have) if (!want.has(m)) dels.push(m)
   return { adds, dels }
 }

@@ -47,6 +47,8 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
   /** Last state written (or confirmed) and the members we believe each live set holds. */
   let last: DesiredState | undefined
   let cache: Map<string, Set<string>> | undefined
+  /** The member lists last written, in the caller's order, while `cache` was built from them. */
+  let written: Map<string, readonly string[]> | undefined
 
   const specFor = (family: Fam): string[] =>
     chainRules({
@@ -85,6 +87,7 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
     const ours = SET_KEYS.filter((k) => headers.has(names.get(k)!))
     if (desired && (!live || SET_KEYS.some((k) => headers.get(names.get(k)!)?.entries !== live!.get(names.get(k)!)?.size))) {
       live = ours.length > 0 ? await readMembers() : new Map()
+      written = undefined
     }
     const script: string[] = []
     const plans = new Map<string, { mode: string; adds?: string[]; dels?: string[] }>()
@@ -99,6 +102,7 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
         desired: desired ? members(desired, k) : [],
         live: hdr,
         liveMembers: live?.get(name),
+        ...(written?.get(name) ? { prevList: written.get(name)! } : {}),
         tempExists: headers.has(tempSetName(prefix, k)),
       })
       plans.set(name, plan)
@@ -111,12 +115,13 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
     const writeSets = async (): Promise<void> => {
       if (script.length > 0) await run('ipset', ['-exist', 'restore'], { netns, input: script.join('\n') + '\n' })
     }
+    // --wait: legacy iptables takes the xtables lock; Docker may hold it for a moment.
     const writeRules = (): Promise<void>[] =>
       ([[4, t4, tools.restore4], [6, t6, tools.restore6]] as const).map(async ([fam, table, bin]) => {
         const plan = planRules(table, chain, specFor(fam))
         const input = restoreInput(plan.lines)
         if (!input) return
-        await run(bin, ['--noflush'], { netns, input })
+        await run(bin, ['--noflush', '--wait=10'], { netns, input })
         actions.push(...plan.actions.map((a) => `${fam === 4 ? 'iptables' : 'ip6tables'}: ${a}`))
       })
     // Rules name the sets, so sets come first unless every set already exists; v4 and v6 rules are
@@ -142,6 +147,7 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
         else next.set(name, new Set(members(desired, k)))
       }
       cache = next
+      written = new Map(SET_KEYS.map((k) => [names.get(k)!, members(desired, k).slice()]))
     }
     const ms = performance.now() - t0
     if (actions.length > 0) log.info({ actions, added, removed, ms: Math.round(ms) }, 'kernel updated')
@@ -207,7 +213,10 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
           if (extra + lacking > 0) drift.push({ kind: 'set-members', detail: `ipset ${name}: ${lacking} missing, ${extra} unexpected` })
         }
         // The cache no longer describes the kernel: make the next apply read it back.
-        if (drift.length > 0) cache = undefined
+        if (drift.length > 0) {
+          cache = undefined
+          written = undefined
+        }
       }
       drift.push(...rulesDrift(t4, chain, specFor(4), 'iptables'), ...rulesDrift(t6, chain, specFor(6), 'ip6tables'))
       for (const d of drift) log.warn({ drift: d.kind }, d.detail)
@@ -218,7 +227,7 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
       const [t4, t6] = await readTables()
       for (const [table, bin] of [[t4, tools.restore4], [t6, tools.restore6]] as const) {
         const input = restoreInput(removeRules(table, chain))
-        if (input) await run(bin, ['--noflush'], { netns, input })
+        if (input) await run(bin, ['--noflush', '--wait=10'], { netns, input })
       }
       await dropEmptyHookChains()
       const headers = await readHeaders()
@@ -226,6 +235,7 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
       if (destroy.length > 0) await run('ipset', ['restore'], { netns, input: destroy.join('\n') + '\n' })
       last = undefined
       cache = undefined
+      written = undefined
       log.info({ sets: destroy.length }, 'removed chain, jumps and sets')
     },
   }

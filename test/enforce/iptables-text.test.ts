@@ -36,6 +36,34 @@ t.test('diffMembers', async (t) => {
   t.same(diffMembers(['a', 'b', 'c'], new Set(['a', 'b'])), { adds: ['c'], dels: [] })
   t.same(diffMembers(['a'], new Set(['a', 'b'])), { adds: [], dels: ['b'] })
   t.same(diffMembers(['x', 'a'], new Set(['a', 'b'])), { adds: ['x'], dels: ['b'] })
+  // With the previous list: the side-by-side walk.
+  const prev = ['a', 'b', 'c', 'd']
+  t.same(diffMembers(['a', 'c', 'd'], new Set(prev), prev), { adds: [], dels: ['b'] })
+  t.same(diffMembers(['a', 'x', 'c', 'y'], new Set(prev), prev), { adds: ['x', 'y'], dels: ['b', 'd'] })
+  t.same(diffMembers(['x'], new Set(prev), prev), { adds: ['x'], dels: ['a', 'b', 'c', 'd'] })
+  // Order changed: the walk gives up and the Set diff still answers correctly.
+  t.same(diffMembers(['d', 'c', 'a'], new Set(prev), prev), { adds: [], dels: ['b'] })
+  t.same(diffMembers(['c', 'b'], new Set(['a', 'b', 'c']), ['a', 'b', 'c']), { adds: [], dels: ['a'] })
+  t.same(diffMembers(['b', 'a'], new Set(['a', 'b', 'c']), ['a', 'b', 'c']), { adds: [], dels: ['c'] })
+})
+
+t.test('diffMembers agrees with a plain set difference (random lists, random order kept or shuffled)', async (t) => {
+  let seed = 7
+  const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n)
+  for (let round = 0; round < 300; round++) {
+    const universe = Array.from({ length: 12 }, (_, i) => `m${i}`)
+    const prev = universe.filter(() => rnd(2) === 0)
+    let next = universe.filter(() => rnd(2) === 0)
+    if (rnd(3) === 0) next = next.sort(() => rnd(3) - 1)
+    const have = new Set(prev)
+    const got = diffMembers(next, have, prev)
+    const want = { adds: next.filter((m) => !have.has(m)), dels: prev.filter((m) => !next.includes(m)) }
+    if (JSON.stringify({ adds: got.adds, dels: [...got.dels].sort() }) !== JSON.stringify({ adds: want.adds, dels: [...want.dels].sort() })) {
+      t.fail(`prev=${prev} next=${next} got=${JSON.stringify(got)}`)
+      return
+    }
+  }
+  t.pass('300 random cases agree')
 })
 
 t.test('planSet: create, none, incremental, swap, grow, stale temp', async (t) => {
