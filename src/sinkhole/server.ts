@@ -115,7 +115,7 @@ export function createDnsServer(opts: ServerOptions): DnsServer {
     return new Promise((resolve, reject) => {
       const srv = net.createServer({ allowHalfOpen: true, noDelay: true }, onConnection)
       srv.once('error', reject)
-      srv.listen({ port: addr.port, host: addr.address, exclusive: true }, () => {
+      srv.listen({ port: addr.port, host: addr.address }, () => {
         srv.off('error', reject)
         srv.on('error', (e) => log.warn({ err: e.message }, 'tcp server error'))
         resolve(srv)

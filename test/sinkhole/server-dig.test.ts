@@ -187,3 +187,17 @@ t.test('SERVFAIL when every upstream fails', async (t) => {
   t.equal(r.status, 'SERVFAIL')
   t.same((await dig('127.0.0.1', port, 'bad.example', 'A')).answers.map((a) => a[2]), ['0.0.0.0'], 'blocking does not need the upstream')
 })
+
+t.test('several listen addresses, IPv6 included, each on UDP and TCP', async (t) => {
+  if (!requires(t, capabilities.tool('dig'), capabilities.tool('dnsmasq'))) return
+  const s = createSinkhole({ listen: [{ address: '127.0.0.1', port: 0 }, { address: '::1', port: 0 }], upstreams: [{ address: upstream.address, port: upstream.port }], matcher, log: silentLogger })
+  await s.start()
+  t.teardown(() => s.stop())
+  const addrs = s.addresses()
+  t.same(addrs.map((a) => `${a.proto} ${a.address}`).sort(), ['tcp 127.0.0.1', 'tcp ::1', 'udp 127.0.0.1', 'udp ::1'])
+  const v6 = addrs.find((a) => a.address === '::1')!
+  for (const extra of [[], ['+tcp']]) {
+    t.same((await dig('::1', v6.port, 'bad.example', 'AAAA', extra)).answers.map((a) => a[2]), ['::'], `::1 ${extra.join('')} blocked`)
+    t.same((await dig('::1', v6.port, 'good.example', 'A', extra)).answers.map((a) => a[2]), ['192.0.2.10'], `::1 ${extra.join('')} forwarded`)
+  }
+})
