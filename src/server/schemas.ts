@@ -30,13 +30,15 @@ export const hitSchema = {
     time: { type: 'string', format: 'date-time' },
     lastTime: { type: 'string', format: 'date-time' },
     count: { type: 'integer', minimum: 1 },
-    client: str(64),
+    client: str(128),
     container: {
       type: 'object',
       required: ['id', 'name', 'image'],
       properties: { id: str(128), name: str(256), image: str(512), service: str(256), project: str(256) },
     },
-    name: str(255),
+    // Generous: a name a container asked for may carry escapes, and a refused batch would be retried
+    // by the agent forever. The server keeps `host` from the upload, not from each hit.
+    name: str(1024),
     qtype: str(16),
     action: { type: 'string', enum: ['block', 'alert'] },
     entry: {
@@ -44,8 +46,8 @@ export const hitSchema = {
       required: ['value', 'source', 'mode'],
       properties: { value: str(4096), source: str(4096), reason: str(1024), id: str(64), mode: { type: 'string', enum: ['block', 'alert'] } },
     },
-    answer: str(64),
-    host: hostName,
+    answer: str(128),
+    host: str(253),
   },
 } as const
 
