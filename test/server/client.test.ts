@@ -10,6 +10,7 @@ import { buildServer } from '../../src/server/build.js'
 import { generateToken } from '../../src/server/auth.js'
 import { silentLogger } from '../../src/log.js'
 import { isEgError } from '../../src/errors.js'
+import { capabilities, requires } from '../helpers/caps.js'
 
 const secret = (h: { authorization: string }) => h.authorization.slice('Bearer '.length)
 
@@ -66,6 +67,7 @@ t.test('every client method over real HTTP', async (t) => {
 })
 
 t.test('TLS with a private CA', async (t) => {
+  if (!requires(t, capabilities.tool('openssl'))) return
   const f = await makeServer(t)
   const key = join(f.dir, 'key.pem')
   const cert = join(f.dir, 'cert.pem')
