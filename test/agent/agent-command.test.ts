@@ -17,16 +17,22 @@ function tmp(t: { teardown: (f: () => void) => void }): string {
 
 t.test('bad options exit 2 with a message', async (t) => {
   const r1 = await runCli(['agent'])
-  t.equal(r1.code, 2)
+  t.equal(r1.code, 2, r1.stderr)
   t.match(r1.stderr, /--server|--blocklists/)
   const r2 = await runCli(['agent', '--blocklists', '/nonexistent', '--backend', 'pf'])
-  t.equal(r2.code, 2)
+  t.equal(r2.code, 2, r2.stderr)
   t.match(r2.stderr, /backend/)
   const r3 = await runCli(['agent', '--server', 'http://127.0.0.1:1'])
-  t.equal(r3.code, 2)
+  t.equal(r3.code, 2, r3.stderr)
   t.match(r3.stderr, /token-file/)
   const r4 = await runCli(['agent', '--blocklists', '/x', '--upstream', 'not-an-ip'])
-  t.equal(r4.code, 2)
+  t.equal(r4.code, 2, r4.stderr)
+  // The config file's "agent" section is read (and validated) like flags.
+  const d = tmp(t)
+  writeFileSync(join(d, 'c.json'), JSON.stringify({ backend: 'iptables', agent: { blocklists: '/x', 'on-exit': 'sometimes' } }))
+  const r5 = await runCli(['agent', '--config', join(d, 'c.json')])
+  t.equal(r5.code, 2)
+  t.match(r5.stderr, /on-exit/)
 })
 
 t.test('a corrupt cache stops the agent with exit 1, naming the file, which is left as it was', async (t) => {
