@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Command } from './types.js'
-import { durationOption, helpText, loadOptions, type Spec } from '../config.js'
+import { durationOption, helpText, intOption, loadOptions, type Spec } from '../config.js'
 import { errors } from '../errors.js'
 import { createLogger } from '../log.js'
 import { createRegistry } from '../metrics.js'
@@ -22,6 +22,8 @@ const spec = {
   'tls-key': { type: 'string', help: 'PEM private key for --tls-cert' },
   'open-metrics': { type: 'boolean', help: 'serve /metrics without a token' },
   'silent-after': { type: 'string', default: '90s', help: 'an agent is silent after this long without a report (3 x its interval)' },
+  'hits-max': { type: 'string', default: '50000', help: 'hit records kept (oldest dropped first)' },
+  'hits-max-age': { type: 'string', default: '7d', help: 'hit records older than this are dropped' },
   'log-level': { type: 'string', default: 'info', help: 'pino level' },
 } as const satisfies Spec
 
@@ -57,9 +59,11 @@ const command: Command = {
     const { host, port } = parseListen(o.listen ?? '127.0.0.1:8787')
     if (!!o['tls-cert'] !== !!o['tls-key']) throw errors.config('--tls-cert and --tls-key go together')
     const silentAfterMs = durationOption('silent-after', o['silent-after'], 90_000)
+    const maxHits = intOption('hits-max', o['hits-max'], 50_000, 1, 10_000_000)
+    const maxHitAgeMs = durationOption('hits-max-age', o['hits-max-age'], 7 * 86_400_000)
     const log = createLogger({ level: o['log-level'] ?? 'info' })
     const dataDir = o.data ?? './data'
-    const store = await openLowdbStore(dataDir, { lock: true })
+    const store = await openLowdbStore(dataDir, { lock: true, maxHits, maxHitAgeMs })
     let tokenFile = o['admin-token-file']
     if (!tokenFile && existsSync(join(dataDir, 'admin.token'))) tokenFile = join(dataDir, 'admin.token')
     let adminTokenHash: string | undefined
