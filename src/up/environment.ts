@@ -20,7 +20,7 @@ export function parseResolvConf(text: string): string[] {
   const out: string[] = []
   for (const line of text.split('\n')) {
     const m = /^\s*nameserver\s+(\S+)/.exec(line)
-    if (m && isIP(m[1]!) !== 0 && !out.includes(m[1]!)) out.push(m[1]!)
+    if (m && !m[1]!.includes('%') && isIP(m[1]!) !== 0 && !out.includes(m[1]!)) out.push(m[1]!)
   }
   return out
 }
