@@ -62,6 +62,13 @@ interface Pending {
   timer: NodeJS.Timeout
 }
 
+interface Pool {
+  socks: PoolSocket[]
+  /** Resolves once every socket is connected; `connected` saves the await on the hot path. */
+  ready: Promise<void>
+  connected: boolean
+}
+
 interface PoolSocket {
   sock: dgram.Socket
   pending: Map<number, Pending>
@@ -82,7 +89,9 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
   const timeoutMs = opts.timeoutMs ?? 2000
   const attempts = opts.attempts ?? Math.max(2, opts.servers.length)
   const poolSize = opts.poolSize ?? 4
-  const pools: Record<4 | 6, PoolSocket[]> = { 4: [], 6: [] }
+  // One pool of connected UDP sockets per upstream: a connected socket needs no address lookup per
+  // send, and the kernel itself drops datagrams from any other source (a first anti-spoofing filter).
+  const pools = new Map<UpstreamServer, Pool>()
   const tcpSockets = new Set<net.Socket>()
   const st: UpstreamStats = { sent: 0, answered: 0, timeouts: 0, mismatched: 0, tcpFallbacks: 0, failures: 0 }
   let closed = false
@@ -99,16 +108,32 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
     return ids[idPos++]!
   }
 
-  function pool(family: 4 | 6): PoolSocket[] {
-    const p = pools[family]
-    if (p.length === 0) {
+  function pool(server: UpstreamServer): Pool {
+    let p = pools.get(server)
+    if (!p) {
+      const socks: PoolSocket[] = []
+      const waits: Promise<void>[] = []
       for (let i = 0; i < poolSize; i++) {
-        const sock = dgram.createSocket(family === 4 ? 'udp4' : 'udp6')
+        const sock = dgram.createSocket(net.isIPv6(server.address) ? 'udp6' : 'udp4')
         const ps: PoolSocket = { sock, pending: new Map() }
         sock.on('message', (msg, rinfo) => onMessage(ps, msg, rinfo))
-        sock.on('error', (e) => log.warn({ err: e.message }, 'upstream socket error'))
-        p.push(ps)
+        // ICMP "port unreachable" on a connected socket shows up here; the pending query times out.
+        sock.on('error', (e) => log.debug({ err: e.message }, 'upstream socket error'))
+        waits.push(
+          new Promise<void>((resolve, reject) => {
+            sock.once('error', reject)
+            sock.connect(server.port, server.address, () => {
+              sock.off('error', reject)
+              resolve()
+            })
+          }),
+        )
+        socks.push(ps)
       }
+      const np: Pool = { socks, connected: false, ready: Promise.all(waits).then(() => void (np.connected = true)) }
+      np.ready.catch((e: unknown) => log.warn({ err: (e as Error).message }, 'cannot connect upstream socket'))
+      p = np
+      pools.set(server, p)
     }
     return p
   }
@@ -127,13 +152,13 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
     p.resolve(msg)
   }
 
-  function udpOnce(server: UpstreamServer, packet: Buffer, q: Question): Promise<Buffer> {
-    const family = net.isIPv6(server.address) ? 6 : 4
-    const p = pool(family)
-    const ps = p[rr++ % p.length]!
+  async function udpOnce(server: UpstreamServer, packet: Buffer, q: Question): Promise<Buffer> {
+    const p = pool(server)
+    if (!p.connected) await p.ready.catch(() => undefined)
+    const ps = p.socks[rr++ % p.socks.length]!
     let id = randomId()
     for (let i = 0; ps.pending.has(id) && i < 16; i++) id = randomId()
-    if (ps.pending.has(id)) return Promise.reject(errors.upstream('too many queries in flight'))
+    if (ps.pending.has(id)) throw errors.upstream('too many queries in flight')
     const out = Buffer.from(packet)
     out.writeUInt16BE(id, 0)
     return new Promise<Buffer>((resolve, reject) => {
@@ -144,13 +169,18 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
       }, timeoutMs)
       ps.pending.set(id, { server, q, resolve, reject, timer })
       st.sent++
-      ps.sock.send(out, server.port, server.address, (err) => {
-        if (err && ps.pending.get(id)?.timer === timer) {
+      const fail = (err: Error): void => {
+        if (ps.pending.get(id)?.timer === timer) {
           ps.pending.delete(id)
           clearTimeout(timer)
           reject(errors.upstream(`${server.address}:${server.port}: ${err.message}`))
         }
-      })
+      }
+      try {
+        ps.sock.send(out, (err) => err && fail(err))
+      } catch (e) {
+        fail(e as Error) // not connected (connect failed) or closed
+      }
     })
   }
 
@@ -225,24 +255,24 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
     async close() {
       closed = true
       const socks: dgram.Socket[] = []
-      for (const fam of [4, 6] as const) {
-        for (const ps of pools[fam]) {
-          for (const p of ps.pending.values()) {
-            clearTimeout(p.timer)
-            p.reject(errors.upstream('upstream forwarder closed'))
+      for (const p of pools.values()) {
+        for (const ps of p.socks) {
+          for (const pend of ps.pending.values()) {
+            clearTimeout(pend.timer)
+            pend.reject(errors.upstream('upstream forwarder closed'))
           }
           ps.pending.clear()
           socks.push(ps.sock)
         }
-        pools[fam] = []
       }
+      pools.clear()
       for (const s of tcpSockets) s.destroy()
       tcpSockets.clear()
       await Promise.all(socks.map((s) => new Promise<void>((r) => {
         try {
           s.close(() => r())
         } catch {
-          r() // never bound: nothing to close
+          r() // already closed
         }
       })))
     },
