@@ -159,11 +159,16 @@ export function createHitLog(opts: HitLogOptions): HitLog {
 
   const intervalMs = Math.max(1, opts.intervalMs)
   let intervalStart = now()
+  let warnedFull = false
+  let earlyFlushes = 0
   function maybeEndInterval(): void {
     const t = now()
     if (t - intervalStart < intervalMs) return
     endInterval()
     intervalStart = t
+    if (earlyFlushes > 1) log.warn({ times: earlyFlushes }, 'hit aggregation was full several times in the last interval')
+    warnedFull = false
+    earlyFlushes = 0
   }
   // Tick a few times per interval so an interval ends at most a quarter late; unref: never keeps the process up.
   const timer = setInterval(maybeEndInterval, Math.min(1000, Math.max(10, Math.floor(intervalMs / 4))))
@@ -198,7 +203,10 @@ export function createHitLog(opts: HitLogOptions): HitLog {
     if (slot === undefined) {
       if (slots.size >= maxKeys) {
         // Bounded memory: emit everything folded so far and start over rather than evict silently.
-        log.warn({ keys: slots.size }, 'hit aggregation full, flushing early')
+        // Logged once per interval: a flood of distinct names would otherwise log several times a second.
+        earlyFlushes++
+        if (!warnedFull) log.warn({ keys: slots.size }, 'hit aggregation full, flushing early')
+        warnedFull = true
         endInterval()
         slots.clear()
       }

@@ -156,6 +156,11 @@ t.test('bounded keys: a new key beyond maxKeys flushes early instead of growing'
   // After the early flush a is news again (memory was released, not just the aggregates).
   hl.record(hit(c, { name: 'a.example' }))
   t.equal(got.length, 8)
+  for (let i = 0; i < 20; i++) hl.record(hit(c, { name: `flood${i}.example` })) // several more early flushes
+  t.equal(lines.filter((l) => l.msg === 'hit aggregation full, flushing early').length, 1, 'warned once per interval, not per flush')
+  c.advance(60_000)
+  hl.record(hit(c, { name: 'next-interval.example' }))
+  t.ok(lines.some((l) => l.msg === 'hit aggregation was full several times in the last interval' && (l.times as number) > 1), 'and summarised at its end')
 })
 
 t.test('write failures are logged and counted, never thrown; the log recovers', async (t) => {
