@@ -176,7 +176,7 @@ export function createDockerContainers(opts: DockerContainersOptions): DockerCon
 
   async function inspect(id: string): Promise<void> {
     // Only ids from the engine's own events get here; still, never let one change the URL's shape.
-    if (!/^[A-Za-z0-9_.-]{1,128}$/.test(id)) return
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(id)) return
     const r = await api.getJson(`/containers/${id}/json`)
     if (r.status === 404) return removeContainer(id)
     if (r.status !== 200) throw new Error(`inspect ${id.slice(0, 12)}: HTTP ${r.status}`)
