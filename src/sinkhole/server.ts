@@ -60,6 +60,14 @@ interface Conn {
   ended: boolean
 }
 
+/**
+ * A dual-stack `::` socket reports IPv4 clients as `::ffff:a.b.c.d`; everything downstream (ACL, rate
+ * limit, hits, Docker attribution) wants the plain IPv4 address.
+ */
+export function clientAddress(a: string): string {
+  return a.length > 7 && a.charCodeAt(0) === 58 && a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a
+}
+
 export function createDnsServer(opts: ServerOptions): DnsServer {
   const log = opts.log.child({ component: 'dns-server' })
   const idleMs = opts.tcpIdleMs ?? 10_000
@@ -102,7 +110,7 @@ export function createDnsServer(opts: ServerOptions): DnsServer {
         sock.on('error', (e) => log.warn({ err: e.message }, 'udp socket error'))
         sock.on('message', (msg, rinfo) => {
           st.udpIn++
-          call(msg, { address: rinfo.address, port: rinfo.port, proto: 'udp' }, (r) => {
+          call(msg, { address: clientAddress(rinfo.address), port: rinfo.port, proto: 'udp' }, (r) => {
             if (r && !stopping) sock.send(r, rinfo.port, rinfo.address, () => undefined)
           })
         })
@@ -144,7 +152,7 @@ export function createDnsServer(opts: ServerOptions): DnsServer {
       closeConn(victim)
     }
     st.tcpAccepted++
-    const client: ClientInfo = { address: sock.remoteAddress ?? '', port: sock.remotePort ?? 0, proto: 'tcp' }
+    const client: ClientInfo = { address: clientAddress(sock.remoteAddress ?? ''), port: sock.remotePort ?? 0, proto: 'tcp' }
     const c: Conn = {
       sock,
       inflight: 0,

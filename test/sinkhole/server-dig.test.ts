@@ -201,3 +201,15 @@ t.test('several listen addresses, IPv6 included, each on UDP and TCP', async (t)
     t.same((await dig('::1', v6.port, 'good.example', 'A', extra)).answers.map((a) => a[2]), ['192.0.2.10'], `::1 ${extra.join('')} forwarded`)
   }
 })
+
+t.test('a dual-stack [::] listener sees IPv4 clients as plain IPv4 (ACL, hits)', async (t) => {
+  if (!requires(t, capabilities.tool('dig'), capabilities.tool('dnsmasq'))) return
+  const hits: string[] = []
+  const s = createSinkhole({ listen: [{ address: '::', port: 0 }], upstreams: [{ address: upstream.address, port: upstream.port }], matcher, log: silentLogger, allowClients: ['127.0.0.0/8'], hits: { record: (h) => void hits.push(h.client) } })
+  await s.start()
+  t.teardown(() => s.stop())
+  const port = s.addresses()[0]!.port
+  for (const extra of [[], ['+tcp']]) t.same((await dig('127.0.0.1', port, 'bad.example', 'A', extra)).answers.map((a) => a[2]), ['0.0.0.0'], `allowed as 127.0.0.1 ${extra.join('')}`)
+  t.same(hits, ['127.0.0.1', '127.0.0.1'])
+  t.equal((await dig('::1', port, 'bad.example', 'A')).status, 'REFUSED', '::1 is not in 127.0.0.0/8')
+})
