@@ -63,6 +63,17 @@ function keyOf(h: Incoming): string {
 
 const WRITE_DELAY_MS = 20
 
+/**
+ * A record with one fixed property order (also the JSON order). Built field by field rather than with
+ * `{ ...hit }`: on the hot path a spread of a foreign-shaped object is several times slower.
+ */
+function toRecord(h: Incoming, container = h.container): Hit {
+  const r: Hit = { time: h.time, lastTime: h.time, count: 1, client: h.client, name: h.name, qtype: h.qtype, action: h.action, entry: h.entry, answer: h.answer }
+  if (container) r.container = container
+  if (h.host) r.host = h.host
+  return r
+}
+
 function modeOf(answer: string): string {
   return answer.startsWith('custom') ? 'custom' : answer
 }
@@ -186,7 +197,7 @@ export function createHitLog(opts: HitLogOptions): HitLog {
       const { hit } = deferred[i]!
       const c = opts.containers
       const container = c?.byIpAt ? c.byIpAt(hit.client, Date.parse(hit.time)) : c?.byIp(hit.client)
-      aggregate(container ? { ...hit, container } : hit)
+      aggregate(container ? toRecord(hit, container) : hit)
       i++
     }
     deferred = i === deferred.length ? [] : deferred.slice(i)
@@ -212,13 +223,13 @@ export function createHitLog(opts: HitLogOptions): HitLog {
       }
       slots.set(key, { seen: true })
       // A first occurrence is news: the operator sees it now, not at the interval's end.
-      emit({ ...hit, lastTime: hit.time, count: 1 })
+      emit(toRecord(hit))
       return
     }
     slot.seen = true
     const p = slot.pending
     if (p === undefined) {
-      slot.pending = { ...hit, lastTime: hit.time, count: 1 }
+      slot.pending = toRecord(hit)
     } else {
       p.count++
       p.lastTime = hit.time
