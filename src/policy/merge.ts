@@ -66,6 +66,9 @@ function identityKey(e: Entry): string {
   return (e.kind === 'domain' ? 'd' : 'n') + e.value + '\u0000' + ((e.subdomainsOnly ? 4 : 0) + (e.allow ? 2 : 0) + (e.mode === 'alert' ? 1 : 0))
 }
 
+/** Two kinds x 128 x 128 first characters. */
+const BUCKETS = 2 * 128 * 128
+
 /** Width of the input position at the end of each sort key: up to 10^9 entries. */
 const POS = 9
 
@@ -101,15 +104,26 @@ export function buildPolicy(
   // identity + \u0001 + the entry's input position, zero-padded, so equal identities keep input order
   // (the first source wins) and the built-in string sort needs no comparator callback. Keys are built
   // with join(), which makes flat strings (a template literal makes ropes, slower to compare). At a
-  // million entries the sort is the bulk of buildPolicy; this is ~35% faster than sorting objects.
+  // million entries the sort is the bulk of buildPolicy; this is ~35% faster than sorting objects
+  // with a comparator.
   const live: Entry[] = []
-  const sortKeys: string[] = []
+  // Bucketed by kind and the first two characters of the value (keys are ASCII, so bucket order is
+  // string order), each bucket sorted on its own: about half the comparisons of one big sort.
+  const buckets: string[][] = new Array<string[]>(BUCKETS)
   for (const e of entries) {
     if (e.expires !== undefined && isExpired(e, now)) continue
-    sortKeys.push([identityKey(e), '\u0001', String(live.length).padStart(POS, '0')].join(''))
+    const v = e.value
+    const b = (e.kind === 'domain' ? 0 : 16384) + (v.charCodeAt(0) & 127) * 128 + (v.length > 1 ? v.charCodeAt(1) & 127 : 0)
+    ;(buckets[b] ??= []).push([identityKey(e), '\u0001', String(live.length).padStart(POS, '0')].join(''))
     live.push(e)
   }
-  sortKeys.sort()
+  const sortKeys: string[] = []
+  for (let b = 0; b < BUCKETS; b++) {
+    const keys = buckets[b]
+    if (keys === undefined) continue
+    keys.sort()
+    for (const k of keys) sortKeys.push(k)
+  }
   const sorted: Entry[] = []
   const keys: string[] = []
   let prev = ''
@@ -150,15 +164,20 @@ function mergeDuplicate(prev: Entry, e: Entry): Entry {
 }
 
 /**
- * sha256 over one canonical line per entry (identity key, expiry, force, reason), fed in ~1 MiB pieces
- * to keep update() calls few.
+ * sha256 of the canonical content: the identity keys in order, one a line (joined natively, in
+ * pieces), then a line per entry that has an expiry, force or a reason, with its position. Hashing
+ * one string per entry costs several times more at a million entries.
  */
 function hashEntries(sorted: readonly Entry[], keys: readonly string[]): string {
   const h = createHash('sha256')
+  const PIECE = 100_000
+  for (let i = 0; i < keys.length; i += PIECE) h.update(keys.slice(i, i + PIECE).join('\n') + '\n')
+  h.update('\u0002\n')
   let buf = ''
   for (let i = 0; i < sorted.length; i++) {
     const e = sorted[i]!
-    buf += `${keys[i]}\t${e.expires ?? ''}\t${e.force ? 'force' : ''}\t${e.reason ?? ''}\n`
+    if (e.expires === undefined && !e.force && e.reason === undefined) continue
+    buf += `${i}\t${e.expires ?? ''}\t${e.force ? 'force' : ''}\t${e.reason ?? ''}\n`
     if (buf.length > 1 << 20) {
       h.update(buf)
       buf = ''
