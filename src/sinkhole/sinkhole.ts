@@ -11,7 +11,7 @@ import { cacheKey, createCache, type DnsCache } from './cache.js'
 import { createRateLimiter, type RateLimiter } from './rate-limit.js'
 import { createDnsServer, type ClientInfo } from './server.js'
 import { createUpstream } from './upstream.js'
-import { HEADER, RCODE, buildError, parseQuery, truncateReply, typeName, type Query } from './wire.js'
+import { HEADER, RCODE, buildError, parseQuery, truncateReply, typeName, withoutEdnsOptions, type Query } from './wire.js'
 
 export type { BlockMode }
 
@@ -119,7 +119,7 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
       st.forwarded++
       const t0 = m ? performance.now() : 0
       try {
-        resp = await upstream.query(msg, q)
+        resp = await upstream.query(withoutEdnsOptions(msg, q), q)
       } catch (e) {
         st.servFail++
         m?.upstreamLatency((performance.now() - t0) / 1000)

@@ -23,6 +23,9 @@ export interface Edns {
   version: number
   /** DNSSEC OK bit (RFC 3225), echoed in our OPT. */
   do: boolean
+  /** Offset of the OPT record's RDLENGTH field, and the end of its RDATA (options). */
+  rdLenOff: number
+  end: number
 }
 
 /** A parsed query: only what the sinkhole needs. Offsets point into the original buffer. */
@@ -147,11 +150,25 @@ export function parseQuery(buf: Buffer): Parsed {
     if (type === TYPE.OPT) {
       // RFC 6891 6.1.1: only in the additional section, only one, owner is the root.
       if (i < an + ns || query.edns || buf[start] !== 0 || off !== start + 1) return { ok: false, drop: false, rcode: RCODE.FORMERR, qEnd }
-      query.edns = { udpSize: Math.max(512, buf.readUInt16BE(off + 2)), version: buf[off + 5]!, do: (buf[off + 6]! & 0x80) !== 0 }
+      query.edns = { udpSize: Math.max(512, buf.readUInt16BE(off + 2)), version: buf[off + 5]!, do: (buf[off + 6]! & 0x80) !== 0, rdLenOff: off + 8, end: off + 10 + rdlen }
     }
     off += 10 + rdlen
   }
   return { ok: true, query }
+}
+
+/**
+ * The query to send upstream: EDNS options are hop-by-hop (a client's COOKIE belongs to the client
+ * and us, RFC 7873; CLIENT-SUBNET would leak the client's network), so they are dropped when the OPT
+ * record ends the packet (the usual layout); UDP size and DO bit are kept. Otherwise `buf` itself.
+ */
+export function withoutEdnsOptions(buf: Buffer, q: Query): Buffer {
+  const e = q.edns
+  if (!e || e.end === e.rdLenOff + 2 || e.end !== buf.length) return buf
+  const out = Buffer.allocUnsafe(e.rdLenOff + 2)
+  buf.copy(out, 0, 0, e.rdLenOff)
+  out.writeUInt16BE(0, e.rdLenOff)
+  return out
 }
 
 /** An address record to put in a synthesized answer. */

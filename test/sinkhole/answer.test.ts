@@ -132,3 +132,26 @@ t.test('checkForwarded: CNAME to a blocked name, blocked addresses, allowed targ
   t.equal(checkForwarded(resp([{ name: 'alias.example', type: 'A', data: '192.0.2.1' }]), matcher).kind, 'ok')
   t.equal(checkForwarded(Buffer.from([0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 0]), matcher).kind, 'malformed')
 })
+
+t.test('EDNS options are hop-by-hop: COOKIE and CLIENT-SUBNET are not forwarded upstream', async (t) => {
+  const { parseQuery, withoutEdnsOptions } = await import('../../src/sinkhole/wire.js')
+  const withOpts = dnsPacket.encode({
+    type: 'query',
+    id: 5,
+    questions: [{ name: 'good.example', type: 'A', class: 'IN' }],
+    additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1400, flags: dnsPacket.DNSSEC_OK, options: [{ code: 10, data: Buffer.from('0011223344556677', 'hex') }, { code: 'CLIENT_SUBNET', family: 1, sourcePrefixLength: 24, scopePrefixLength: 0, ip: '198.51.100.0' }] } as unknown as dnsPacket.Answer],
+  })
+  const p = parseQuery(withOpts)
+  t.ok(p.ok)
+  if (!p.ok) return
+  const up = withoutEdnsOptions(withOpts, p.query)
+  t.ok(up.length < withOpts.length)
+  const opt = decode(up).additionals![0] as unknown as { type: string; udpPayloadSize: number; flag_do: boolean; options: unknown[] }
+  t.equal(opt.type, 'OPT')
+  t.equal(opt.udpPayloadSize, 1400, 'UDP size kept')
+  t.equal(opt.flag_do, true, 'DO bit kept')
+  t.same(opt.options, [], 'options dropped')
+  const plain = q('good.example')
+  const pp = parseQuery(plain)
+  t.equal(pp.ok && withoutEdnsOptions(plain, pp.query), plain, 'no EDNS: the same buffer, no copy')
+})
