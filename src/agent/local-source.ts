@@ -7,12 +7,11 @@ import type { Logger } from '../log.js'
 import type { Entry, Policy } from '../policy/types.js'
 import { parseBlocklist } from '../policy/parse.js'
 import { buildPolicy } from '../policy/merge.js'
+import { DEFAULT_MAX_BYTES, pickBlocklistFiles } from '../policy/load.js'
 import type { LocalSource } from './sync.js'
 
-/** Same file selection as the server: visible files ending in .txt, .list, .hosts or .conf. */
-const LIST_FILE = /^[^.].*\.(txt|list|hosts|conf)$/
-/** A single blocklist file above this is refused (the server's lint limits are the place for more). */
-const MAX_FILE_BYTES = 256 * 1024 * 1024
+/** A single blocklist file above this is refused (the same limit as `lint`). */
+const MAX_FILE_BYTES = DEFAULT_MAX_BYTES
 
 export function createLocalSource(opts: { dir: string; log: Logger; pollMs?: number }): LocalSource {
   const log = opts.log.child({ component: 'local-blocklists' })
@@ -22,7 +21,8 @@ export function createLocalSource(opts: { dir: string; log: Logger; pollMs?: num
   return {
     ...(opts.pollMs !== undefined ? { pollMs: opts.pollMs } : {}),
     async load() {
-      const names = (await readdir(opts.dir, { withFileTypes: true })).filter((d) => d.isFile() && LIST_FILE.test(d.name)).map((d) => d.name).sort()
+      // Same file selection as `lint` and the server (pickBlocklistFiles: known extensions, no README, no dot files).
+      const names = pickBlocklistFiles((await readdir(opts.dir, { withFileTypes: true })).filter((d) => d.isFile()).map((d) => d.name))
       for (const gone of [...files.keys()].filter((n) => !names.includes(n))) files.delete(gone)
       for (const name of names) {
         const path = join(opts.dir, name)
