@@ -271,3 +271,51 @@ t.test('fleet: server + 3 agents, each enforcing in its own namespace', async (t
   }
   t.ok(await allBlocked(agentNss, TARGET), 'the earlier block still holds')
 })
+
+t.test('one agent with the nftables backend: block add / rm through the server', async (t) => {
+  if (!requires(t, capabilities.netns(), capabilities.tool('nft'))) return
+  const tmp = mkdtempSync(join(tmpdir(), `eg-fleet-nft-${process.pid}-`))
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }))
+  const data = join(tmp, 'data')
+  const lists = join(tmp, 'blocklists')
+  sh('mkdir', ['-p', data, lists])
+  const tgt = makeNs(t, 'tn')
+  sh('ip', ['-n', tgt, 'addr', 'add', `${TARGET}/32`, 'dev', 'lo'])
+  await startEchoServer(t, tgt, PORT, [TARGET])
+  const ns = makeNs(t, 'an')
+  link(ns, ['198.51.100.201/30'], tgt, ['198.51.100.202/30'])
+  sh('ip', ['-n', ns, 'route', 'add', '203.0.113.0/24', 'via', '198.51.100.202'])
+  const port = await freePort()
+  const url = `http://127.0.0.1:${port}`
+  const adminFile = join(tmp, 'admin.token')
+  const agentFile = join(tmp, 'agent.token')
+  t.equal((await runCli(['token', 'create', '--role', 'admin', '--data', data, '--out', adminFile])).code, 0)
+  t.equal((await runCli(['token', 'create', '--role', 'agent', '--host', 'n1', '--data', data, '--out', agentFile])).code, 0)
+  const server = startCli(t, ['server', '--data', data, '--blocklists', lists, '--listen', `127.0.0.1:${port}`, '--admin-token-file', adminFile, '--log-level', 'warn'], 'server')
+  await waitHealthy(url, 15_000)
+  writeFileSync(join(tmp, 'hosts'), '127.0.0.1 localhost\n')
+  const agent = startCli(t, ['agent', '--server', url, '--token-file', agentFile, '--host', 'n1', '--state-dir', join(tmp, 'state'), '--backend', 'nftables',
+    '--netns', ns, '--hosts-file', join(tmp, 'hosts'), '--upstream', '127.0.0.1:9', '--wait', '20', '--log-level', 'info'], 'agent n1')
+  t.teardown(async () => {
+    await stopped(agent)
+    await stopped(server)
+  })
+  await waitFor('agent enforces', async () => agent.enforced.size > 0, 20_000).catch((e: Error) => t.fail(`${e.message}\n${agent.logs()}`))
+  t.ok((await probe(ns, 'tcp', TARGET, PORT, 1000)).ok, 'reachable before the block')
+  const admin = (args: string[]) => runCli([...args, '--server', url, '--token-file', adminFile])
+  t.equal((await admin(['block', 'add', TARGET, '--reason', 'nft fleet test'])).code, 0)
+  await waitFor('refused', async () => !(await probe(ns, 'tcp', TARGET, PORT, 1000)).ok, 3000, 25).then(
+    (ms) => t.pass(`nftables: blocked within ${ms} ms of block add returning`),
+    (e: Error) => t.fail(`${e.message}\n${agent.logs()}`),
+  )
+  t.match(inNsNft(ns), /203\.0\.113\.10/, 'the address is in the agent\'s nftables set')
+  t.equal((await admin(['block', 'rm', TARGET, '--reason', 'done'])).code, 0)
+  await waitFor('works again', async () => (await probe(ns, 'tcp', TARGET, PORT, 1000)).ok, 3000, 25).then(
+    (ms) => t.pass(`nftables: unblocked within ${ms} ms`),
+    (e: Error) => t.fail(`${e.message}\n${agent.logs()}`),
+  )
+})
+
+function inNsNft(ns: string): string {
+  return sh('ip', ['netns', 'exec', ns, 'nft', 'list', 'ruleset'])
+}
