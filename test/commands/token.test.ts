@@ -64,7 +64,7 @@ t.test('token create --data refuses while a server holds the store', async (t) =
   const s = await startServer(t)
   const r = await runCli(['token', 'create', '--role', 'read', '--data', s.data], { cwd: s.dir })
   t.equal(r.code, 1)
-  t.match(r.stderr, /is in use by process \d+ \(a running server\?\)/)
+  t.match(r.stderr, /is in use by process \d+ \(a running server\?\)/, r.stderr)
   t.equal(await s.stop(), 0)
   const after = await runCli(['token', 'create', '--role', 'read', '--data', s.data], { cwd: s.dir })
   t.equal(after.code, 0, 'the lock went with the server')
