@@ -47,6 +47,8 @@ export interface SinkholeStats {
   blocked: number
   alerted: number
   forwarded: number
+  /** Forwarded queries that joined an identical one already in flight. */
+  coalesced: number
   cacheHits: number
   /** Answers replaced because a CNAME or address in them is blocked. */
   blockedByAnswer: number
@@ -78,7 +80,7 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
   const upstream = createUpstream({ servers: opts.upstreams, log: opts.log, timeoutMs: opts.upstreamTimeoutMs, attempts: opts.upstreamAttempts })
   let matcher = opts.matcher
   const m = opts.metrics
-  const st = { queries: 0, blocked: 0, alerted: 0, forwarded: 0, cacheHits: 0, blockedByAnswer: 0, refusedClients: 0, rateLimited: 0, formErr: 0, servFail: 0, dropped: 0 }
+  const st = { queries: 0, blocked: 0, alerted: 0, forwarded: 0, coalesced: 0, cacheHits: 0, blockedByAnswer: 0, refusedClients: 0, rateLimited: 0, formErr: 0, servFail: 0, dropped: 0 }
 
   function record(h: HitInfo, client: ClientInfo): void {
     if (h.action === 'block') st.blocked++
@@ -108,8 +110,24 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
     return resp.length > limit ? truncateReply(resp) : resp
   }
 
+  // Identical questions in flight share one upstream query (a retrying client, many containers asking
+  // for the same name at once): the upstream sees each question once per round trip.
+  const inflight = new Map<string, Promise<Buffer>>()
+  function fetchUpstream(msg: Buffer, q: Query, key: string): Promise<Buffer> {
+    let p = inflight.get(key)
+    if (p) {
+      st.coalesced++
+      return p
+    }
+    p = upstream.query(withoutEdnsOptions(msg, q), q)
+    inflight.set(key, p)
+    const done = (): void => void (inflight.get(key) === p && inflight.delete(key))
+    p.then(done, done)
+    return p
+  }
+
   async function forward(msg: Buffer, q: Query, check: boolean, alertHit: HitInfo | undefined, client: ClientInfo): Promise<Buffer> {
-    const key = cache ? cacheKey(q) : ''
+    const key = cacheKey(q)
     let resp = cache?.get(key, msg, q)
     if (resp) {
       st.cacheHits++
@@ -118,8 +136,9 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
       if (cache) m?.cacheMiss()
       st.forwarded++
       const t0 = m ? performance.now() : 0
+      let shared: Buffer
       try {
-        resp = await upstream.query(withoutEdnsOptions(msg, q), q)
+        shared = await fetchUpstream(msg, q, key)
       } catch (e) {
         st.servFail++
         m?.upstreamLatency((performance.now() - t0) / 1000)
@@ -128,9 +147,11 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
         return buildError(msg, RCODE.SERVFAIL, q.qEnd, q.edns ? { do: q.edns.do } : undefined)
       }
       m?.upstreamLatency((performance.now() - t0) / 1000)
-      cache?.set(key, resp)
-      resp = Buffer.from(resp)
+      cache?.set(key, shared)
+      // Our copy: the client's ID and its question bytes (its case; same name, so same length).
+      resp = Buffer.from(shared)
       resp.writeUInt16BE(q.id, 0)
+      if (resp.length >= q.qEnd) msg.copy(resp, HEADER, HEADER, q.qEnd)
     }
     let lastAlert = false
     if (check) {

@@ -103,3 +103,36 @@ t.test('matchesQuestion: case-insensitive name, exact type and class', async (t)
   t.notOk(matchesQuestion(resp, Q('ww.example', 28)))
   t.notOk(matchesQuestion(query('www.example', 'AAAA'), Q('www.example', 28)), 'a query (QR=0) is not an answer')
 })
+
+t.test('identical questions in flight share one upstream query; each client gets its own ID and case', async (t) => {
+  const slow = dgram.createSocket('udp4')
+  t.teardown(() => slow.close())
+  await new Promise<void>((r) => slow.bind(0, '127.0.0.1', () => r()))
+  let seen = 0
+  slow.on('message', (msg, rinfo) => {
+    seen++
+    const q = dnsPacket.decode(msg)
+    setTimeout(() => slow.send(dnsPacket.encode({ type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE, questions: q.questions, answers: [{ name: q.questions![0]!.name, type: 'A', ttl: 60, data: '192.0.2.44' }] }), rinfo.port, rinfo.address), 150)
+  })
+  const s = createSinkhole({ listen: [{ address: '127.0.0.1', port: 0 }], upstreams: [{ address: '127.0.0.1', port: slow.address().port }], matcher: buildMatcher([]), log: silentLogger, cache: false })
+  await s.start()
+  t.teardown(() => s.stop())
+  const port = s.addresses()[0]!.port
+  const client = dgram.createSocket('udp4')
+  t.teardown(() => client.close())
+  const got = new Map<number, dnsPacket.DecodedPacket>()
+  client.on('message', (m) => {
+    const d = dnsPacket.decode(m)
+    got.set(d.id!, d)
+  })
+  await new Promise<void>((r) => client.bind(0, '127.0.0.1', () => r()))
+  for (let i = 0; i < 20; i++) client.send(query(i % 2 ? 'SAME.example' : 'same.example', 'A', 100 + i), port, '127.0.0.1')
+  const deadline = Date.now() + 3000
+  while (got.size < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  t.equal(got.size, 20, 'every client answered')
+  t.equal(seen, 1, 'the upstream was asked once')
+  t.equal(s.stats().coalesced, 19)
+  t.equal(got.get(101)!.questions![0]!.name, 'SAME.example', 'each gets its own question case back')
+  t.equal(got.get(100)!.questions![0]!.name, 'same.example')
+  t.same([...got.values()].map((d) => (d.answers![0] as { data: string }).data), Array(20).fill('192.0.2.44'))
+})
