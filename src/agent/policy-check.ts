@@ -2,13 +2,13 @@
 // the agent never applies a policy it cannot parse and check entry by entry.
 import type { Entry, Policy } from '../policy/types.js'
 import { parseCidr, reservedOverlap } from '../policy/net.js'
+import { normalizeName } from '../policy/names.js'
 
-/** Label rules of DESIGN.md after punycode: [a-z0-9-_], 1..63 chars, names up to 253. */
-const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/
-
+/** The policy core's own name rules (normalizeName), so the agent and the server agree on what a name is. */
 function checkName(v: string): string | undefined {
-  if (v.length === 0 || v.length > 253) return 'name length must be 1..253'
-  for (const l of v.split('.')) if (!LABEL.test(l)) return `invalid label ${JSON.stringify(l.slice(0, 70))}`
+  const r = normalizeName(v)
+  if (!r.ok) return r.message
+  if (r.name !== v || r.subdomainsOnly) return `not in normal form (expected ${JSON.stringify(r.name)})`
   return undefined
 }
 

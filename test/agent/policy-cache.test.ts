@@ -91,7 +91,7 @@ t.test('policy checks', async (t) => {
   t.match(policyProblems({ ...policy, entries: [{ kind: 'net', value: '203.0.113.7', allow: false, mode: 'block', source: 'x' }] })[0], /not canonical/)
   t.match(policyProblems({ ...policy, entries: [{ kind: 'net', value: '10.0.0.0/4', allow: false, mode: 'block', source: 'x' }] })[0], /broader|canonical/)
   t.match(policyProblems({ ...policy, entries: [{ kind: 'net', value: '127.0.0.1/32', allow: false, mode: 'block', source: 'x' }] })[0], /loopback/)
-  t.match(policyProblems({ ...policy, entries: [{ kind: 'domain', value: 'a b', allow: false, mode: 'block', source: 'x' }] })[0], /invalid label/)
+  t.match(policyProblems({ ...policy, entries: [{ kind: 'domain', value: 'a b', allow: false, mode: 'block', source: 'x' }] })[0], /invalid character/)
   t.match(policyProblems({ ...policy, entries: [{ kind: 'domain', value: 'ok.example', allow: 'no', mode: 'block', source: 'x' }] })[0], /allow/)
   t.match(policyProblems({ ...policy, version: -1 })[0], /version/)
   t.match(policyProblems(null)[0], /not an object/)
