@@ -15,6 +15,9 @@ import { HEADER, RCODE, buildError, parseQuery, truncateReply, typeName, without
 
 export type { BlockMode }
 
+/** RFC 8914 4.23. */
+const EDE_NO_REACHABLE_AUTHORITY = 22
+
 export interface SinkholeOptions {
   listen: Array<{ address: string; port: number }>
   upstreams: Array<{ address: string; port: number }>
@@ -144,7 +147,8 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
         m?.upstreamLatency((performance.now() - t0) / 1000)
         m?.query('servfail')
         log.debug({ domain: q.qname, err: (e as Error).message }, 'upstream failed: SERVFAIL')
-        return buildError(msg, RCODE.SERVFAIL, q.qEnd, q.edns ? { do: q.edns.do } : undefined)
+        // EDE 22 "No Reachable Authority": tells the client (and whoever debugs it) why.
+        return buildError(msg, RCODE.SERVFAIL, q.qEnd, q.edns ? { do: q.edns.do, ede: EDE_NO_REACHABLE_AUTHORITY } : undefined)
       }
       m?.upstreamLatency((performance.now() - t0) / 1000)
       cache?.set(key, shared)

@@ -265,9 +265,9 @@ function writeOpt(out: Buffer, off: number, dnssecOk: boolean, extRcode: number,
  * readable: the header always (callers check length >= 12), the question when `qEnd` is known. It is
  * never larger than the request plus an 11-byte OPT, so it cannot amplify a spoofed flood.
  */
-export function buildError(buf: Buffer, rcode: number, qEnd?: number, edns?: { do: boolean; extRcode?: number }): Buffer {
+export function buildError(buf: Buffer, rcode: number, qEnd?: number, edns?: { do: boolean; extRcode?: number; /** RFC 8914 INFO-CODE, no text */ ede?: number }): Buffer {
   const qlen = qEnd !== undefined ? qEnd - HEADER : 0
-  const out = Buffer.allocUnsafe(HEADER + qlen + (edns ? 11 : 0))
+  const out = Buffer.allocUnsafe(HEADER + qlen + (edns ? 11 + (edns.ede !== undefined ? 6 : 0) : 0))
   const flags = buf.readUInt16BE(2)
   out.writeUInt16BE(buf.readUInt16BE(0), 0)
   out.writeUInt16BE(QR | (flags & (0x7800 | RD | CD)) | RA | (rcode & 0xf), 2)
@@ -275,7 +275,7 @@ export function buildError(buf: Buffer, rcode: number, qEnd?: number, edns?: { d
   out.writeUInt32BE(0, 6)
   out.writeUInt16BE(edns ? 1 : 0, 10)
   if (qEnd !== undefined) buf.copy(out, HEADER, HEADER, qEnd)
-  if (edns) writeOpt(out, HEADER + qlen, edns.do, edns.extRcode ?? 0)
+  if (edns) writeOpt(out, HEADER + qlen, edns.do, edns.extRcode ?? 0, edns.ede !== undefined ? { code: edns.ede, text: Buffer.alloc(0) } : undefined)
   return out
 }
 

@@ -185,6 +185,7 @@ t.test('SERVFAIL when every upstream fails', async (t) => {
   const { port } = await sinkhole(t, { upstreams: [{ address: '127.0.0.1', port: 9 }], upstreamTimeoutMs: 300, upstreamAttempts: 2 })
   const r = await dig('127.0.0.1', port, 'good.example', 'A', ['+time=3'])
   t.equal(r.status, 'SERVFAIL')
+  t.match(r.ede.join(''), /EDE: 22 \(No Reachable Authority\)/, 'EDE says why')
   t.same((await dig('127.0.0.1', port, 'bad.example', 'A')).answers.map((a) => a[2]), ['0.0.0.0'], 'blocking does not need the upstream')
 })
 
