@@ -22,6 +22,7 @@ import hitRoutes from './routes/hits.js'
 import entryRoutes from './routes/entries.js'
 import adminRoutes from './routes/admin.js'
 import opsRoutes from './routes/ops.js'
+import dashboardRoutes from './routes/dashboard.js'
 
 export interface BuildServerDeps {
   store: Store
@@ -186,6 +187,7 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
   entryRoutes(app, ctx)
   adminRoutes(app, ctx)
   opsRoutes(app, ctx, { registry, openMetrics: deps.openMetrics ?? false })
+  dashboardRoutes(app)
   await app.ready()
   return app
 }

@@ -1,0 +1,571 @@
+// egress-guard dashboard: a dependency-free ES module that renders the fleet, policy, hits and audit
+// views from the /v1 API. Every value from the API goes into the page as text (textContent, SVG
+// attributes), never as markup: names, reasons and sources come from blocklists, agents and DNS.
+// The token lives in sessionStorage (this tab only) and travels only in the Authorization header.
+
+const TOKEN_KEY = 'egress-guard.token'
+const ROLE_KEY = 'egress-guard.role'
+const VIEWS = ['fleet', 'policy', 'hits', 'audit']
+/** Poll periods (ms). Short enough to watch a push propagate; the API's rate limit is 600/min per token. */
+const POLL = { fleet: 2000, policy: 5000, hits: 2000, audit: 5000 }
+const HIT_WINDOW_MS = 60 * 60 * 1000
+const HIT_BUCKETS = 30
+
+const $ = (id) => document.getElementById(id)
+
+/** h('td', {class: 'x', 'data-label': 'Host'}, 'text', node...): build elements, children as text. */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag)
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue
+    if (k === 'text') el.textContent = String(v)
+    else el.setAttribute(k, v === true ? '' : String(v))
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)))
+  }
+  return el
+}
+
+function svg(tag, attrs = {}, text) {
+  const el = document.createElementNS('http://www.w3.org/2000/svg', tag)
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v))
+  if (text !== undefined) el.textContent = text
+  return el
+}
+
+// ---- session ---------------------------------------------------------------------------------------
+
+const session = {
+  get token() {
+    return sessionStorage.getItem(TOKEN_KEY)
+  },
+  get role() {
+    return sessionStorage.getItem(ROLE_KEY) ?? 'read'
+  },
+  set(token, role) {
+    sessionStorage.setItem(TOKEN_KEY, token)
+    sessionStorage.setItem(ROLE_KEY, role)
+  },
+  clear() {
+    sessionStorage.removeItem(TOKEN_KEY)
+    sessionStorage.removeItem(ROLE_KEY)
+  },
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.message ?? `HTTP ${status}`)
+    this.status = status
+    this.body = body
+  }
+}
+
+/** One API call. Throws ApiError with the server's {statusCode, code, message, details}. */
+async function api(method, path, { body, token = session.token } = {}) {
+  const headers = { accept: 'application/json' }
+  if (token) headers.authorization = `Bearer ${token}`
+  if (body !== undefined) headers['content-type'] = 'application/json'
+  let res
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store', credentials: 'omit' })
+  } catch {
+    throw new ApiError(0, { message: 'the server cannot be reached' })
+  }
+  const text = await res.text()
+  let data
+  try {
+    data = text ? JSON.parse(text) : undefined
+  } catch {
+    data = { message: text.slice(0, 200) }
+  }
+  if (!res.ok) throw new ApiError(res.status, data)
+  return data
+}
+
+/** What to tell the person for a refused call; `doing` names the action ("adding entries"). */
+function refusal(e, doing) {
+  if (e.status === 401) return 'the server no longer accepts this token (401: unknown or revoked); sign in again'
+  if (e.status === 403) return `your token has the ${session.role} role; ${doing} needs admin`
+  if (e.status === 429) return 'too many requests (429); retrying shortly'
+  if (e.status === 0) return e.message
+  return e.message
+}
+
+function banner(text, kind = 'warn') {
+  const b = $('banner')
+  b.textContent = text ?? ''
+  b.hidden = !text
+  b.className = `banner ${kind === 'error' ? 'error' : ''}`
+}
+
+/** A poll that failed with 401 ends the session: the token was revoked while the page was open. */
+function pollFailed(e) {
+  if (e.status === 401) {
+    signOut('The server no longer accepts this token (401: unknown or revoked). Sign in again.')
+    return
+  }
+  banner(`Could not refresh: ${refusal(e, 'this')}`, 'error')
+}
+
+// ---- formatting ------------------------------------------------------------------------------------
+
+function ago(iso) {
+  const ms = Date.now() - Date.parse(iso)
+  if (!Number.isFinite(ms)) return ''
+  const s = Math.max(0, Math.round(ms / 1000))
+  if (s < 60) return `${s} s ago`
+  if (s < 3600) return `${Math.round(s / 60)} min ago`
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`
+  return `${Math.round(s / 86400)} d ago`
+}
+
+function when(iso) {
+  if (!iso) return ''
+  const d = new Date(iso)
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString()
+}
+
+function timeCell(iso, label) {
+  return h('td', { 'data-label': label }, h('time', { datetime: iso, title: iso }, when(iso)), h('span', { class: 'sub' }, ago(iso)))
+}
+
+/** The entry as written in a blocklist: `@@` for allow, `*.` for names under a domain. */
+function written(e) {
+  return `${e.allow ? '@@' : ''}${e.subdomainsOnly ? '*.' : ''}${e.value}`
+}
+
+function badge(state) {
+  return h('span', { class: `badge ${state}` }, state)
+}
+
+// ---- views -----------------------------------------------------------------------------------------
+
+let current = 'signin'
+let timer
+let propagationTarget
+
+function show(view) {
+  current = view
+  for (const v of ['signin', ...VIEWS]) $(`view-${v}`).hidden = v !== view
+  for (const a of document.querySelectorAll('#nav a')) {
+    if (a.dataset.view === view) a.setAttribute('aria-current', 'page')
+    else a.removeAttribute('aria-current')
+  }
+  clearTimeout(timer)
+  if (view !== 'signin') void tick()
+}
+
+/** Refresh the current view now, then again after its period (one timer, restarted on view change). */
+async function tick() {
+  const view = current
+  clearTimeout(timer)
+  try {
+    await refresh[view]()
+    if (propagationTarget !== undefined && view !== 'fleet') await refreshPropagation()
+    if ($('banner').classList.contains('error')) banner('')
+  } catch (e) {
+    pollFailed(e)
+  }
+  if (current === view && session.token) timer = setTimeout(tick, POLL[view])
+}
+
+const refresh = {
+  async fleet() {
+    const d = await api('GET', '/v1/hosts')
+    renderFleet(d)
+    renderPropagation(d)
+  },
+  async policy() {
+    const q = $('policy-search').value.trim()
+    const source = $('policy-source').value
+    const params = new URLSearchParams()
+    if (q) params.set('q', q)
+    if (source) params.set('source', source)
+    const d = await api('GET', `/v1/entries${params.size ? `?${params}` : ''}`)
+    renderPolicy(d, q || source)
+  },
+  hits: () => refreshHits(),
+  async audit() {
+    renderAudit(await api('GET', '/v1/audit?limit=200'))
+  },
+}
+
+function renderFleet(d) {
+  const tbody = $('fleet-table').tBodies[0]
+  const counts = { 'in-sync': 0, behind: 0, silent: 0, drift: 0 }
+  tbody.replaceChildren(
+    ...d.hosts.map((x) => {
+      counts[x.state] = (counts[x.state] ?? 0) + 1
+      const lag = d.current.version - x.version
+      const problems = [...x.drift.map((s) => h('span', { class: 'sub' }, `drift: ${s}`)), ...x.errors.map((s) => h('span', { class: 'sub' }, `error: ${s}`))]
+      return h(
+        'tr',
+        { 'data-host': x.host, 'data-state': x.state },
+        h('td', { 'data-label': 'Host', class: 'mono' }, x.host),
+        h('td', { 'data-label': 'State' }, badge(x.state)),
+        h(
+          'td',
+          { 'data-label': 'Applied / current', class: 'version' },
+          `v${x.version} / v${d.current.version}`,
+          h('span', { class: 'sub' }, x.etag === d.current.etag ? 'current policy' : lag > 0 ? `${lag} version${lag === 1 ? '' : 's'} behind` : 'different content'),
+        ),
+        timeCell(x.lastSeen, 'Last seen'),
+        h('td', { 'data-label': 'Entries' }, String(x.counts.entries), h('span', { class: 'sub' }, `${x.counts.domains} names, ${x.counts.nets} nets`)),
+        h('td', { 'data-label': 'Repairs' }, String(x.repairs)),
+        h('td', { 'data-label': 'Drift / errors' }, problems.length ? problems : 'none'),
+        h('td', { 'data-label': 'Agent', class: 'mono' }, x.agentVersion),
+      )
+    }),
+  )
+  $('fleet-empty').hidden = d.hosts.length > 0
+  const parts = Object.entries(counts).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`)
+  $('fleet-summary').textContent = `Current policy v${d.current.version} · ${d.hosts.length} host${d.hosts.length === 1 ? '' : 's'}${parts.length ? `: ${parts.join(', ')}` : ''}`
+}
+
+/** After a change: how many hosts run the version it made. Cleared once every host has caught up. */
+function renderPropagation(d) {
+  const box = $('propagation')
+  if (propagationTarget === undefined) {
+    box.hidden = true
+    return
+  }
+  const fresh = d.hosts.filter((x) => x.state !== 'silent')
+  const done = fresh.filter((x) => x.version >= propagationTarget && x.state === 'in-sync').length
+  box.hidden = false
+  box.textContent = fresh.length === 0
+    ? `Policy v${propagationTarget}: no reporting host yet.`
+    : `Policy v${propagationTarget}: ${done} of ${fresh.length} reporting host${fresh.length === 1 ? '' : 's'} in sync${done === fresh.length ? ' — propagation complete.' : ' — waiting for the rest (see Fleet).'}`
+}
+
+async function refreshPropagation() {
+  renderPropagation(await api('GET', '/v1/hosts'))
+}
+
+function renderPolicy(d, filtered) {
+  const admin = session.role === 'admin'
+  const tbody = $('policy-table').tBodies[0]
+  tbody.replaceChildren(
+    ...d.entries.map((e) => {
+      const api = e.source.startsWith('api:')
+      const actions = h('td', { 'data-label': api ? 'Remove' : undefined })
+      if (api) actions.append(h('button', { type: 'button', class: 'danger remove', 'data-id': e.id, 'aria-label': `Remove ${written(e)}` }, 'Remove'))
+      return h(
+        'tr',
+        { 'data-id': e.id, 'data-value': e.value },
+        h('td', { 'data-label': 'Value', class: 'mono value' }, written(e), h('span', { class: 'sub' }, e.id ?? '')),
+        h('td', { 'data-label': 'Kind' }, e.kind === 'net' ? 'address' : 'name'),
+        h('td', { 'data-label': 'Mode' }, e.allow ? badge('allow') : badge(e.mode)),
+        h('td', { 'data-label': 'Reason' }, e.reason ?? ''),
+        h('td', { 'data-label': 'Source', class: 'mono' }, api ? `API, pushed by ${e.actor ?? e.source.slice(4)}` : e.source),
+        e.added ? timeCell(e.added, 'Added') : h('td', { 'data-label': 'Added' }, api ? '' : 'file'),
+        h('td', { 'data-label': 'Expires' }, e.expires ? h('time', { datetime: e.expires, title: e.expires }, when(e.expires)) : 'never'),
+        actions,
+      )
+    }),
+  )
+  $('policy-summary').textContent = `Policy v${d.version}: ${d.entries.length} ${filtered ? 'matching ' : ''}entr${d.entries.length === 1 ? 'y' : 'ies'}${admin ? '' : ' (read role: viewing only)'}`
+}
+
+// ---- policy changes --------------------------------------------------------------------------------
+
+const FIELDS = ['value', 'reason', 'expires']
+
+function clearAddErrors() {
+  for (const f of FIELDS) {
+    $(`add-${f}-error`).textContent = ''
+    $(`add-${f}`).removeAttribute('aria-invalid')
+  }
+  $('add-error').textContent = ''
+  $('add-result').textContent = ''
+}
+
+function fieldError(field, message) {
+  const el = $(`add-${field}-error`)
+  el.textContent = el.textContent ? `${el.textContent}; ${message}` : message
+  $(`add-${field}`).setAttribute('aria-invalid', 'true')
+}
+
+/** Which form field a server problem is about: schema paths name it; entry problems are the value's. */
+function problemField(p) {
+  const m = /entries\/\d+\/(\w+)/.exec(p.path ?? '') ?? /\/(value|reason|expires)\b/.exec(p.message ?? '')
+  if (m && FIELDS.includes(m[1])) return m[1]
+  if (/expir/i.test(p.message ?? '')) return 'expires'
+  if (/reason/i.test(p.message ?? '')) return 'reason'
+  return 'value'
+}
+
+async function addEntry(ev) {
+  ev.preventDefault()
+  clearAddErrors()
+  const item = { value: $('add-value').value.trim(), reason: $('add-reason').value.trim() }
+  const expires = $('add-expires').value.trim()
+  if (expires) item.expires = expires
+  item.mode = $('add-mode').value
+  if ($('add-allow').checked) item.allow = true
+  // The server is the judge of what is valid; these two only save a round trip for empty fields.
+  if (!item.value) return fieldError('value', 'give a name or an address')
+  if (!item.reason) return fieldError('reason', 'a reason is required (it goes to the audit log)')
+  try {
+    const r = await api('POST', '/v1/entries', { body: { entries: [item] } })
+    $('add-result').textContent = `Added ${r.entries.map(written).join(', ')}: policy version ${r.version}. Hosts catch up in the Fleet view.${r.warnings?.length ? ` Warning: ${r.warnings.map((w) => w.message).join('; ')}` : ''}`
+    for (const f of FIELDS) $(`add-${f}`).value = ''
+    propagationTarget = r.version
+    await tick()
+  } catch (e) {
+    if (e.status === 400 && e.body?.details?.problems?.length) {
+      for (const p of e.body.details.problems) fieldError(problemField(p), p.message)
+    } else if (e.status === 400) {
+      fieldError('value', e.message)
+    } else {
+      $('add-error').textContent = refusal(e, 'adding entries')
+    }
+  }
+}
+
+/** Remove asks for a reason in the row itself (the audit log keeps it), then DELETE by id. */
+function askRemove(button) {
+  const row = button.closest('tr')
+  if (row.querySelector('.row-form')) return
+  const id = button.dataset.id
+  const input = h('input', { type: 'text', placeholder: 'reason for removing', 'aria-label': 'reason for removing' })
+  const err = h('p', { class: 'field-error', role: 'alert' })
+  const form = h('form', { class: 'row-form' }, input, h('button', { type: 'submit', class: 'danger' }, 'Confirm remove'), h('button', { type: 'button', class: 'cancel' }, 'Cancel'), err)
+  form.querySelector('.cancel').addEventListener('click', () => form.remove())
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault()
+    err.textContent = ''
+    const reason = input.value.trim()
+    try {
+      const r = await api('DELETE', `/v1/entries/${encodeURIComponent(id)}${reason ? `?reason=${encodeURIComponent(reason)}` : ''}`)
+      $('add-result').textContent = `Removed ${r.removed.map(written).join(', ')}: policy version ${r.version}. Hosts catch up in the Fleet view.`
+      propagationTarget = r.version
+      await tick()
+    } catch (e) {
+      err.textContent = refusal(e, 'removing entries')
+    }
+  })
+  button.closest('td').append(form)
+  input.focus()
+}
+
+// ---- hits ------------------------------------------------------------------------------------------
+
+/** Hits seen so far under the current filters, keyed so a re-sent record is counted once. */
+let hits = new Map()
+let hitsFilter = ''
+let newest
+
+const hitKey = (x) => [x.host, x.time, x.lastTime, x.client, x.name, x.qtype, x.action, x.count].join('|')
+
+function filterParams() {
+  const p = new URLSearchParams()
+  const host = $('hits-host').value.trim()
+  const container = $('hits-container').value.trim()
+  const name = $('hits-name').value.trim()
+  if (host) p.set('host', host)
+  if (container) p.set('container', container)
+  if (name) p.set('domain', name)
+  return p
+}
+
+/** First call: the last hour; then only what changed since the newest hit seen (`since` is lastTime >=). */
+async function refreshHits() {
+  const p = filterParams()
+  const key = p.toString()
+  if (key !== hitsFilter) {
+    hits = new Map()
+    newest = undefined
+    hitsFilter = key
+  }
+  p.set('since', newest ?? '1h')
+  p.set('limit', '1000')
+  const d = await api('GET', `/v1/hits?${p}`)
+  if (hitsFilter !== key) return
+  const fresh = new Set()
+  for (const x of d.hits) {
+    const k = hitKey(x)
+    if (!hits.has(k)) {
+      fresh.add(k)
+      hits.set(k, x)
+    }
+    if (!newest || Date.parse(x.lastTime) > Date.parse(newest)) newest = x.lastTime
+  }
+  const cutoff = Date.now() - HIT_WINDOW_MS
+  for (const [k, x] of hits) if (Date.parse(x.lastTime) < cutoff) hits.delete(k)
+  renderHits(newest && hits.size > fresh.size ? fresh : new Set())
+}
+
+function renderHits(fresh) {
+  const list = [...hits.entries()].sort((a, b) => Date.parse(b[1].lastTime) - Date.parse(a[1].lastTime)).slice(0, 500)
+  const tbody = $('hits-table').tBodies[0]
+  tbody.replaceChildren(
+    ...list.map(([k, x]) =>
+      h(
+        'tr',
+        { class: fresh.has(k) ? 'fresh' : undefined, 'data-name': x.name },
+        timeCell(x.lastTime, 'Time'),
+        h('td', { 'data-label': 'Host', class: 'mono' }, x.host ?? ''),
+        h(
+          'td',
+          { 'data-label': 'Container / client', class: 'who-cell' },
+          x.container ? [h('span', { class: 'mono' }, x.container.name), h('span', { class: 'sub' }, x.container.image), h('span', { class: 'sub' }, `client ${x.client}`)] : h('span', { class: 'mono' }, `client ${x.client}`),
+        ),
+        h('td', { 'data-label': 'Name', class: 'mono' }, x.name, h('span', { class: 'sub' }, `${x.qtype}${x.count > 1 ? ` × ${x.count}` : ''}`)),
+        h('td', { 'data-label': 'Action' }, badge(x.action)),
+        h('td', { 'data-label': 'Reason' }, x.entry.reason ?? ''),
+        h('td', { 'data-label': 'Entry', class: 'mono' }, x.entry.value, h('span', { class: 'sub' }, x.entry.source)),
+      ),
+    ),
+  )
+  $('hits-empty').hidden = list.length > 0
+  drawChart(list.map(([, x]) => x))
+}
+
+/** Hits per 2-minute bucket over the last hour, as an inline SVG bar chart with a text caption. */
+function drawChart(list) {
+  const now = Date.now()
+  const width = 600
+  const height = 120
+  const pad = { l: 28, r: 6, t: 8, b: 18 }
+  const bucketMs = HIT_WINDOW_MS / HIT_BUCKETS
+  const counts = new Array(HIT_BUCKETS).fill(0)
+  for (const x of list) {
+    const i = Math.floor((Date.parse(x.lastTime) - (now - HIT_WINDOW_MS)) / bucketMs)
+    if (i >= 0 && i < HIT_BUCKETS) counts[i] += x.count
+    else if (i === HIT_BUCKETS) counts[HIT_BUCKETS - 1] += x.count
+  }
+  const max = Math.max(1, ...counts)
+  const total = counts.reduce((a, b) => a + b, 0)
+  const plotW = width - pad.l - pad.r
+  const plotH = height - pad.t - pad.b
+  const bw = plotW / HIT_BUCKETS
+  const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': `hits over the last hour: ${total} in total, at most ${max} per 2 minutes`, id: 'hits-svg' })
+  root.append(svg('line', { class: 'axis', x1: pad.l, y1: pad.t + plotH, x2: width - pad.r, y2: pad.t + plotH }))
+  root.append(svg('line', { class: 'axis', x1: pad.l, y1: pad.t, x2: pad.l, y2: pad.t + plotH }))
+  root.append(svg('text', { x: 2, y: pad.t + 9 }, String(max)))
+  root.append(svg('text', { x: 2, y: pad.t + plotH }, '0'))
+  root.append(svg('text', { x: pad.l, y: height - 4 }, '60 min ago'))
+  root.append(svg('text', { x: width - pad.r - 24, y: height - 4 }, 'now'))
+  counts.forEach((n, i) => {
+    if (n === 0) return
+    const bh = Math.max(2, (n / max) * plotH)
+    const bar = svg('rect', { class: 'bar', x: pad.l + i * bw + 1, y: pad.t + plotH - bh, width: Math.max(1, bw - 2), height: bh })
+    bar.append(svg('title', {}, `${n} hit${n === 1 ? '' : 's'}, ${Math.round((HIT_BUCKETS - i) * 2)}–${Math.round((HIT_BUCKETS - i - 1) * 2)} min ago`))
+    root.append(bar)
+  })
+  $('hits-chart').replaceChildren(root)
+  $('hits-chart-caption').textContent = `${total} hit${total === 1 ? '' : 's'} in the last hour (bars: 2 minutes each)`
+}
+
+// ---- audit -----------------------------------------------------------------------------------------
+
+function auditWhat(ev) {
+  return ev.action === 'policy.version' ? `policy v${ev.target}` : ev.target
+}
+
+function renderAudit(d) {
+  const tbody = $('audit-table').tBodies[0]
+  tbody.replaceChildren(
+    ...d.events.map((ev) =>
+      h(
+        'tr',
+        { 'data-action': ev.action },
+        timeCell(ev.time, 'Time'),
+        h('td', { 'data-label': 'Who', class: 'mono' }, ev.actor),
+        h('td', { 'data-label': 'Action', class: 'mono' }, ev.action),
+        h('td', { 'data-label': 'What', class: 'mono' }, auditWhat(ev), ev.details !== undefined ? h('span', { class: 'sub' }, JSON.stringify(ev.details).slice(0, 300)) : ''),
+        h('td', { 'data-label': 'Why' }, ev.reason ?? ''),
+      ),
+    ),
+  )
+  $('audit-empty').hidden = d.events.length > 0
+}
+
+// ---- sign in / out ---------------------------------------------------------------------------------
+
+/**
+ * Check a token and learn its role: GET /v1/hosts answers any read or admin token (401: unknown;
+ * 403: an agent token), GET /v1/tokens only an admin one. The role only shapes messages and buttons;
+ * the server decides every request on its own.
+ */
+async function signIn(ev) {
+  ev.preventDefault()
+  const input = $('signin-token')
+  const token = input.value.trim()
+  const err = $('signin-error')
+  err.textContent = ''
+  if (!token) return (err.textContent = 'paste a token')
+  try {
+    await api('GET', '/v1/hosts', { token })
+  } catch (e) {
+    if (e.status === 401) err.textContent = 'That token was refused (401): it is unknown or revoked. Check that you copied all of it.'
+    else if (e.status === 403) err.textContent = 'That is an agent token (403): agents cannot use the dashboard. Use a read or admin token.'
+    else err.textContent = `Cannot sign in: ${e.message}`
+    return
+  }
+  let role = 'read'
+  try {
+    await api('GET', '/v1/tokens', { token })
+    role = 'admin'
+  } catch (e) {
+    if (e.status !== 403) throw e
+  }
+  input.value = ''
+  session.set(token, role)
+  enter()
+}
+
+function signOut(message) {
+  session.clear()
+  clearTimeout(timer)
+  propagationTarget = undefined
+  hits = new Map()
+  hitsFilter = ''
+  newest = undefined
+  for (const id of ['fleet-table', 'policy-table', 'hits-table', 'audit-table']) $(id).tBodies[0].replaceChildren()
+  $('nav').hidden = true
+  $('who').hidden = true
+  banner('')
+  $('signin-error').textContent = message ?? ''
+  if (location.hash) history.replaceState(null, '', location.pathname)
+  show('signin')
+}
+
+function enter() {
+  $('nav').hidden = false
+  $('who').hidden = false
+  $('who-role').textContent = `signed in: ${session.role} role`
+  banner('')
+  const v = location.hash.slice(1)
+  show(VIEWS.includes(v) ? v : 'fleet')
+}
+
+function debounce(fn, ms) {
+  let t
+  return () => {
+    clearTimeout(t)
+    t = setTimeout(fn, ms)
+  }
+}
+
+function init() {
+  $('signin-form').addEventListener('submit', (ev) => void signIn(ev).catch((e) => ($('signin-error').textContent = `Cannot sign in: ${e.message}`)))
+  $('sign-out').addEventListener('click', () => signOut())
+  $('add-form').addEventListener('submit', (ev) => void addEntry(ev))
+  $('policy-table').addEventListener('click', (ev) => {
+    const b = ev.target.closest('button.remove')
+    if (b) askRemove(b)
+  })
+  const again = debounce(() => void tick(), 250)
+  for (const id of ['policy-search', 'policy-source', 'hits-host', 'hits-container', 'hits-name']) $(id).addEventListener('input', again)
+  window.addEventListener('hashchange', () => {
+    const v = location.hash.slice(1)
+    if (session.token && VIEWS.includes(v)) show(v)
+  })
+  if (session.token) enter()
+  else show('signin')
+}
+
+init()
