@@ -4,7 +4,10 @@
 // (about 60 bytes per listed domain; see bench/matcher.ts).
 import { domainToASCII } from 'node:url'
 import type { Entry, Matcher, Verdict } from './types.js'
-import { parseCidr, parseIp } from './net.js'
+import { parseCidr } from './net.js'
+import { parseV4, parseV6Into } from './ip-parse.js'
+
+export { parseV4 }
 import { EntryTable, expiryMs, F_ALERT, F_ALLOW, F_NET, F_SUB, STRIDE, W_META, W_NEXT } from './entry-table.js'
 import { DomainTable, HASH_START, hashStep, lowerAscii } from './domain-table.js'
 import { CidrTrie, type ChainSink } from './cidr-trie.js'
@@ -82,33 +85,6 @@ class Selector implements ChainSink {
   }
 }
 
-/** Strict dotted quad (no leading zeros) -> unsigned 32-bit value, or -1. Allocation-free. */
-export function parseV4(s: string): number {
-  const n = s.length
-  if (n < 7 || n > 15) return -1
-  let acc = 0
-  let part = 0
-  let digits = 0
-  let dots = 0
-  for (let i = 0; i < n; i++) {
-    const c = s.charCodeAt(i)
-    if (c === DOT) {
-      if (digits === 0 || ++dots > 3) return -1
-      acc = acc * 256 + part
-      part = 0
-      digits = 0
-      continue
-    }
-    if (c < 48 || c > 57) return -1
-    if (digits === 1 && part === 0) return -1
-    part = part * 10 + (c - 48)
-    digits++
-    if (part > 255) return -1
-  }
-  if (digits === 0 || dots !== 3) return -1
-  return acc * 256 + part
-}
-
 /** `::ffff:a.b.c.d` (RFC 4291 2.5.5.2): the IPv4 address it carries, else -1. */
 function v4Mapped(b: Uint8Array): number {
   for (let i = 0; i < 10; i++) if (b[i] !== 0) return -1
@@ -137,6 +113,8 @@ function normaliseName(v: string): string | undefined {
 
 export class CompactMatcher implements Matcher {
   private readonly sel: Selector
+  /** Scratch for the IPv6 address being looked up (lookups are synchronous, so one is enough). */
+  private readonly v6buf = new Uint8Array(16)
   private readonly domainValue = (k: number): string => this.domains.value(k)
 
   constructor(
@@ -196,12 +174,12 @@ export class CompactMatcher implements Matcher {
       return this.verdict()
     }
     if (ip.indexOf(':') < 0) return undefined
-    const p = parseIp(ip)
-    if (!p || p.family !== 6) return undefined
+    const b = this.v6buf
+    if (!parseV6Into(ip, b)) return undefined
     sel.reset()
-    const m = v4Mapped(p.bytes)
+    const m = v4Mapped(b)
     if (m >= 0) this.v4.walk32(m, sel)
-    else this.v6.walkBytes(p.bytes, sel)
+    else this.v6.walkBytes(b, sel)
     return this.verdict()
   }
 
