@@ -75,7 +75,7 @@ t.test('runs, answers dig, reloads on SIGHUP, writes hits, stops on SIGTERM', as
   writeFileSync(join(lists, 'incident.txt'), '# miner download\nbad.example\n@@ok.bad.example\nnot a valid line!\n')
   const hitLog = join(dir, 'hits.jsonl')
   const port = await freePort()
-  const cli = await startCli(t, ['--listen', `127.0.0.1:${port}`, '--upstream', `${dm.address}:${dm.port}`, '--blocklists', lists, '--hit-log', hitLog, '--hit-interval', '1s', '--block-mode', 'nxdomain', '--log-level', 'warn'], 2)
+  const cli = await startCli(t, ['--listen', `127.0.0.1:${port}`, '--upstream', `${dm.address}:${dm.port}`, '--blocklists', lists, '--hit-log', hitLog, '--hit-interval', '1s', '--block-mode', 'nxdomain', '--log-level', 'info'], 2)
   t.match(cli.out(), new RegExp(`listening udp 127\\.0\\.0\\.1:${port}\\nlistening tcp 127\\.0\\.0\\.1:${port}`))
   t.match(cli.err(), /incident\.txt:4: /, 'the bad line is reported as file:line, the rest applies')
 
@@ -84,6 +84,12 @@ t.test('runs, answers dig, reloads on SIGHUP, writes hits, stops on SIGTERM', as
   t.match(blocked.ede.join(''), /miner download/)
   t.same((await dig('127.0.0.1', port, 'ok.bad.example', 'A', ['+tcp'])).answers.map((a) => a[2]), ['192.0.2.11'])
   t.same((await dig('127.0.0.1', port, 'good.example', 'A')).answers.map((a) => a[2]), ['192.0.2.10'])
+  await cli.waitFor(/listening/) // (stdout) — the hit line goes to the pino log on stderr:
+  const deadline = Date.now() + 5000
+  while (!/blocked lookup/.test(cli.err()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+  const line = cli.err().split('\n').find((l) => l.includes('blocked lookup'))
+  t.ok(line, 'hits are logged even without looking at the file')
+  t.match(JSON.parse(line ?? '{}'), { domain: 'www.bad.example', ip: '127.0.0.1', component: 'hits', action: 'block', answer: 'nxdomain' })
 
   writeFileSync(join(lists, 'incident.txt'), 'good.example # added later\n')
   cli.child.kill('SIGHUP')
