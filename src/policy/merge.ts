@@ -27,7 +27,6 @@ function feed(s: string): void {
 }
 
 const DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
-const codes = new Array<number>(12)
 
 /** Stable id derived from the entry's identity: `f` + 11 base-36 digits (API ids come from the store). */
 export function entryId(e: Identity): string {
@@ -44,18 +43,15 @@ export function entryId(e: Identity): string {
   h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
   // 53 bits as 25 + 28: both halves stay small integers (a double's toString(36) is ~10x slower),
   // written as 5 + 6 base-36 digits into one string.
-  let hi = ((h2 & 0x1fffff) << 4) | (h1 >>> 28)
-  let lo = h1 & 0xfffffff
-  codes[0] = 102 // f
-  for (let i = 11; i >= 6; i--) {
-    codes[i] = DIGITS.charCodeAt(lo % 36)
-    lo = Math.floor(lo / 36)
-  }
-  for (let i = 5; i >= 1; i--) {
-    codes[i] = DIGITS.charCodeAt(hi % 36)
-    hi = Math.floor(hi / 36)
-  }
-  return String.fromCharCode.apply(null, codes)
+  const hi = ((h2 & 0x1fffff) << 4) | (h1 >>> 28)
+  const lo = h1 & 0xfffffff
+  const d = DIGITS
+  const l0 = lo % 36, l1 = Math.floor(lo / 36) % 36, l2 = Math.floor(lo / 1296) % 36
+  const l3 = Math.floor(lo / 46656) % 36, l4 = Math.floor(lo / 1679616) % 36, l5 = Math.floor(lo / 60466176) % 36
+  const h0 = hi % 36, h1_ = Math.floor(hi / 36) % 36, h2_ = Math.floor(hi / 1296) % 36
+  const h3 = Math.floor(hi / 46656) % 36, h4 = Math.floor(hi / 1679616) % 36
+  return String.fromCharCode(102 /* f */, d.charCodeAt(h4), d.charCodeAt(h3), d.charCodeAt(h2_), d.charCodeAt(h1_), d.charCodeAt(h0),
+    d.charCodeAt(l5), d.charCodeAt(l4), d.charCodeAt(l3), d.charCodeAt(l2), d.charCodeAt(l1), d.charCodeAt(l0))
 }
 
 /**
