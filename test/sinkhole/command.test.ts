@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { capabilities, requires } from '../helpers/caps.js'
 import { CLI, runCli } from '../helpers/cli.js'
 import { dig, freePort, startDnsmasq } from '../helpers/dnsmasq.js'
+import { link, makeNs } from '../helpers/netns.js'
 
 function tmp(t: Test): string {
   const d = mkdtempSync(join(tmpdir(), `eg-sinkhole-cmd-${process.pid}-`))
@@ -15,8 +16,9 @@ function tmp(t: Test): string {
 }
 
 /** Start the CLI; resolves once it printed `wantLines` lines on stdout. Killed at teardown. */
-function startCli(t: Test, args: string[], wantLines: number): Promise<{ child: ChildProcess; out: () => string; err: () => string; waitFor: (re: RegExp) => Promise<void> }> {
-  const child = spawn(process.execPath, [CLI, 'sinkhole', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+function startCli(t: Test, args: string[], wantLines: number, netns?: string): Promise<{ child: ChildProcess; out: () => string; err: () => string; waitFor: (re: RegExp) => Promise<void> }> {
+  const [file, argv] = netns ? ['ip', ['netns', 'exec', netns, process.execPath, CLI, 'sinkhole', ...args]] : [process.execPath, [CLI, 'sinkhole', ...args]]
+  const child = spawn(file as string, argv as string[], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   child.stdout!.on('data', (d) => (out += String(d)))
@@ -118,4 +120,31 @@ t.test('--resolv-conf: the first nameserver is the upstream', async (t) => {
   const info = JSON.parse(cli.out().trim().split('\n')[0]!) as { upstreams: unknown; listening: Array<{ port: number }> }
   t.same(info.upstreams, [{ address: '127.0.0.1', port: 53 }])
   t.ok(info.listening[0]!.port > 0, 'port 0: the actual port is reported')
+})
+
+t.test('a real client on another address: refused unless its network is allowed (network namespaces)', async (t) => {
+  if (!requires(t, capabilities.netns(), capabilities.tool('dig'), capabilities.tool('dnsmasq'))) return
+  // Server namespace (sinkhole + dnsmasq) and client namespace joined by a veth pair; nothing here
+  // touches the root namespace.
+  const nsS = makeNs(t, 'shs')
+  const nsC = makeNs(t, 'shc')
+  link(nsS, ['198.51.100.1/24'], nsC, ['198.51.100.2/24'])
+  await startDnsmasq(t, { netns: nsS, port: 5399, hosts: { 'good.example': ['192.0.2.10'] } })
+  const dir = tmp(t)
+  writeFileSync(join(dir, 'list.txt'), 'bad.example\n')
+  const common = ['--upstream', '127.0.0.1:5399', '--blocklists', dir, '--log-level', 'error']
+  const strict = await startCli(t, ['--listen', '198.51.100.1:53', '--listen', '127.0.0.1:53', ...common], 4, nsS)
+  for (const name of ['good.example', 'bad.example']) {
+    for (const extra of [[], ['+tcp']]) {
+      const r = await dig('198.51.100.1', 53, name, 'A', extra, nsC)
+      t.equal(r.status, 'REFUSED', `${name} ${extra.join('')} from 198.51.100.2: REFUSED (default: loopback and Docker bridges only)`)
+    }
+  }
+  t.same((await dig('127.0.0.1', 53, 'good.example', 'A', [], nsS)).answers.map((a) => a[2]), ['192.0.2.10'], 'loopback client in the same namespace: answered')
+  strict.child.kill('SIGTERM')
+  await new Promise((r) => strict.child.once('exit', r))
+
+  await startCli(t, ['--listen', '198.51.100.1:53', '--allow-client', '198.51.100.0/24', ...common], 2, nsS)
+  t.same((await dig('198.51.100.1', 53, 'good.example', 'A', [], nsC)).answers.map((a) => a[2]), ['192.0.2.10'], 'allowed network: forwarded')
+  t.same((await dig('198.51.100.1', 53, 'www.bad.example', 'A', ['+tcp'], nsC)).answers.map((a) => a[2]), ['0.0.0.0'], 'allowed network: blocked name sinkholed')
 })
