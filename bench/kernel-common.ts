@@ -2,6 +2,7 @@
 // namespace (so ours and the baselines spawn tools directly, with no `ip netns exec` per call),
 // refuse to run in the root namespace, generate entry lists, and summarise timings.
 import { execFileSync, spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 
 export const INNER = 'EG_BENCH_NETNS'
 
@@ -71,4 +72,29 @@ export function argFlag(name: string): boolean {
 export function argNum(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`)
   return i >= 0 ? Number(process.argv[i + 1]) : def
+}
+
+/**
+ * CPU milliseconds used so far by this process AND its waited-for children (ipset, iptables-restore,
+ * nft): user+system from process.cpuUsage() plus cutime+cstime from /proc/self/stat (100 Hz ticks).
+ * On a shared, loaded machine wall time mostly measures waiting for a core; CPU time does not.
+ */
+export function cpuMs(): number {
+  const u = process.cpuUsage()
+  const stat = readFileSync('/proc/self/stat', 'utf8')
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  // Fields after the command name start at field 3 (state); cutime and cstime are fields 16 and 17.
+  return (u.user + u.system) / 1000 + (Number(f[13]) + Number(f[14])) * 10
+}
+
+/** Wall and CPU milliseconds of one call. */
+export async function timeCpu(fn: () => Promise<unknown>): Promise<{ wall: number; cpu: number }> {
+  const c0 = cpuMs()
+  const t0 = performance.now()
+  await fn()
+  return { wall: performance.now() - t0, cpu: cpuMs() - c0 }
+}
+
+export function loadAvg(): string {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
 }

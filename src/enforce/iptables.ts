@@ -32,6 +32,12 @@ export function resolveNames(namePrefix: string | undefined): { prefix: string; 
   return { prefix, chain: prefix.toUpperCase() }
 }
 
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
 function members(d: DesiredState, key: SetKey): string[] {
   const role = key.slice(0, -1) as 'block' | 'alert' | 'allow'
   return key.endsWith('4') ? d[role].v4 : d[role].v6
@@ -44,11 +50,14 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
   const netns = opts.netns
   const names = new Map(SET_KEYS.map((k) => [k, setName(prefix, k)]))
   const owned = new Set(ownedSetNames(prefix))
-  /** Last state written (or confirmed) and the members we believe each live set holds. */
+  /** Last state written (or confirmed). */
   let last: DesiredState | undefined
-  let cache: Map<string, Set<string>> | undefined
-  /** The member lists last written, in the caller's order, while `cache` was built from them. */
-  let written: Map<string, readonly string[]> | undefined
+  /**
+   * Per live set, the member list this process last wrote (the kernel holds exactly these) and a Set
+   * of it, built only when a diff needs one: a full apply of 100,000 entries does not pay for a Set
+   * that an identical next apply would not use. Dropped whenever the kernel may disagree.
+   */
+  let known: Map<string, { list: readonly string[]; set?: Set<string> }> | undefined
 
   const specFor = (family: Fam): string[] =>
     chainRules({
@@ -83,11 +92,11 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
     const [headers, [t4, t6]] = await Promise.all([readHeaders(), readTables()])
     // Trust the in-memory members only when every set still exists with the count we left it at;
     // otherwise read the kernel's members (one `ipset save`, skipped when none of our sets exist).
-    let live = cache
+    let fromKernel: Map<string, Set<string>> | undefined
     const ours = SET_KEYS.filter((k) => headers.has(names.get(k)!))
-    if (desired && (!live || SET_KEYS.some((k) => headers.get(names.get(k)!)?.entries !== live!.get(names.get(k)!)?.size))) {
-      live = ours.length > 0 ? await readMembers() : new Map()
-      written = undefined
+    if (desired && (!known || SET_KEYS.some((k) => headers.get(names.get(k)!)?.entries !== known!.get(names.get(k)!)?.list.length))) {
+      fromKernel = ours.length > 0 ? await readMembers() : new Map()
+      known = undefined
     }
     const script: string[] = []
     const plans = new Map<string, { mode: string; adds?: string[]; dels?: string[] }>()
@@ -95,15 +104,23 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
       const name = names.get(k)!
       const hdr = headers.get(name)
       if (!desired && hdr) continue // init: only create what is missing
+      const want = desired ? members(desired, k) : []
+      const kn = known?.get(name)
+      const tempExists = headers.has(tempSetName(prefix, k))
+      if (hdr && kn && !tempExists && sameList(kn.list, want)) {
+        plans.set(name, { mode: 'none' }) // the common case: nothing changed, no hashing at all
+        continue
+      }
+      if (kn) kn.set ??= new Set(kn.list)
       const plan = planSet({
         name,
         temp: tempSetName(prefix, k),
         family: k.endsWith('4') ? 4 : 6,
-        desired: desired ? members(desired, k) : [],
+        desired: want,
         live: hdr,
-        liveMembers: live?.get(name),
-        ...(written?.get(name) ? { prevList: written.get(name)! } : {}),
-        tempExists: headers.has(tempSetName(prefix, k)),
+        liveMembers: kn ? kn.set : fromKernel?.get(name),
+        ...(kn ? { prevList: kn.list } : {}),
+        tempExists,
       })
       plans.set(name, plan)
       if (plan.lines.length === 0) continue
@@ -126,28 +143,33 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
       })
     // Rules name the sets, so sets come first unless every set already exists; v4 and v6 rules are
     // independent of each other.
-    if (ours.length === SET_KEYS.length) await Promise.all([writeSets(), ...writeRules()])
-    else {
-      await writeSets()
-      await Promise.all(writeRules())
+    try {
+      if (ours.length === SET_KEYS.length) await Promise.all([writeSets(), ...writeRules()])
+      else {
+        await writeSets()
+        await Promise.all(writeRules())
+      }
+    } catch (e) {
+      known = undefined // a restore that failed half-way: the next apply reads the kernel back
+      throw e
     }
     if (desired) {
       last = desired
-      const next = new Map<string, Set<string>>()
+      const next = new Map<string, { list: readonly string[]; set?: Set<string> }>()
       for (const k of SET_KEYS) {
         const name = names.get(k)!
         const p = plans.get(name)
-        const prev = live?.get(name)
-        // Incremental edits update the Set we already hold; anything else is rebuilt from desired.
-        if (p && prev && p.mode === 'incremental' && p.adds && p.dels) {
-          for (const m of p.dels) prev.delete(m)
-          for (const m of p.adds) prev.add(m)
-          next.set(name, prev)
-        } else if (p && prev && p.mode === 'none') next.set(name, prev)
-        else next.set(name, new Set(members(desired, k)))
+        const set = known?.get(name)?.set
+        const list = members(desired, k).slice()
+        // An incremental edit updates the Set we already hold; otherwise it is rebuilt when needed.
+        if (set && p?.mode === 'incremental' && p.adds && p.dels) {
+          for (const m of p.dels) set.delete(m)
+          for (const m of p.adds) set.add(m)
+          next.set(name, { list, set })
+        } else if (set && p?.mode === 'none') next.set(name, { list, set })
+        else next.set(name, { list })
       }
-      cache = next
-      written = new Map(SET_KEYS.map((k) => [names.get(k)!, members(desired, k).slice()]))
+      known = next
     }
     const ms = performance.now() - t0
     if (actions.length > 0) log.info({ actions, added, removed, ms: Math.round(ms) }, 'kernel updated')
@@ -213,10 +235,7 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
           if (extra + lacking > 0) drift.push({ kind: 'set-members', detail: `ipset ${name}: ${lacking} missing, ${extra} unexpected` })
         }
         // The cache no longer describes the kernel: make the next apply read it back.
-        if (drift.length > 0) {
-          cache = undefined
-          written = undefined
-        }
+        if (drift.length > 0) known = undefined
       }
       drift.push(...rulesDrift(t4, chain, specFor(4), 'iptables'), ...rulesDrift(t6, chain, specFor(6), 'ip6tables'))
       for (const d of drift) log.warn({ drift: d.kind }, d.detail)
@@ -234,8 +253,7 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
       const destroy = [...owned].filter((n) => headers.has(n)).map((n) => `destroy ${n}`)
       if (destroy.length > 0) await run('ipset', ['restore'], { netns, input: destroy.join('\n') + '\n' })
       last = undefined
-      cache = undefined
-      written = undefined
+      known = undefined
       log.info({ sets: destroy.length }, 'removed chain, jumps and sets')
     },
   }
