@@ -20,6 +20,8 @@ export interface DockerEnv {
   dir: string
   /** The daemon's log so far (for a failing test's diagnostics). */
   log(): string
+  /** Stop dockerd (SIGTERM, like `systemctl restart docker`), run `between` while it is down, start it again and wait for its API. */
+  restart(between?: () => Promise<void> | void): Promise<void>
 }
 
 /** The image every e2e test uses: busybox with sh, nslookup, wget, nc, cat, sleep. */
@@ -118,31 +120,43 @@ export async function startDocker(t: T): Promise<DockerEnv> {
   mkdirSync(dir, { recursive: true })
   await exec('ip', ['netns', 'add', ns])
   await exec('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
-  const logFd = openSync(logfile, 'a')
-  const child = spawn(
-    'setsid',
-    ['nsenter', `--net=/var/run/netns/${ns}`, 'dockerd', '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', pidfile, '-H', host],
-    { stdio: ['ignore', logFd, logFd] },
-  )
-  closeSync(logFd)
-  daemonPid = child.pid
-  let exited: string | undefined
-  child.on('exit', (code, sig) => (exited = `dockerd exited (${code ?? sig})`))
   const log = () => (existsSync(logfile) ? readFileSync(logfile, 'utf8') : '')
+  const launch = async (): Promise<void> => {
+    const logFd = openSync(logfile, 'a')
+    const child = spawn(
+      'setsid',
+      ['nsenter', `--net=/var/run/netns/${ns}`, 'dockerd', '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', pidfile, '-H', host],
+      { stdio: ['ignore', logFd, logFd] },
+    )
+    closeSync(logFd)
+    daemonPid = child.pid
+    let exited: string | undefined
+    child.on('exit', (code, sig) => (exited = `dockerd exited (${code ?? sig})`))
 
-  const deadline = Date.now() + 60_000
-  for (;;) {
-    if (exited) throw new Error(`${exited}:\n${log().split('\n').slice(-20).join('\n')}`)
-    if (existsSync(sock)) {
-      try {
-        await docker(['version', '--format', '{{.Server.Version}}'])
-        break
-      } catch {
-        /* socket there, API not ready yet */
+    const deadline = Date.now() + 60_000
+    for (;;) {
+      if (exited) throw new Error(`${exited}:\n${log().split('\n').slice(-20).join('\n')}`)
+      if (existsSync(sock)) {
+        try {
+          await docker(['version', '--format', '{{.Server.Version}}'])
+          break
+        } catch {
+          /* socket there, API not ready yet */
+        }
       }
+      if (Date.now() > deadline) throw new Error(`dockerd did not answer within 60 s:\n${log().split('\n').slice(-20).join('\n')}`)
+      await sleep(200)
     }
-    if (Date.now() > deadline) throw new Error(`dockerd did not answer within 60 s:\n${log().split('\n').slice(-20).join('\n')}`)
-    await sleep(200)
+  }
+  await launch()
+  const restart = async (between?: () => Promise<void> | void): Promise<void> => {
+    const pid = daemonPid
+    if (pid && alive(pid)) {
+      process.kill(pid, 'SIGTERM')
+      for (let i = 0; i < 300 && alive(pid); i++) await sleep(100)
+    }
+    await between?.()
+    await launch()
   }
 
   // No registry here: an image from the static busybox, with the applets tests use linked in.
@@ -158,5 +172,5 @@ export async function startDocker(t: T): Promise<DockerEnv> {
   const addr = await exec('ip', ['-n', ns, '-4', '-o', 'addr', 'show', 'dev', 'docker0'])
   const bridgeIp = /inet (\d+\.\d+\.\d+\.\d+)\//.exec(addr)?.[1]
   if (!bridgeIp) throw new Error(`no docker0 address in ${ns}: ${addr}`)
-  return { ns, sock, docker, bridgeIp, dir, log }
+  return { ns, sock, docker, bridgeIp, dir, log, restart }
 }
