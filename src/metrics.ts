@@ -77,16 +77,17 @@ export function createSinkholeMetrics(registry: Registry): SinkholeMetrics {
     byResult.set(r, queries.labels(r))
     queries.labels(r).inc(0) // expose every series at 0 so rate() works from the first scrape
   }
-  const byHit = new Map<string, Counter.Internal>()
-  for (const a of ['block', 'alert'] as const) for (const m of MODES) byHit.set(`${a}/${m}`, hits.labels(a, m))
+  const byHit = { block: new Map<string, Counter.Internal>(), alert: new Map<string, Counter.Internal>() }
+  for (const a of ['block', 'alert'] as const) for (const m of MODES) byHit[a].set(m, hits.labels(a, m))
 
   return {
     query(result) {
       byResult.get(result)?.inc()
     },
     hit(action, mode) {
-      const m = mode.startsWith('custom') ? 'custom' : mode
-      const child = byHit.get(`${action}/${m}`)
+      const children = byHit[action] as Map<string, Counter.Internal> | undefined
+      if (!children) return
+      const child = children.get(mode) ?? (mode.startsWith('custom') ? children.get('custom') : undefined)
       if (child) child.inc()
       else hits.labels(action, 'other').inc()
     },
