@@ -130,6 +130,9 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
   }
 
   async function forward(msg: Buffer, q: Query, check: boolean, alertHit: HitInfo | undefined, client: ClientInfo): Promise<Buffer> {
+    // An alert-mode name is a hit whatever happens next (upstream failure, or a block via the answer):
+    // the point of alert mode is to learn what a rule would catch.
+    if (alertHit) record(alertHit, client)
     const key = cacheKey(q)
     let resp = cache?.get(key, msg, q)
     if (resp) {
@@ -177,7 +180,6 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
       lastAlert = r.kind === 'alert'
       if (r.kind === 'alert' && !alertHit) record({ action: 'alert', verdict: r.verdict, name: q.qname, qtype: typeName(q.qtype), answer: 'forwarded' }, client)
     }
-    if (alertHit) record(alertHit, client)
     m?.query(alertHit || (check && lastAlert) ? 'alert' : 'forwarded')
     return resp
   }

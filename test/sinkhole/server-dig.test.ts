@@ -182,11 +182,13 @@ t.test('cache: a repeat is answered without the upstream, TTL counts down; setMa
 
 t.test('SERVFAIL when every upstream fails', async (t) => {
   if (!requires(t, capabilities.tool('dig'), capabilities.tool('dnsmasq'))) return
-  const { port } = await sinkhole(t, { upstreams: [{ address: '127.0.0.1', port: 9 }], upstreamTimeoutMs: 300, upstreamAttempts: 2 })
+  const { port, hits } = await sinkhole(t, { upstreams: [{ address: '127.0.0.1', port: 9 }], upstreamTimeoutMs: 300, upstreamAttempts: 2 })
   const r = await dig('127.0.0.1', port, 'good.example', 'A', ['+time=3'])
   t.equal(r.status, 'SERVFAIL')
   t.match(r.ede.join(''), /EDE: 22 \(No Reachable Authority\)/, 'EDE says why')
   t.same((await dig('127.0.0.1', port, 'bad.example', 'A')).answers.map((a) => a[2]), ['0.0.0.0'], 'blocking does not need the upstream')
+  t.equal((await dig('127.0.0.1', port, 'x.watch.example', 'A', ['+time=3'])).status, 'SERVFAIL')
+  t.ok(hits.some((h) => h.action === 'alert' && h.name === 'x.watch.example'), 'an alert-mode lookup is a hit even when the upstream fails')
 })
 
 t.test('several listen addresses, IPv6 included, each on UDP and TCP', async (t) => {
