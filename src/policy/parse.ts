@@ -171,6 +171,11 @@ function cleanText(s: string): string | undefined {
   return t === '' ? undefined : t
 }
 
+const NAME_CHARS = /^[a-z0-9_.-]+$/
+const NAME_LETTER = /[a-z_-]/
+/** Options of a line without trailing tokens (read-only: add() and makeEntry() only read them). */
+const PLAIN: Readonly<LineOptions> = Object.freeze({ allow: false, mode: 'block', force: false })
+
 /**
  * Incremental parser: feed() complete lines in order (a chunk may end without a newline only at the end
  * of the file), then finish(). parseBlocklist is the one-shot form; loadBlocklists feeds huge files in pieces.
@@ -217,6 +222,14 @@ export class BlocklistParser {
       this.pending = undefined
       this.problem({ severity: 'error', code: 'line-too-long', message: `line is ${raw.length} characters long, the limit is ${MAX_LINE}` })
       return
+    }
+    // Fast path, most lines of big lists: a bare lower-case name. Exactly what the general path below
+    // would do with it (no whitespace, `#`, `;`, `@@`, `||`, `*` or upper case; a letter, `-` or `_`
+    // somewhere, so it is not an address), minus the work of finding that out.
+    if (NAME_CHARS.test(raw) && NAME_LETTER.test(raw)) {
+      const comment = this.pending
+      this.pending = undefined
+      return this.add(checkName(raw), PLAIN, comment)
     }
     const line = raw.trim()
     if (line === '') {
