@@ -232,12 +232,13 @@ export function createPolicySync(opts: PolicySyncOptions): PolicySync {
     }
     applied = eff
     if (next !== undefined && next !== server) {
-      server = next
       try {
         await opts.cache.write(next)
       } catch (e) {
         log.error({ err: (e as Error).message }, 'policy applied but not cached')
       }
+      // After the write: a status showing this version means the cache holds it too.
+      server = next
     }
     log.info({ version: eff.version, etag: eff.etag, entries: eff.entries.length }, 'policy applied')
     if (fetchError !== undefined) return fail('policy fetch failed (local entries applied)', fetchError)

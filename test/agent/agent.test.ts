@@ -77,7 +77,8 @@ t.test('cached policy first, then the server; kernel before sinkhole; report aft
   await agent.start()
   t.same(w.events.slice(0, 3), ['apply:3', 'matcher:2', 'sinkhole:start'], 'cache enforced before anything else')
   // Let the loop's first round finish.
-  for (let i = 0; i < 100 && !w.events.includes('apply:4'); i++) await new Promise((r) => setTimeout(r, 10))
+  // (The cache is written right after the apply returns: wait for the sync to record the new version.)
+  for (let i = 0; i < 200 && agent.status().sync.server?.version !== 4; i++) await new Promise((r) => setTimeout(r, 10))
   t.ok(w.events.indexOf('get:e3') > w.events.indexOf('apply:3'), 'the first request carries the cached etag')
   t.ok(w.events.indexOf('matcher:3') > w.events.indexOf('apply:4'), 'sinkhole matcher switched after the kernel apply')
   await agent.reportNow()
