@@ -32,6 +32,14 @@ export function normalizeName(raw: string): NameResult {
     s = s.slice(2)
   }
   if (s === '') return { ok: false, code: 'invalid-name', message: `empty name in ${JSON.stringify(raw)}` }
+  return checkLabels(s, raw, subdomainsOnly)
+}
+
+/**
+ * The checks on an already normalised name `s` (lower case, ASCII, no trailing dot, no `*.`): characters,
+ * label and name lengths, hyphens, a numeric last label. `raw` is only quoted in messages.
+ */
+export function checkLabels(s: string, raw: string, subdomainsOnly: boolean): NameResult {
   let labelStart = 0
   let labels = 1
   let numericLabel = true

@@ -2,7 +2,7 @@
 // never a path, and never throws on input; a bad line is a Problem and the rest of the file still counts.
 import type { Entry, Problem } from './types.js'
 import { RESERVED, formatIp, parseCidr, parseIp, reservedOverlap } from './net.js'
-import { HOSTS_LOCAL_NAMES, normalizeName } from './names.js'
+import { HOSTS_LOCAL_NAMES, checkLabels, normalizeName } from './names.js'
 import { isExpired, isRelativeExpiry, parseExpires } from './expiry.js'
 import { entryId, entryKey } from './merge.js'
 
@@ -229,7 +229,8 @@ export class BlocklistParser {
     if (NAME_CHARS.test(raw) && NAME_LETTER.test(raw)) {
       const comment = this.pending
       this.pending = undefined
-      return this.add(checkName(raw), PLAIN, comment)
+      const n = checkLabels(raw.endsWith('.') ? raw.slice(0, -1) : raw, raw, false)
+      return this.add(n.ok ? (n.warning ? checkName(raw) : { ok: true, kind: 'domain', value: n.name, subdomainsOnly: false }) : err(n.code, n.message), PLAIN, comment)
     }
     const line = raw.trim()
     if (line === '') {
