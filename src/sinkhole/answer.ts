@@ -4,7 +4,7 @@
 import { errors } from '../errors.js'
 import { parseIp } from '../policy/net.js'
 import type { Matcher, Verdict } from '../policy/types.js'
-import { AA, CLASS_IN, RCODE, TYPE, addressText, buildError, buildReply, parseQuery, readName, records, typeName, type Query, type Rdata } from './wire.js'
+import { AA, CLASS_IN, RCODE, TYPE, addressText, buildError, buildReply, parseQuery, readName, records, skipName, typeName, type Query, type Rdata } from './wire.js'
 
 /** What a blocked name is told. Custom addresses answer A and/or AAAA; other types get NODATA. */
 export type BlockMode = 'null' | 'nxdomain' | 'refused' | { a?: string; aaaa?: string }
@@ -173,12 +173,59 @@ export function checkForwarded(resp: Buffer, matcher: Matcher): ForwardCheck {
       if (ip === undefined) return { kind: 'malformed' }
       v = matcher.matchIp(ip)
       via = `ip:${ip}`
+    } else if (rr.type === TYPE.SVCB || rr.type === TYPE.HTTPS) {
+      const r = checkSvcb(resp, rr.rdOff, rr.rdLen, matcher)
+      if (r === undefined) return { kind: 'malformed' }
+      if (r === null) continue
+      ;[v, via] = r
     } else continue
     if (!v || v.action === 'allow') continue
     if (v.action === 'block') return { kind: 'block', verdict: v, via }
     alert ??= { kind: 'alert', verdict: v, via }
   }
   return alert ?? { kind: 'ok' }
+}
+
+/**
+ * SVCB/HTTPS (RFC 9460): browsers connect to the TargetName and to the ipv4hint/ipv6hint addresses
+ * without another A/AAAA lookup, so those are checked too. Returns the first non-allow verdict
+ * (a block before an alert), null when nothing matched, undefined when malformed.
+ */
+function checkSvcb(buf: Buffer, off: number, len: number, matcher: Matcher): [Verdict, string] | null | undefined {
+  const end = off + len
+  if (len < 3) return undefined
+  const target = readName(buf, off + 2) // RFC 9460 2.2: not compressed, but readName copes either way
+  if (target === undefined) return undefined
+  let found: [Verdict, string] | null = null
+  const note = (v: Verdict | undefined, via: string): boolean => {
+    if (!v || v.action === 'allow') return false
+    if (v.action === 'block') {
+      found = [v, via]
+      return true
+    }
+    found ??= [v, via]
+    return false
+  }
+  if (target !== '' && note(matcher.matchName(target), `svcb:${target}`)) return found
+  let p = skipName(buf, off + 2)
+  if (p < 0 || p > end) return undefined
+  while (p < end) {
+    if (p + 4 > end) return undefined
+    const key = buf.readUInt16BE(p)
+    const vlen = buf.readUInt16BE(p + 2)
+    p += 4
+    if (p + vlen > end) return undefined
+    const step = key === 4 ? 4 : key === 6 ? 16 : 0 // ipv4hint, ipv6hint
+    if (step) {
+      if (vlen % step !== 0) return undefined
+      for (let a = p; a < p + vlen; a += step) {
+        const ip = addressText(buf, a, step)!
+        if (note(matcher.matchIp(ip), `svcb-hint:${ip}`)) return found
+      }
+    }
+    p += vlen
+  }
+  return found
 }
 
 /** Flags a reply made by answer() carries, for tests and logs. */

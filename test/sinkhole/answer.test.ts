@@ -155,3 +155,23 @@ t.test('EDNS options are hop-by-hop: COOKIE and CLIENT-SUBNET are not forwarded 
   const pp = parseQuery(plain)
   t.equal(pp.ok && withoutEdnsOptions(plain, pp.query), plain, 'no EDNS: the same buffer, no copy')
 })
+
+t.test('checkForwarded: HTTPS/SVCB target names and address hints (RFC 9460)', async (t) => {
+  const name = (n: string) => Buffer.concat([...n.split('.').filter(Boolean).map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])), Buffer.from([0])])
+  const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff])
+  function https(target: string, params: Array<[number, Buffer]>): Buffer {
+    const rdata = Buffer.concat([u16(1), name(target), ...params.map(([k, v]) => Buffer.concat([u16(k), u16(v.length), v]))])
+    const header = Buffer.from([0, 9, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0])
+    const question = Buffer.concat([name('site.example'), u16(65), u16(1)])
+    const rr = Buffer.concat([Buffer.from([0xc0, 12]), u16(65), u16(1), Buffer.from([0, 0, 0, 60]), u16(rdata.length), rdata])
+    return Buffer.concat([header, question, rr])
+  }
+  const alpn = Buffer.from([2, 0x68, 0x32])
+  t.equal(checkForwarded(https('', [[1, alpn], [4, Buffer.from([192, 0, 2, 1])]]), matcher).kind, 'ok', 'harmless hints pass')
+  const viaTarget = checkForwarded(https('cdn.bad.example', [[1, alpn]]), matcher)
+  t.equal(viaTarget.kind === 'block' && viaTarget.via, 'svcb:cdn.bad.example', 'blocked TargetName')
+  const viaV4 = checkForwarded(https('', [[1, alpn], [4, Buffer.from([192, 0, 2, 1, 203, 0, 113, 9])]]), matcher)
+  t.equal(viaV4.kind === 'block' && viaV4.via, 'svcb-hint:203.0.113.9', 'blocked ipv4hint')
+  t.equal(checkForwarded(https('', [[4, Buffer.from([1, 2, 3])]]), matcher).kind, 'malformed', 'a hint of the wrong length')
+  t.equal(checkForwarded(https('', [[4, Buffer.from([1, 2, 3, 4])]]).subarray(0, 40), matcher).kind, 'malformed', 'cut short')
+})
