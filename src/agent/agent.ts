@@ -85,6 +85,8 @@ export interface Agent {
   stop(): Promise<void>
   /** Await one sync round (tests). */
   syncOnce(): ReturnType<PolicySync['syncOnce']>
+  /** Run a sync round now (SIGHUP, a local blocklist file changed). */
+  wake(): void
   reportNow(): Promise<boolean>
   status(): AgentStatus
 }
@@ -258,6 +260,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
       }
     },
     syncOnce: () => sync.syncOnce(),
+    wake: () => sync.wake(),
     reportNow: () => reporter?.reportNow() ?? Promise.resolve(false),
     status() {
       return {

@@ -79,6 +79,8 @@ export interface PolicySync {
   applyCached(): Promise<boolean>
   /** One round: fetch (long-poll), validate, apply, cache. Never throws. */
   syncOnce(): Promise<SyncResult>
+  /** Start a round now (SIGHUP, a blocklist file changed): ends the long-poll wait or the pause. */
+  wake(): void
   start(): void
   /** Ends the loop and aborts an in-flight long-poll; resolves when the loop has exited. */
   stop(): Promise<void>
@@ -136,6 +138,9 @@ export function createPolicySync(opts: PolicySyncOptions): PolicySync {
   let diffMismatches = 0
   let loop: Promise<void> | undefined
   let ac = new AbortController()
+  // wake(): aborts the long-poll in flight (or the pause between rounds) so a round starts now.
+  let wakeAc = new AbortController()
+  let woken = false
   // Serialises syncOnce with applyCached and with itself (tests may call it beside the loop).
   let chain: Promise<unknown> = Promise.resolve()
   function serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -202,19 +207,22 @@ export function createPolicySync(opts: PolicySyncOptions): PolicySync {
   async function round(): Promise<SyncResult> {
     let fetchError: unknown
     let next = server
+    if (opts.client) {
+      try {
+        next = await fetchServer(AbortSignal.any([ac.signal, wakeAc.signal]))
+      } catch (e) {
+        if (ac.signal.aborted) return 'unchanged'
+        // Woken up: the server's answer is simply not in yet; go on with the local entries.
+        if (wakeAc.signal.aborted) next = server
+        else fetchError = e
+      }
+    }
+    // Local files after the (long) fetch: a wake-up during the wait sees the files as they are now.
     if (opts.local) {
       try {
         await loadLocal()
       } catch (e) {
         // A broken local directory keeps its previous entries (a bad file never drops the good policy).
-        fetchError = e
-      }
-    }
-    if (opts.client) {
-      try {
-        next = await fetchServer(ac.signal)
-      } catch (e) {
-        if (ac.signal.aborted) return 'unchanged'
         fetchError = e
       }
     }
@@ -278,17 +286,21 @@ export function createPolicySync(opts: PolicySyncOptions): PolicySync {
   async function run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       const t0 = Date.now()
+      if (wakeAc.signal.aborted) wakeAc = new AbortController()
+      woken = false
       const r = await syncOnce()
       if (signal.aborted) break
+      if (woken) continue
+      const pause = AbortSignal.any([signal, wakeAc.signal])
       if (r === 'error') {
-        await sleep(backoffDelay(failures, opts.backoff), signal)
+        await sleep(backoffDelay(failures, opts.backoff), pause)
       } else if (!opts.client) {
-        await sleep(opts.local?.pollMs ?? 5000, signal)
+        await sleep(opts.local?.pollMs ?? 5000, pause)
       } else if (waitSec === 0) {
-        await sleep(opts.pollIntervalMs ?? 10_000, signal)
+        await sleep(opts.pollIntervalMs ?? 10_000, pause)
       } else if (r === 'unchanged' && Date.now() - t0 < 1000) {
         // A 304 that came back at once (a server or proxy that ignores `wait`): do not spin.
-        await sleep(1000, signal)
+        await sleep(1000, pause)
       }
     }
   }
@@ -296,6 +308,11 @@ export function createPolicySync(opts: PolicySyncOptions): PolicySync {
   return {
     applyCached,
     syncOnce,
+    wake() {
+      if (!loop) return
+      woken = true
+      wakeAc.abort()
+    },
     start() {
       if (loop) return
       ac = new AbortController()

@@ -3,7 +3,7 @@
 // and hands them to createAgent; runs until SIGINT/SIGTERM. Rules stay in place on exit unless
 // --on-exit remove.
 import { hostname } from 'node:os'
-import { readFileSync } from 'node:fs'
+import { readFileSync, watch, type FSWatcher } from 'node:fs'
 import { isIP } from 'node:net'
 import type { Command, CommandIO } from './types.js'
 import { durationOption, helpText, intOption, loadOptions, type Spec } from '../config.js'
@@ -183,10 +183,32 @@ const command: Command = {
     )
     await containers?.start()
     await agent.start()
+    // SIGHUP, or a change in the blocklist directory (debounced: editors write in several steps),
+    // starts a sync round at once instead of at the end of the current long-poll.
+    const offReload = io.onReload(() => {
+      log.info('SIGHUP: syncing now')
+      agent.wake()
+    })
+    let watcher: FSWatcher | undefined
+    let debounce: NodeJS.Timeout | undefined
+    if (o.blocklists) {
+      try {
+        watcher = watch(o.blocklists, () => {
+          clearTimeout(debounce)
+          debounce = setTimeout(() => agent.wake(), 300)
+        })
+        watcher.on('error', (e) => log.warn({ err: e.message }, 'blocklist directory watch failed; changes are picked up every round'))
+      } catch (e) {
+        log.warn({ err: (e as Error).message }, 'cannot watch the blocklist directory; changes are picked up every round')
+      }
+    }
     await new Promise<void>((resolve) => {
       if (io.signal.aborted) return resolve()
       io.signal.addEventListener('abort', () => resolve(), { once: true })
     })
+    offReload()
+    watcher?.close()
+    clearTimeout(debounce)
     await agent.stop()
     containers?.stop()
     return 0

@@ -199,3 +199,41 @@ t.test('directory-only sync (no server)', async (t) => {
   t.equal(await sync.syncOnce(), 'unchanged')
   t.equal(applied.length, 1)
 })
+
+t.test('wake() ends a long-poll wait and applies a local change at once', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), `eg-sync-${process.pid}-`))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  let localEntries = [ent('l1', 'local.example')]
+  const applied: Policy[] = []
+  let waits = 0
+  const client: PolicyClient = {
+    async getPolicy(q) {
+      if (!q.etag) return { status: 200, policy: p1, etag: p1.etag }
+      waits++
+      // A long-poll that only ends when aborted (the server has nothing new).
+      return new Promise((_resolve, reject) => q.signal!.addEventListener('abort', () => reject(new Error('aborted')), { once: true }))
+    },
+  }
+  const sync = createPolicySync({
+    client,
+    cache: createPolicyCache({ dir, log: silentLogger }),
+    log: silentLogger,
+    onPolicy: async (p) => void applied.push(p),
+    local: { load: async () => localEntries },
+    combine: (srv, local) => pol(srv?.version ?? 0, [...(srv?.entries ?? []), ...local]),
+  })
+  sync.start()
+  t.teardown(() => sync.stop())
+  for (let i = 0; i < 200 && (applied.length < 1 || waits < 1); i++) await new Promise((r) => setTimeout(r, 10))
+  t.equal(applied.length, 1)
+  localEntries = [ent('l2', 'other.example')]
+  const t0 = Date.now()
+  sync.wake()
+  for (let i = 0; i < 200 && applied.length < 2; i++) await new Promise((r) => setTimeout(r, 10))
+  t.equal(applied.length, 2, 'applied without waiting for the long-poll to end')
+  t.ok(Date.now() - t0 < 2000)
+  t.same(applied[1]!.entries.map((e) => e.value), ['evil.example', '203.0.113.7/32', 'other.example'])
+  t.equal(sync.status().failures, 0, 'a wake is not an error')
+  await sync.stop()
+  t.ok(waits >= 2, 'and the long-poll resumed')
+})
