@@ -48,6 +48,13 @@ export class DomainTable {
    */
   private readonly slots: Int32Array
   private readonly mask: number
+  /**
+   * A one-hash Bloom filter of the keys, 8 bits per key (~1 B per domain, ~12 % false positives):
+   * small enough to stay in cache when the slot table is not, so most suffixes that are not keys
+   * cost no trip to main memory at all.
+   */
+  private readonly filter: Int32Array
+  private readonly filterShift: number
   private keys = 0
   private used = 0
   /**
@@ -63,6 +70,11 @@ export class DomainTable {
     while (cap < maxKeys * 2) cap *= 2
     this.slots = new Int32Array(cap)
     this.mask = cap - 1
+    // 8 bits per key, rounded up to a power of two: cap is 2-4 slots per key, so cap * 4 bits.
+    let bits = 1024
+    while (bits < maxKeys * 8) bits *= 2
+    this.filter = new Int32Array(bits >>> 5)
+    this.filterShift = 32 - Math.log2(bits)
     this.bytes = Buffer.allocUnsafeSlow(Math.max(1, maxBytes))
     this.start = new Uint32Array(maxKeys + 1)
     this.head = new Int32Array(maxKeys).fill(-1)
@@ -103,6 +115,8 @@ export class DomainTable {
     let slot = m & this.mask
     while (this.slots[slot] !== 0) slot = (slot + 1) & this.mask
     this.slots[slot] = (m & TAG_MASK) | (key + 1)
+    const f = Math.imul(m, 0x9e3779b1) >>> this.filterShift
+    this.filter[f >>> 5] |= 1 << (f & 31)
     return key
   }
 
@@ -126,6 +140,8 @@ export class DomainTable {
     const start = this.start
     const bytes = this.bytes
     const m = mix(h)
+    const f = Math.imul(m, 0x9e3779b1) >>> this.filterShift
+    if ((this.filter[f >>> 5]! & (1 << (f & 31))) === 0) return -1
     const tag = m & TAG_MASK
     let slot = m & this.mask
     for (;;) {
@@ -149,6 +165,6 @@ export class DomainTable {
 
   /** Bytes held by the typed arrays (outside the JS heap, but part of the real cost). */
   get byteSize(): number {
-    return this.bytes.byteLength + this.start.byteLength + this.head.byteLength + this.slots.byteLength
+    return this.bytes.byteLength + this.start.byteLength + this.head.byteLength + this.slots.byteLength + this.filter.byteLength
   }
 }
