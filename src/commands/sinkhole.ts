@@ -28,7 +28,7 @@ const spec = {
   'allow-client': { type: 'string', multiple: true, help: `client network allowed to query (repeatable; default ${DEFAULT_ALLOW_CLIENTS.join(', ')})` },
   'rate-limit': { type: 'string', help: 'queries per second per client (burst: 2x, at least 20); default off' },
   'cache-size': { type: 'string', default: '10000', help: 'cached answers; 0 disables the cache' },
-  'hit-log': { type: 'string', help: 'also append hits to this JSON-lines file (they are always logged)' },
+  'hit-log': { type: 'string', help: 'append hits to this JSON-lines file (at log level info they are also logged)' },
   'hit-interval': { type: 'string', default: '60s', help: 'repeats of a hit are folded into one record per interval' },
   'docker-socket': { type: 'string', help: 'Docker API socket, to name the container behind each hit' },
   'tcp-idle': { type: 'string', default: '10s', help: 'close TCP connections idle this long' },
@@ -136,13 +136,20 @@ const command: Command = {
       containers = createDockerContainers({ socketPath: options['docker-socket'], log })
       await containers.start()
     }
-    // Hits are always aggregated and logged (one line per new hit and per interval of repeats), so an
-    // operator sees them without a file; --hit-log adds the JSON-lines file.
-    const hitLog: HitLog = createHitLog({ ...(options['hit-log'] ? { file: options['hit-log'] } : {}), intervalMs: hitIntervalMs, log, containers })
-    const hitLogger = log.child({ component: 'hits' })
-    hitLog.onHit((h) =>
-      hitLogger.info({ domain: h.name, ip: h.client, container: h.container?.name, qtype: h.qtype, action: h.action, answer: h.answer, count: h.count, entry: h.entry.value, source: h.entry.source }, h.action === 'block' ? 'blocked lookup' : 'alert lookup'),
-    )
+    // Hits are aggregated and logged (one line per new hit and per interval of repeats) so an operator
+    // sees them without a file; --hit-log adds the JSON-lines file. With neither a file nor an
+    // info-level log nobody would see them: then no hit is processed at all (it costs per query).
+    let hitLog: HitLog | undefined
+    const logHits = log.isLevelEnabled('info')
+    if (options['hit-log'] || logHits) {
+      hitLog = createHitLog({ ...(options['hit-log'] ? { file: options['hit-log'] } : {}), intervalMs: hitIntervalMs, log, containers })
+      const hitLogger = log.child({ component: 'hits' })
+      if (logHits) {
+        hitLog.onHit((h) =>
+          hitLogger.info({ domain: h.name, ip: h.client, container: h.container?.name, qtype: h.qtype, action: h.action, answer: h.answer, count: h.count, entry: h.entry.value, source: h.entry.source }, h.action === 'block' ? 'blocked lookup' : 'alert lookup'),
+        )
+      }
+    }
 
     const sinkhole = createSinkhole({
       listen,
@@ -164,7 +171,7 @@ const command: Command = {
       await sinkhole.start()
     } catch (e) {
       containers?.stop()
-      await hitLog.close()
+      await hitLog?.close()
       const err = e as NodeJS.ErrnoException
       throw errors.config(`sinkhole: cannot listen: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.code === 'EACCES' ? 'permission denied (ports below 1024 need root)' : err.message}`)
     }
@@ -192,7 +199,7 @@ const command: Command = {
     offReload()
     await sinkhole.stop()
     containers?.stop()
-    await hitLog.close()
+    await hitLog?.close()
     return 0
   },
 }
