@@ -86,7 +86,8 @@ function edeText(v: Verdict): string {
 
 /** The configured sinkhole answer for a blocked name. */
 export function blockedReply(buf: Buffer, q: Query, v: Verdict, plan: BlockPlan): { packet: Buffer; label: string; rcode: number } {
-  const ede = { code: EDE_BLOCKED, text: edeText(v) }
+  // Only clients that sent EDNS can receive the option: skip building its text for the others.
+  const ede = q.edns ? { code: EDE_BLOCKED, text: edeText(v) } : undefined
   const ttl = plan.ttl
   switch (plan.kind) {
     case 'nxdomain':
