@@ -99,10 +99,12 @@ t.test('the incident, replayed in real Docker', async (t) => {
   let seq = 0
   /**
    * Run the dropper in a fresh container that stays up afterwards (a compromised service keeps running,
-   * and its hits are attributed while it lives); returns its output once the last step reported.
+   * and its hits are attributed while it lives); returns its output once the last step reported. The
+   * dropper fires 2 s after the start, as in the incident (the service ran before the payload did), so
+   * the agent has seen the container's start event by then.
    */
   const dropper = async (name = `dropper-${process.pid}-${seq++}`): Promise<{ name: string; out: string }> => {
-    await dk.docker(['run', '-d', '--name', name, '--dns', dk.bridgeIp, BUSYBOX_IMAGE, 'sh', '-c', `${DROPPER}\necho dropper-done; sleep 3600`])
+    await dk.docker(['run', '-d', '--name', name, '--dns', dk.bridgeIp, BUSYBOX_IMAGE, 'sh', '-c', `sleep 2\n${DROPPER}\necho dropper-done; sleep 3600`])
     let out = ''
     await until(`container ${name} ran the dropper`, async () => /dropper-done/.test((out = await dk.docker(['logs', name]).catch((e: Error) => e.message))), 60_000).catch((e: Error) => t.fail(`${e.message}\n${out}`))
     return { name, out }
