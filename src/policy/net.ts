@@ -146,6 +146,12 @@ export const RESERVED: ReadonlyArray<{ name: string; cidr: Cidr }> = [
   ['unspecified', '0.0.0.0/32'],
   ['unspecified', '::/128'],
   ['broadcast', '255.255.255.255/32'],
+  // The same ranges written as IPv4-mapped IPv6 (::ffff:a.b.c.d): a v6 entry must not sneak them in.
+  ['loopback', '::ffff:7f00:0/104'],
+  ['link-local', '::ffff:a9fe:0/112'],
+  ['multicast', '::ffff:e000:0/100'],
+  ['unspecified', '::ffff:0:0/128'],
+  ['broadcast', '::ffff:ffff:ffff/128'],
 ].map(([name, c]) => ({ name: name!, cidr: cidrs([c!])[0]! }))
 
 /** The reserved range a network overlaps, if any. */

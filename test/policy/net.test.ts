@@ -42,3 +42,14 @@ t.test('containment and reserved ranges', async (t) => {
   t.equal(protectedReason('192.0.2.10'), undefined)
   t.equal(protectedReason('192.0.2.10', ['192.0.2.0/24']), 'protected address 192.0.2.0/24')
 })
+
+t.test('IPv4-mapped IPv6 forms of reserved ranges are reserved too', async (t) => {
+  for (const [text, name] of [['::ffff:127.0.0.1/128', 'loopback'], ['::ffff:0:0/96', 'loopback'], ['::ffff:224.0.0.1/128', 'multicast'], ['::ffff:169.254.1.1/128', 'link-local']] as const) {
+    const c = parseCidr(text)
+    t.ok(c.ok, text)
+    if (c.ok) t.equal(reservedOverlap(c.cidr), name, text)
+  }
+  const ok = parseCidr('::ffff:192.0.2.1/128')
+  t.ok(ok.ok && reservedOverlap(ok.cidr) === undefined, 'a mapped documentation address is fine')
+  t.equal(protectedReason('::ffff:127.0.0.1'), 'loopback')
+})
