@@ -145,9 +145,9 @@ export interface DigResult {
   raw: string
 }
 
-/** Run the real `dig` (bind9-dnsutils) once: `dig @server -p port name type +tries=1 +time=2 ...extra`. */
+/** Run the real `dig` (bind9-dnsutils) once: `dig @server -p port name type +tries=1 +time=3 ...extra` (later flags win). */
 export function dig(server: string, port: number, name: string, type = 'A', extra: string[] = [], netns?: string): Promise<DigResult> {
-  const args = [`@${server}`, '-p', String(port), name, type, '+tries=1', '+time=2', ...extra]
+  const args = [`@${server}`, '-p', String(port), name, type, '+tries=1', '+time=3', ...extra]
   const [file, argv] = netns ? ['ip', ['netns', 'exec', netns, 'dig', ...args]] : ['dig', args]
   return new Promise((resolve) => {
     const child = spawn(file as string, argv as string[], { stdio: ['ignore', 'pipe', 'pipe'] })

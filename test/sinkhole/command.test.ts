@@ -28,7 +28,7 @@ function startCli(t: Test, args: string[], wantLines: number, netns?: string): P
   })
   const waitFor = (re: RegExp): Promise<void> =>
     new Promise((resolve, reject) => {
-      const deadline = Date.now() + 10_000
+      const deadline = Date.now() + 30_000
       const tick = () => {
         if (re.test(out)) return resolve()
         if (child.exitCode !== null || Date.now() > deadline) return reject(new Error(`waiting for ${re}: exit ${child.exitCode}; stdout ${out}; stderr ${err}`))

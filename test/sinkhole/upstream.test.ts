@@ -84,7 +84,7 @@ t.test('spoofed and mismatched answers are ignored; retry moves to the next upst
   const dead = dgram.createSocket('udp4')
   await new Promise<void>((res) => dead.bind(0, '127.0.0.1', () => res()))
   t.teardown(() => dead.close())
-  const up2 = createUpstream({ servers: [{ address: '127.0.0.1', port: dead.address().port }, { address: '127.0.0.1', port: hostile.address().port }], log: silentLogger, timeoutMs: 200 })
+  const up2 = createUpstream({ servers: [{ address: '127.0.0.1', port: dead.address().port }, { address: '127.0.0.1', port: hostile.address().port }], log: silentLogger, timeoutMs: 1000 })
   t.teardown(() => up2.close())
   const r2 = dnsPacket.decode(await up2.query(query('retry.example'), Q('retry.example')))
   t.equal((r2.answers![0] as { data: string }).data, '192.0.2.99')
@@ -112,9 +112,9 @@ t.test('identical questions in flight share one upstream query; each client gets
   slow.on('message', (msg, rinfo) => {
     seen++
     const q = dnsPacket.decode(msg)
-    setTimeout(() => slow.send(dnsPacket.encode({ type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE, questions: q.questions, answers: [{ name: q.questions![0]!.name, type: 'A', ttl: 60, data: '192.0.2.44' }] }), rinfo.port, rinfo.address), 150)
+    setTimeout(() => slow.send(dnsPacket.encode({ type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE, questions: q.questions, answers: [{ name: q.questions![0]!.name, type: 'A', ttl: 60, data: '192.0.2.44' }] }), rinfo.port, rinfo.address), 1000)
   })
-  const s = createSinkhole({ listen: [{ address: '127.0.0.1', port: 0 }], upstreams: [{ address: '127.0.0.1', port: slow.address().port }], matcher: buildMatcher([]), log: silentLogger, cache: false })
+  const s = createSinkhole({ listen: [{ address: '127.0.0.1', port: 0 }], upstreams: [{ address: '127.0.0.1', port: slow.address().port }], matcher: buildMatcher([]), log: silentLogger, cache: false, upstreamTimeoutMs: 4000 })
   await s.start()
   t.teardown(() => s.stop())
   const port = s.addresses()[0]!.port
@@ -127,7 +127,7 @@ t.test('identical questions in flight share one upstream query; each client gets
   })
   await new Promise<void>((r) => client.bind(0, '127.0.0.1', () => r()))
   for (let i = 0; i < 20; i++) client.send(query(i % 2 ? 'SAME.example' : 'same.example', 'A', 100 + i), port, '127.0.0.1')
-  const deadline = Date.now() + 3000
+  const deadline = Date.now() + 6000
   while (got.size < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
   t.equal(got.size, 20, 'every client answered')
   t.equal(seen, 1, 'the upstream was asked once')
