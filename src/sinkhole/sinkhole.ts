@@ -80,7 +80,9 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
   const acl = createAcl(opts.allowClients ?? [...DEFAULT_ALLOW_CLIENTS])
   const limiter: RateLimiter | undefined = opts.rateLimit ? createRateLimiter(opts.rateLimit) : undefined
   const cache: DnsCache | undefined = opts.cache === false ? undefined : createCache({ maxEntries: opts.cache?.maxEntries ?? 10_000 })
-  const upstream = createUpstream({ servers: opts.upstreams, log: opts.log, timeoutMs: opts.upstreamTimeoutMs, attempts: opts.upstreamAttempts })
+  const newUpstream = () => createUpstream({ servers: opts.upstreams, log: opts.log, timeoutMs: opts.upstreamTimeoutMs, attempts: opts.upstreamAttempts })
+  let upstream = newUpstream()
+  let upstreamClosed = false
   let matcher = opts.matcher
   const m = opts.metrics
   const st = { queries: 0, blocked: 0, alerted: 0, forwarded: 0, coalesced: 0, cacheHits: 0, blockedByAnswer: 0, refusedClients: 0, rateLimited: 0, formErr: 0, servFail: 0, dropped: 0 }
@@ -222,11 +224,17 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
 
   return {
     async start() {
+      // start() after stop() works: the forwarder's sockets are made anew.
+      if (upstreamClosed) {
+        upstream = newUpstream()
+        upstreamClosed = false
+      }
       try {
         await server.start()
       } catch (e) {
         await server.stop()
         await upstream.close()
+        upstreamClosed = true
         throw e
       }
       log.info({ addresses: server.addresses() }, 'sinkhole listening')
@@ -234,6 +242,7 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
     async stop() {
       await server.stop()
       await upstream.close()
+      upstreamClosed = true
       cache?.clear()
     },
     setMatcher(m) {

@@ -238,3 +238,22 @@ t.test('a dual-stack [::] listener sees IPv4 clients as plain IPv4 (ACL, hits)',
   t.same(hits, ['127.0.0.1', '127.0.0.1'])
   t.equal((await dig('::1', port, 'bad.example', 'A')).status, 'REFUSED', '::1 is not in 127.0.0.0/8')
 })
+
+t.test('stop() then start() again: serves and forwards as before; stop() leaves no handle behind', async (t) => {
+  if (!requires(t, capabilities.tool('dig'), capabilities.tool('dnsmasq'))) return
+  const s = createSinkhole({ listen: [{ address: '127.0.0.1', port: 0 }], upstreams: [{ address: upstream.address, port: upstream.port }], matcher, log: silentLogger })
+  const handles = () => (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length
+  const before = handles()
+  await s.start()
+  const p1 = s.addresses()[0]!.port
+  t.same((await dig('127.0.0.1', p1, 'good.example', 'A')).answers.map((a) => a[2]), ['192.0.2.10'])
+  await s.stop()
+  t.equal(s.addresses().length, 0)
+  await new Promise((r) => setTimeout(r, 50))
+  t.ok(handles() <= before, `no leaked handles (${before} before, ${handles()} after stop)`)
+  await s.start()
+  t.teardown(() => s.stop())
+  const p2 = s.addresses()[0]!.port
+  t.same((await dig('127.0.0.1', p2, 'good.example', 'A', ['+tcp'])).answers.map((a) => a[2]), ['192.0.2.10'], 'forwarding works after a restart')
+  t.same((await dig('127.0.0.1', p2, 'bad.example', 'A')).answers.map((a) => a[2]), ['0.0.0.0'])
+})
