@@ -4,7 +4,7 @@
 import { errors } from '../errors.js'
 import { parseIp } from '../policy/net.js'
 import type { Matcher, Verdict } from '../policy/types.js'
-import { AA, CLASS_IN, RCODE, TYPE, addressText, buildError, buildReply, parseQuery, readName, records, skipName, typeName, type Query, type Rdata } from './wire.js'
+import { CLASS_IN, RCODE, TYPE, addressText, buildError, buildReply, parseQuery, readName, records, skipName, typeName, type Query, type Rdata } from './wire.js'
 
 /** What a blocked name is told. Custom addresses answer A and/or AAAA; other types get NODATA. */
 export type BlockMode = 'null' | 'nxdomain' | 'refused' | { a?: string; aaaa?: string }
@@ -227,9 +227,4 @@ function checkSvcb(buf: Buffer, off: number, len: number, matcher: Matcher): [Ve
     p += vlen
   }
   return found
-}
-
-/** Flags a reply made by answer() carries, for tests and logs. */
-export function isAuthoritative(packet: Buffer): boolean {
-  return (packet.readUInt16BE(2) & AA) !== 0
 }
