@@ -55,8 +55,9 @@ npm ci --no-fund --no-audit --loglevel=error
 say "building"
 npm run -s build
 chmod 0755 dist/cli.js
-# Run with sudo from a user's clone: give the build back to that user so `npm test` works unprivileged.
-if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+# Run with sudo in a user's own clone: give the build back to that user so `npm test` works
+# unprivileged. Never in a root-owned tree (/opt/egress-guard): services run that code as root.
+if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ] && [ "$(stat -c %U .)" = "$SUDO_USER" ]; then
   chown -R "$SUDO_USER": node_modules dist
 fi
 install -d -m 0755 "$bin_dir"
