@@ -136,8 +136,10 @@ const command: Command = {
     const book = createAddressBook({ upstreams, minTtlSec: 30, maxTtlSec: 3600, graceSec: 3600, keepAnswers: 3 })
     const controller = createEnforcementController({ enforcer, ...(hosts ? { hosts } : {}), book, protect, log, reconcileIntervalMs })
 
-    const hitLog = listens.length ? createHitLog({ ...(o['hit-log'] ? { file: o['hit-log'] } : {}), intervalMs: 10_000, log }) : undefined
+    // The container lookup goes to the hit log too: a container's first lookups can arrive before
+    // Docker's event about it, and the hit log re-attributes those by time.
     const containers = listens.length && o['docker-socket'] ? createDockerContainers({ socketPath: o['docker-socket'], log }) : undefined
+    const hitLog = listens.length ? createHitLog({ ...(o['hit-log'] ? { file: o['hit-log'] } : {}), intervalMs: 10_000, log, ...(containers ? { containers } : {}) }) : undefined
     const sinkhole = listens.length
       ? createSinkhole({
           listen: listens,
