@@ -111,7 +111,9 @@ export function createDnsServer(opts: ServerOptions): DnsServer {
         sock.on('message', (msg, rinfo) => {
           st.udpIn++
           call(msg, { address: clientAddress(rinfo.address), port: rinfo.port, proto: 'udp' }, (r) => {
-            if (r && !stopping) sock.send(r, rinfo.port, rinfo.address, () => undefined)
+            // No callback: lets libuv send synchronously without a completion wrap; errors go to the
+            // socket's error handler.
+            if (r && !stopping) sock.send(r, rinfo.port, rinfo.address)
           })
         })
         resolve(sock)
