@@ -54,8 +54,11 @@ export async function ensureTokens(dataDir: string, host: string): Promise<UpTok
     const tokens = await store.listTokens()
     const known = existing !== undefined && tokens.some((t) => t.role === 'agent' && t.hash === hashToken(existing) && t.host === host)
     if (!known) {
-      // A missing/unknown file or a renamed host: revoke this host's old agent tokens, make a new one.
-      for (const t of tokens) if (t.role === 'agent' && t.host === host) await store.removeToken(t.id, { actor: 'up', reason: 'agent token replaced by up' })
+      // A missing/unknown file or a renamed host: revoke this host's agent tokens and any up made
+      // before (up runs one agent), then make a new one.
+      for (const t of tokens) {
+        if (t.role === 'agent' && (t.host === host || t.createdBy === 'up')) await store.removeToken(t.id, { actor: 'up', reason: 'agent token replaced by up' })
+      }
       const t = generateToken()
       await store.addToken({ id: t.id, hash: t.hash, role: 'agent', host, name: `up:${host}`, created: new Date().toISOString(), createdBy: 'up' }, { actor: 'up', reason: 'agent token for egress-guard up' })
       await rm(agentFile, { force: true })

@@ -15,6 +15,9 @@ import { dig } from '../helpers/dnsmasq.js'
 import { probe, startEchoServer } from '../helpers/traffic.js'
 import { missingFor } from '../../src/up/preflight.js'
 import { bridgeAddress, parseResolvConf } from '../../src/up/environment.js'
+import { ensureTokens } from '../../src/up/tokens.js'
+import { openLowdbStore } from '../../src/store/lowdb-store.js'
+import { hashToken } from '../../src/server/auth.js'
 
 const BLOCKLISTS = fileURLToPath(new URL('../../blocklists', import.meta.url))
 
@@ -53,6 +56,33 @@ t.test('environment: resolv.conf nameservers and the docker0 address', async (t)
   const v6 = { ...v4, address: 'fe80::1', family: 'IPv6' as const, scopeid: 1, cidr: 'fe80::1/64' }
   t.equal(bridgeAddress({ docker0: [v6, v4] }), '172.17.0.1')
   t.equal(bridgeAddress({ eth0: [v4] }), undefined)
+})
+
+t.test('tokens: made once (0600), reused on the next start, an unknown agent token replaced', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), `eg-up-tokens-${process.pid}-`))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const data = join(dir, 'data')
+  const first = await ensureTokens(data, 'h1')
+  t.same(first.created, ['admin', 'agent'])
+  t.equal(statSync(first.adminFile).mode & 0o777, 0o600)
+  t.equal(statSync(first.agentFile).mode & 0o777, 0o600)
+  const admin = readFileSync(first.adminFile, 'utf8')
+  const agent = readFileSync(first.agentFile, 'utf8').trim()
+  const again = await ensureTokens(data, 'h1')
+  t.same(again.created, [], 'second start: nothing new')
+  t.equal(readFileSync(again.adminFile, 'utf8'), admin)
+  t.equal(readFileSync(again.agentFile, 'utf8').trim(), agent)
+  chmodSync(first.adminFile, 0o644)
+  t.same((await ensureTokens(data, 'h1')).tightened, [first.adminFile], 'a loosened token file is set back to 0600')
+  t.equal(statSync(first.adminFile).mode & 0o777, 0o600)
+  // A renamed host: the old host's agent token is revoked, a new one made for the new name.
+  const renamed = await ensureTokens(data, 'h2')
+  t.same(renamed.created, ['agent'])
+  const store = await openLowdbStore(data, { lock: true })
+  const tokens = (await store.listTokens()).filter((x) => x.role === 'agent')
+  await store.close()
+  t.same(tokens.map((x) => x.host), ['h2'], 'the old name\'s token made by up is revoked')
+  t.equal(tokens.find((x) => x.host === 'h2')?.hash, hashToken(readFileSync(renamed.agentFile, 'utf8').trim()))
 })
 
 t.test('up in a namespace: token file, server, sinkhole, a push that blocks a real connection', async (t) => {
