@@ -183,7 +183,9 @@ const command: Command = {
       const c = report.counts
       say(`enforcing policy version ${report.version} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${c.v4} IPv4 and ${c.v6} IPv6 addresses/networks in the kernel sets, ${c.domains} names in the hosts block and the sinkhole`)
       for (const err of report.errors) say(`agent reported: ${err}`)
-      say(`DNS sinkhole on ${sinkListen}; point containers at it: docker run --dns ${sinkAddress} ... (or "dns": ["${sinkAddress}"] in /etc/docker/daemon.json)`)
+      // Containers cannot reach the host's loopback: only a bridge address is worth a --dns hint.
+      if (/^127\.|^::1$/.test(sinkAddress)) say(`DNS sinkhole on ${sinkListen} (no docker0 here: it serves this host; dig @${sinkAddress}${sinkPort === 53 ? '' : ` -p ${sinkPort}`} NAME)`)
+      else say(`DNS sinkhole on ${sinkListen}; point containers at it: docker run --dns ${sinkAddress} ... (or "dns": ["${sinkAddress}"] in /etc/docker/daemon.json)`)
       say(`ready. Try: egress-guard block add evil.example --reason test; egress-guard hits. Ctrl-C stops (rules stay; egress-guard uninstall removes them)`)
     }
     if (agentDone === undefined && serverDone === undefined && !io.signal.aborted) {
