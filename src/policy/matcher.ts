@@ -1,20 +1,20 @@
 // The policy matcher: which entry decides for a DNS name or an IP address. The DNS sinkhole calls
 // matchName for every query, so lookups hash label suffixes and walk a prefix trie (never scan
 // entries), allocate nothing until a verdict is returned, and the whole structure stays compact
-// (about 60 bytes per listed domain; see bench/matcher.ts).
+// (about 80 bytes per listed domain with a typical share of networks; see bench/matcher.ts).
 import { domainToASCII } from 'node:url'
 import type { Entry, Matcher, Verdict } from './types.js'
 import { parseCidr } from './net.js'
 import { parseV4, parseV6Into } from './ip-parse.js'
-
-export { parseV4 }
 import { EntryTable, expiryMs, F_ALERT, F_ALLOW, F_NET, F_SUB, STRIDE, W_META, W_NEXT } from './entry-table.js'
 import { DomainTable, HASH_START, hashStep, lowerAscii } from './domain-table.js'
 import { CidrTrie, type ChainSink } from './cidr-trie.js'
 
+export { parseV4 }
+
 export interface MatcherOptions {
   /**
-   * A fixed clock (tests, `match --at`). Without it, entries expired when the matcher is built are
+   * A fixed clock (tests). Without it, entries expired when the matcher is built are
    * dropped, and expiry is checked against the current time at each lookup, so a long-lived matcher
    * stops matching an entry the moment it expires.
    */
