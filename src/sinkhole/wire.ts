@@ -50,23 +50,29 @@ export type Parsed =
 
 const MAX_NAME = 255
 
+/** Scratch space for the query name: labels are copied in lower-cased, dot-joined, then sliced once. */
+const nameScratch = Buffer.allocUnsafe(MAX_NAME)
+
 /**
  * Read an uncompressed name (questions never need pointers; a pointer there could only point into
- * the header). Returns the lower-cased text and the offset after it, or undefined when malformed.
+ * the header). Returns the text, ASCII lower-cased (entries are ASCII; other bytes are kept as latin1
+ * characters, one per byte), and the offset after it; undefined when malformed.
  */
 function readQName(buf: Buffer, off: number): { name: string; end: number } | undefined {
   let total = 0
-  let name = ''
+  let n = 0
   for (;;) {
     if (off >= buf.length) return undefined
     const len = buf[off]!
-    if (len === 0) return { name, end: off + 1 }
+    if (len === 0) return { name: n === 0 ? '' : nameScratch.toString('latin1', 0, n), end: off + 1 }
     if (len > 63) return undefined // pointer (0xc0) or reserved label types (0x40, 0x80)
     total += len + 1
     if (total + 1 > MAX_NAME || off + 1 + len > buf.length) return undefined
-    // latin1 keeps one char per byte; only ASCII letters matter for matching (entries are ASCII).
-    const label = buf.toString('latin1', off + 1, off + 1 + len)
-    name = name === '' ? label : name + '.' + label
+    if (n > 0) nameScratch[n++] = 0x2e
+    for (let i = off + 1, e = off + 1 + len; i < e; i++) {
+      const c = buf[i]!
+      nameScratch[n++] = c >= 0x41 && c <= 0x5a ? c | 0x20 : c
+    }
     off += 1 + len
   }
 }
@@ -132,7 +138,7 @@ export function parseQuery(buf: Buffer): Parsed {
     id: buf.readUInt16BE(0),
     flags,
     opcode,
-    qname: qn.name.toLowerCase(),
+    qname: qn.name,
     qtype: buf.readUInt16BE(qn.end),
     qclass: buf.readUInt16BE(qn.end + 2),
     qEnd,
