@@ -1,7 +1,8 @@
 // The iptables+ipset backend: six hash:net sets (block/alert/allow x IPv4/IPv6) and an EGRESS-GUARD
 // chain for iptables and ip6tables, jumped to first from OUTPUT and DOCKER-USER (else FORWARD).
-// Each change is one `ipset restore` plus at most one `iptables-restore --noflush` per family, fed on
-// stdin; reads (ipset list -t / save, iptables-save) decide what, if anything, must be written.
+// A full apply is one `ipset restore` plus at most one `iptables-restore --noflush` per family, fed on
+// stdin, after reads (ipset list -t / save, iptables-save) that decide what must be written; a member
+// edit on top of state this process wrote is ONE `ipset -exist restore` and no reads (see fastApply).
 import type { Logger } from '../log.js'
 import { silentLogger } from '../log.js'
 import { errors, isEgError } from '../errors.js'
@@ -9,8 +10,8 @@ import { run } from './exec.js'
 import type { ApplyReport, DesiredState, Drift, Enforcer, EnforcerOptions } from './types.js'
 import { detectIptablesFlavour, iptablesTools, type IptablesFlavour, type IptablesTools } from './tools.js'
 import {
-  SET_KEYS, SET_NAME_MAX, ownedSetNames, parseIpsetSave, parseIpsetTerse, planSet, setName, tempSetName,
-  type SetHeader, type SetKey,
+  SET_KEYS, SET_NAME_MAX, ownedSetNames, parseIpsetSave, parseIpsetTerse, planSet, setName, setSize, tempSetName,
+  type SetHeader, type SetKey, type SetPlan,
 } from './ipset-script.js'
 import { chainRules, parseIptablesSave, planRules, removeRules, restoreInput, rulesDrift, type Fam, type FilterTable } from './iptables-rules.js'
 
@@ -43,6 +44,13 @@ function members(d: DesiredState, key: SetKey): string[] {
   return key.endsWith('4') ? d[role].v4 : d[role].v6
 }
 
+/** Per live set: the members this process last wrote, their Set (built lazily) and the set's maxelem. */
+interface Known {
+  list: readonly string[]
+  set?: Set<string>
+  maxelem: number
+}
+
 export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & { readonly tools: IptablesTools } {
   const { prefix, chain } = resolveNames(opts.namePrefix)
   const tools = iptablesTools(opts.flavour ?? 'default')
@@ -57,7 +65,13 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
    * of it, built only when a diff needs one: a full apply of 100,000 entries does not pay for a Set
    * that an identical next apply would not use. Dropped whenever the kernel may disagree.
    */
-  let known: Map<string, { list: readonly string[]; set?: Set<string> }> | undefined
+  let known: Map<string, Known> | undefined
+  /**
+   * True while the kernel is believed to hold exactly what this process last wrote: every set (with
+   * the maxelem in `known`), the chains and the jumps. Set by a full reconcile that succeeded; cleared
+   * by init, by any drift verify() finds, by a failed write and by remove().
+   */
+  let trusted = false
 
   const specFor = (family: Fam): string[] =>
     chainRules({
@@ -83,6 +97,93 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
     return [parseIptablesSave(a.stdout), parseIptablesSave(b.stdout)]
   }
 
+  /** Record what the kernel now holds after `desired` was written with `plans`. */
+  function remember(desired: DesiredState, plans: ReadonlyMap<string, SetPlan>, maxelemOf: (k: SetKey, p: SetPlan | undefined) => number): void {
+    last = desired
+    const next = new Map<string, Known>()
+    for (const k of SET_KEYS) {
+      const name = names.get(k)!
+      const p = plans.get(name)
+      const set = known?.get(name)?.set
+      const list = members(desired, k).slice()
+      const maxelem = maxelemOf(k, p)
+      // An incremental edit updates the Set we already hold; otherwise it is rebuilt when needed.
+      if (set && p?.mode === 'incremental' && p.adds && p.dels) {
+        for (const m of p.dels) set.delete(m)
+        for (const m of p.adds) set.add(m)
+        next.set(name, { list, set, maxelem })
+      } else if (set && p?.mode === 'none') next.set(name, { list, set, maxelem })
+      else next.set(name, { list, maxelem })
+    }
+    known = next
+  }
+
+  /**
+   * The one-process path: when this process wrote the current kernel state (trusted) and every set's
+   * change is a small edit that fits its maxelem, write only the `del`/`add` lines in ONE
+   * `ipset -exist restore`, with no read-back (a 100,000-entry policy edit costs one process start,
+   * not four). Chains and jumps cannot need a change: they depend only on the set names and options,
+   * fixed per enforcer. External drift (an admin flushing a set, a reboot, Docker rewriting
+   * FORWARD) is NOT seen here by design: the controller's periodic verify() (reconcile loop in
+   * controller.ts) reads the kernel back, clears `trusted` on any drift, and its repair apply then
+   * takes the full path. Returns undefined when the full path is needed (first apply, after drift, a
+   * set that must grow or be rebuilt); `-exist` makes a re-sent add/del harmless.
+   */
+  async function fastApply(desired: DesiredState): Promise<ApplyReport | undefined> {
+    if (!trusted || !known) return undefined
+    const t0 = performance.now()
+    const plans = new Map<string, SetPlan>()
+    const script: string[] = []
+    const actions: string[] = []
+    let added = 0
+    let removed = 0
+    for (const k of SET_KEYS) {
+      const name = names.get(k)!
+      const kn = known.get(name)
+      if (!kn) return undefined
+      const want = members(desired, k)
+      if (sameList(kn.list, want)) {
+        plans.set(name, { name, mode: 'none', added: 0, removed: 0, lines: [] })
+        continue
+      }
+      kn.set ??= new Set(kn.list)
+      const fam = k.endsWith('4') ? 4 : 6
+      const plan = planSet({
+        name,
+        temp: tempSetName(prefix, k),
+        family: fam,
+        desired: want,
+        live: { name, type: 'hash:net', family: fam === 4 ? 'inet' : 'inet6', hashsize: 0, maxelem: kn.maxelem },
+        liveMembers: kn.set,
+        prevList: kn.list,
+        tempExists: false,
+      })
+      if (plan.mode !== 'none' && plan.mode !== 'incremental') return undefined
+      plans.set(name, plan)
+      if (plan.lines.length === 0) continue
+      for (const l of plan.lines) script.push(l)
+      added += plan.added
+      removed += plan.removed
+      actions.push(`ipset ${name}: ${plan.mode} +${plan.added} -${plan.removed}`)
+    }
+    if (script.length > 0) {
+      try {
+        await run('ipset', ['-exist', 'restore'], { netns, input: script.join('\n') + '\n' })
+      } catch (e) {
+        // E.g. a set destroyed behind our back: forget what we believed and let the full path
+        // read the kernel and rebuild (a missing tool fails there again, with the same error).
+        log.warn({ err: (e as Error).message }, 'incremental ipset edit failed: falling back to a full apply')
+        known = undefined
+        trusted = false
+        return undefined
+      }
+    }
+    remember(desired, plans, (k) => known!.get(names.get(k)!)!.maxelem)
+    const ms = performance.now() - t0
+    if (actions.length > 0) log.info({ actions, added, removed, ms: Math.round(ms) }, 'kernel updated')
+    return { backend: 'iptables', changed: actions.length > 0, added, removed, ms, actions }
+  }
+
   /** Sets first (rules reference them), then one restore per family for chain + jumps. */
   async function reconcile(desired: DesiredState | undefined): Promise<ApplyReport> {
     const t0 = performance.now()
@@ -99,7 +200,7 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
       known = undefined
     }
     const script: string[] = []
-    const plans = new Map<string, { mode: string; adds?: string[]; dels?: string[] }>()
+    const plans = new Map<string, SetPlan>()
     for (const k of SET_KEYS) {
       const name = names.get(k)!
       const hdr = headers.get(name)
@@ -108,7 +209,7 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
       const kn = known?.get(name)
       const tempExists = headers.has(tempSetName(prefix, k))
       if (hdr && kn && !tempExists && sameList(kn.list, want)) {
-        plans.set(name, { mode: 'none' }) // the common case: nothing changed, no hashing at all
+        plans.set(name, { name, mode: 'none', added: 0, removed: 0, lines: [] }) // the common case: nothing changed, no hashing at all
         continue
       }
       if (kn) kn.set ??= new Set(kn.list)
@@ -151,25 +252,15 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
       }
     } catch (e) {
       known = undefined // a restore that failed half-way: the next apply reads the kernel back
+      trusted = false
       throw e
     }
     if (desired) {
-      last = desired
-      const next = new Map<string, { list: readonly string[]; set?: Set<string> }>()
-      for (const k of SET_KEYS) {
-        const name = names.get(k)!
-        const p = plans.get(name)
-        const set = known?.get(name)?.set
-        const list = members(desired, k).slice()
-        // An incremental edit updates the Set we already hold; otherwise it is rebuilt when needed.
-        if (set && p?.mode === 'incremental' && p.adds && p.dels) {
-          for (const m of p.dels) set.delete(m)
-          for (const m of p.adds) set.add(m)
-          next.set(name, { list, set })
-        } else if (set && p?.mode === 'none') next.set(name, { list, set })
-        else next.set(name, { list })
-      }
-      known = next
+      // A created or swapped set has the size planSet chose; an edited one keeps the live header's.
+      const maxelemOf = (k: SetKey, p: SetPlan | undefined): number =>
+        p && (p.mode === 'create' || p.mode === 'swap') ? setSize(members(desired, k).length).maxelem : (headers.get(names.get(k)!)?.maxelem ?? 0)
+      remember(desired, plans, maxelemOf)
+      trusted = true
     }
     const ms = performance.now() - t0
     if (actions.length > 0) log.info({ actions, added, removed, ms: Math.round(ms) }, 'kernel updated')
@@ -211,10 +302,11 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
     name: 'iptables',
     tools,
     async init() {
+      trusted = false // init may create sets that `known` does not describe
       await reconcile(undefined)
     },
     async apply(desired) {
-      return reconcile(desired)
+      return (await fastApply(desired)) ?? reconcile(desired)
     },
     async verify() {
       const drift: Drift[] = []
@@ -238,10 +330,13 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
         if (drift.length > 0) known = undefined
       }
       drift.push(...rulesDrift(t4, chain, specFor(4), 'iptables'), ...rulesDrift(t6, chain, specFor(6), 'ip6tables'))
+      // Any drift (sets, chains or jumps): the next apply takes the full, reading path and repairs it.
+      if (drift.length > 0) trusted = false
       for (const d of drift) log.warn({ drift: d.kind }, d.detail)
       return drift
     },
     async remove() {
+      trusted = false // before anything: a remove() that fails half-way leaves unknown state
       // Jumps and chains first: a set referenced by a rule cannot be destroyed.
       const [t4, t6] = await readTables()
       for (const [table, bin] of [[t4, tools.restore4], [t6, tools.restore6]] as const) {
@@ -254,6 +349,7 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
       if (destroy.length > 0) await run('ipset', ['restore'], { netns, input: destroy.join('\n') + '\n' })
       last = undefined
       known = undefined
+      trusted = false
       log.info({ sets: destroy.length }, 'removed chain, jumps and sets')
     },
   }
