@@ -146,8 +146,12 @@ const command: Command = {
       return 0
     }
     const { version, entries } = await admin.listEntries().catch(async (e: unknown) => {
+      // Another server already on that port answers /healthz but refuses our token: our own server's
+      // listen error (EADDRINUSE) is the real cause; give it a moment to surface.
+      await Promise.race([serverP, sleep(2000)])
+      const d = serverDone as { error?: unknown } | undefined
       await stopServer()
-      throw e
+      throw d?.error ?? e
     })
     const domains = entries.filter((e) => e.kind === 'domain' && !e.allow).length
     const nets = entries.filter((e) => e.kind === 'net').length
