@@ -3,6 +3,7 @@
 // rate, server CPU per query, hit logging on/off, and a bare Node UDP echo as the ceiling.
 //   npx tsx bench/sinkhole.ts                      # 1,000,000 names, 10 s per measurement
 //   npx tsx bench/sinkhole.ts --domains 10000 --seconds 3
+//   npx tsx bench/sinkhole.ts --load-only --runs 3    # load time, load CPU, RSS and peak RSS only
 // Server on core 1, dnsperf (and the shared upstream) on core 0, so they do not fight for a core.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import dgram from 'node:dgram'
@@ -24,6 +25,8 @@ const { values: args } = parseArgs({
     'client-cpu': { type: 'string', default: '0' },
     seed: { type: 'string', default: '7' },
     runs: { type: 'string', default: '1' },
+    // Only load time, load CPU and memory, dnsmasq vs the sinkhole, --runs times each: no dnsperf.
+    'load-only': { type: 'boolean', default: false },
   },
 })
 const DOMAINS = Number(args.domains)
@@ -259,6 +262,45 @@ async function bench(name: string, cmd: string, argv: string[], p: number, workl
   await stop(c)
 }
 
+function peakMiB(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m ? Number(m[1]) / 1024 : NaN
+}
+
+const cli = join(ROOT, 'dist', 'cli.js')
+if (!existsSync(cli)) throw new Error('build first: npx tsc -p tsconfig.json')
+const dnsmasqVersion = /version (\S+)/.exec(execFileSync('dnsmasq', ['--version'], { encoding: 'utf8' }))?.[1] ?? ''
+
+if (args['load-only']) {
+  // Alternating dnsmasq and sinkhole starts, so both see the same machine load; CPU seconds spent up
+  // to the first correct answer (utime+stime of the server) are the steadier figure on a loaded box.
+  type L = { wall: number; cpu: number; rss: number; peak: number }
+  const res: Record<'dnsmasq' | 'sinkhole', L[]> = { dnsmasq: [], sinkhole: [] }
+  for (let i = 0; i < RUNS; i++) {
+    for (const which of ['dnsmasq', 'sinkhole'] as const) {
+      const p = port()
+      const c = which === 'dnsmasq'
+        ? start('dnsmasq', ['--no-daemon', `--conf-file=${dnsmasqConf}`, '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${p}`, `--server=127.0.0.1#${upPort}`, '--cache-size=10000'], SERVER_CPU)
+        : start(process.execPath, [cli, 'sinkhole', '--listen', `127.0.0.1:${p}`, '--upstream', `127.0.0.1:${upPort}`, '--blocklists', blocklist, '--cache-size', '10000', '--log-level', 'warn'], SERVER_CPU)
+      const wall = await waitReady(c, p, probeName)
+      const x = { wall, cpu: cpuTicks(c.pid!) / CLK_TCK, rss: rssMiB(c.pid!), peak: peakMiB(c.pid!) }
+      log(`  ${which} run ${i + 1}: ready in ${x.wall.toFixed(2)} s wall, ${x.cpu.toFixed(2)} s CPU, RSS ${x.rss.toFixed(0)} MiB, peak ${x.peak.toFixed(0)} MiB`)
+      res[which].push(x)
+      await stop(c)
+    }
+  }
+  await stop(upstream)
+  const med = (xs: L[], k: keyof L) => xs.map((x) => x[k]).sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+  const out = [`${DOMAINS.toLocaleString('en-US')} listed names, load only, medians of ${RUNS} run(s); load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`,
+    '| server | load wall (s) | load CPU (s) | RSS (MiB) | peak RSS (MiB) |', '| --- | ---: | ---: | ---: | ---: |']
+  for (const [name, xs] of [[`dnsmasq ${dnsmasqVersion}`, res.dnsmasq], ['egress-guard sinkhole', res.sinkhole]] as const) {
+    out.push(`| ${name} | ${med(xs, 'wall').toFixed(2)} | ${med(xs, 'cpu').toFixed(2)} | ${med(xs, 'rss').toFixed(0)} | ${med(xs, 'peak').toFixed(0)} |`)
+  }
+  for (const k of ['wall', 'cpu', 'rss', 'peak'] as const) out.push(`sinkhole / dnsmasq ${k}: ${(med(res.sinkhole, k) / med(res.dnsmasq, k)).toFixed(2)}x`)
+  process.stdout.write(out.join('\n') + '\n')
+  process.exit(0)
+}
+
 // 1. the ceiling: a bare Node UDP server that echoes each query back flagged as a response.
 const echoPort = port()
 const ECHO = `const s=require('node:dgram').createSocket('udp4');s.on('message',(m,r)=>{m[2]|=0x80;m[3]=(m[3]&0x70)|0x80;s.send(m,r.port,r.address)});s.bind(${echoPort},'127.0.0.1')`
@@ -266,15 +308,12 @@ await bench('node UDP echo (ceiling)', process.execPath, ['-e', ECHO], echoPort,
 
 // 2. dnsmasq with the same list.
 const dmPort = port()
-const dnsmasqVersion = /version (\S+)/.exec(execFileSync('dnsmasq', ['--version'], { encoding: 'utf8' }))?.[1] ?? ''
 await bench(`dnsmasq ${dnsmasqVersion}`, 'dnsmasq',
   ['--no-daemon', `--conf-file=${dnsmasqConf}`, '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${dmPort}`, `--server=127.0.0.1#${upPort}`, '--cache-size=10000', '--dns-forward-max=1000'],
   dmPort, ['blocked', 'forwarded'])
 
 // 3. the sinkhole, hit logging off and on (every blocked lookup here is a distinct name: the worst case).
 // The real command, as an operator runs it (blocklist load, policy build, matcher, sockets).
-const cli = join(ROOT, 'dist', 'cli.js')
-if (!existsSync(cli)) throw new Error('build first: npx tsc -p tsconfig.json')
 const sinkholeArgs = (p: number) => [cli, 'sinkhole', '--listen', `127.0.0.1:${p}`, '--upstream', `127.0.0.1:${upPort}`, '--blocklists', blocklist, '--cache-size', '10000', '--log-level', 'warn']
 const shPort = port()
 await bench('egress-guard sinkhole', process.execPath, sinkholeArgs(shPort), shPort, ['blocked', 'forwarded', 'repeated'])

@@ -8,7 +8,6 @@ import { errors } from '../errors.js'
 import { createLogger, type Logger } from '../log.js'
 import { parseIp, formatIp } from '../policy/net.js'
 import { loadBlocklists } from '../policy/load.js'
-import { buildPolicy } from '../policy/merge.js'
 import { buildMatcher } from '../policy/matcher.js'
 import { countProblems, formatProblem } from '../policy/problems.js'
 import type { Matcher } from '../policy/types.js'
@@ -72,14 +71,26 @@ export function firstNameserver(text: string): string | undefined {
   return undefined
 }
 
+/**
+ * Blocklists straight into a matcher. The sinkhole needs neither an etag nor a sorted, merged policy,
+ * so buildPolicy (a sort key per entry, a sorted copy, a SHA-256) and the loader's duplicate map are
+ * skipped: on a 1,000,000-name list that is most of the load time and peak memory (bench/sinkhole.ts
+ * --load-only). The matcher gives the same answers: it drops entries expired at build time, skips
+ * expired ones at lookup, and a name listed twice just chains both entries (the first live one in
+ * file order decides, where the merged policy would report the merged entry: the action is the same,
+ * the reason shown may be the first line's alone). `entries` therefore counts lines, duplicates
+ * included. The agent's embedded sinkhole builds from the Policy it already has instead.
+ */
 async function loadMatcher(paths: readonly string[], io: CommandIO, log: Logger): Promise<{ matcher: Matcher; entries: number }> {
   const now = new Date()
-  const loaded = await loadBlocklists(paths, { now })
+  const loaded = await loadBlocklists(paths, { now, duplicates: false })
   for (const p of loaded.problems) if (p.severity === 'error') io.stderr(formatProblem(p) + '\n')
-  const policy = buildPolicy(loaded.entries, { now })
   const counts = countProblems(loaded.problems)
-  log.info({ entries: policy.entries.length, files: loaded.files.length, errors: counts.error, warnings: counts.warning }, 'blocklists loaded')
-  return { matcher: buildMatcher(policy.entries), entries: policy.entries.length }
+  const entries = loaded.entries.length
+  log.info({ entries, files: loaded.files.length, errors: counts.error, warnings: counts.warning }, 'blocklists loaded')
+  const matcher = buildMatcher(loaded.entries)
+  loaded.entries.length = 0 // the matcher keeps no Entry: let the million objects go before serving
+  return { matcher, entries }
 }
 
 const emptyMatcher: Matcher = { matchName: () => undefined, matchIp: () => undefined }
