@@ -3,7 +3,6 @@
 // tables, and rebuilds an Entry object only when a verdict is returned.
 import type { Action, Entry } from './types.js'
 import { isRelativeExpiry, parseExpires } from './expiry.js'
-import { entryId } from './merge.js'
 
 /** Flag bits in `flags`. */
 export const F_SUB = 1 // domain: `*.name` (names under it only)
@@ -11,8 +10,8 @@ export const F_ALLOW = 2
 export const F_ALERT = 4
 export const F_FORCE = 8
 export const F_NET = 16
-/** `id` equals entryId(entry) (every file entry): recomputed on demand instead of stored. */
-export const F_DERIVED_ID = 32
+/** The id has the file-entry form (`f` + 11 base-36 digits, see merge.ts entryId) and sits in W_ID_HI/W_ID_LO. */
+export const F_COMPACT_ID = 32
 
 /** Action classes, in precedence order (lower wins): allow > block > alert. */
 export const A_ALLOW = 0
@@ -79,10 +78,10 @@ class Interner {
 type Extras = Pick<Entry, 'id' | 'added' | 'actor'>
 
 /**
- * Column layout: one Int32Array, STRIDE words per entry, so the words a lookup reads for one entry
+ * Column layout: one Int32Array, STRIDE words (32 bytes) per entry, so the words a lookup reads for one entry
  * sit in one or two cache lines instead of one line per column.
  */
-export const STRIDE = 6
+export const STRIDE = 8
 /** flags (bits 0-7) | expiry index << 8 (index 0: never expires; up to 2^24 - 1 distinct instants). */
 export const W_META = 0
 /** Next entry with the same key (or the same trie node), in input order; -1 ends the chain. */
@@ -92,6 +91,30 @@ const W_KEY = 2
 const W_SOURCE = 3
 const W_LINE = 4
 const W_REASON = 5
+/** A compact id: the value of its first 5 and of its last 6 base-36 digits. */
+const W_ID_HI = 6
+const W_ID_LO = 7
+
+const DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
+const idCodes = new Array<number>(12)
+
+/** Value of a base-36 digit `0-9a-z`, or -1. */
+function digit36(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48
+  if (c >= 97 && c <= 122) return c - 87
+  return -1
+}
+
+/** Base-36 value of s[from, to) (at most 6 digits: below 2^32), or -1. */
+function base36(s: string, from: number, to: number): number {
+  let v = 0
+  for (let i = from; i < to; i++) {
+    const d = digit36(s.charCodeAt(i))
+    if (d < 0) return -1
+    v = v * 36 + d
+  }
+  return v
+}
 const MAX_EXPIRIES = (1 << 24) - 1
 
 export class EntryTable {
@@ -138,10 +161,17 @@ export class EntryTable {
     } else cols[o + W_KEY] = key
     this.addSource(o, e.source)
     cols[o + W_REASON] = this.reasons.add(e.reason)
+    // Every file entry carries an id of one fixed shape: store it as two numbers, not as a string.
     let id = e.id
-    if (id !== undefined && id === entryId(e)) {
-      f |= F_DERIVED_ID
-      id = undefined
+    if (id !== undefined && id.length === 12 && id.charCodeAt(0) === 102) {
+      const hi = base36(id, 1, 6)
+      const lo = base36(id, 6, 12)
+      if (hi >= 0 && lo >= 0) {
+        f |= F_COMPACT_ID
+        cols[o + W_ID_HI] = hi
+        cols[o + W_ID_LO] = lo | 0
+        id = undefined
+      }
     }
     const x = this.expiries.add(e.expires)
     if (x > MAX_EXPIRIES) throw new RangeError(`more than ${MAX_EXPIRIES} distinct expiry times in one matcher`)
@@ -225,7 +255,20 @@ export class EntryTable {
     const x = this.expiries.values[meta >>> 8]
     if (x !== undefined) e.expires = x
     if (f & F_FORCE) e.force = true
-    if (f & F_DERIVED_ID) e.id = entryId(e)
+    if (f & F_COMPACT_ID) {
+      let hi = cols[o + W_ID_HI]!
+      let lo = cols[o + W_ID_LO]! >>> 0
+      idCodes[0] = 102 // f
+      for (let k = 11; k >= 6; k--) {
+        idCodes[k] = DIGITS.charCodeAt(lo % 36)
+        lo = Math.floor(lo / 36)
+      }
+      for (let k = 5; k >= 1; k--) {
+        idCodes[k] = DIGITS.charCodeAt(hi % 36)
+        hi = Math.floor(hi / 36)
+      }
+      e.id = String.fromCharCode.apply(null, idCodes)
+    }
     const extra = this.extras.get(i)
     if (extra) Object.assign(e, extra)
     return e

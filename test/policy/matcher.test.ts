@@ -107,13 +107,16 @@ t.test('alert only when nothing blocks; entries come back whole', async (t) => {
   t.equal(m2.matchName('odd.example')?.entry.source, 'weird:007')
 })
 
-t.test('derived file ids are recomputed, not stored; other ids are kept', async (t) => {
+t.test('file-style ids are stored as numbers and come back exact; other ids are kept', async (t) => {
   const a = dom('file.example', { subdomainsOnly: true })
   a.id = entryId(a)
   const b = dom('api.example', { id: 'a1b2', actor: 'bob' })
-  const m = buildMatcher([a, b])
+  const edge = ['f00000000000', 'fzzzzzzzzzzz', 'f0000z000001', 'fZZZZZZZZZZZ', 'f0000000000', 'f-0000000000', 'g00000000000']
+  const more = edge.map((id, i) => dom(`e${i}.example`, { id }))
+  const m = buildMatcher([a, b, ...more])
   t.same(m.matchName('x.file.example')?.entry, a)
   t.same(m.matchName('api.example')?.entry, b)
+  for (const e of more) t.same(m.matchName(e.value)?.entry, e, e.id)
 })
 
 t.test('equally specific entries of one action: the first in input order is reported', async (t) => {
