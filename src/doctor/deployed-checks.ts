@@ -180,6 +180,8 @@ export const dockerUsesSinkhole: Check = async (c) => {
   const s = ctx.deployed.sinkhole
   const file = ctx.deployed.daemonJson ?? '/etc/docker/daemon.json'
   if (!s) return result(name, 'skip', 'no --sinkhole-listen given')
+  // Containers cannot reach the host's loopback: such a sinkhole serves host processes only.
+  if (/^127\.|^::1$/.test(s.address)) return result(name, 'skip', `the sinkhole is on loopback (${s.address}): it serves this host, not containers`)
   const fix = `add "dns": ["${s.address}"] to ${file} (see deploy/docker/daemon.json), then systemctl restart docker; or run containers with --dns ${s.address}`
   let text: string
   try {

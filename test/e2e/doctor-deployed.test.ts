@@ -38,17 +38,23 @@ t.test('doctor checks a deployed host end to end', async (t) => {
   cpSync(BLOCKLISTS, join(dir, 'blocklists'), { recursive: true })
   writeFileSync(join(dir, 'hosts'), '127.0.0.1 localhost\n')
   const ns = makeNs(t, 'doc')
-  const up = spawn('ip', ['netns', 'exec', ns, process.execPath, CLI, 'up', '--listen', '127.0.0.1:18787', '--sinkhole-port', '53', '--upstream', '127.0.0.1:9',
+  // A stand-in for Docker's bridge (an empty bridge named docker0 with the default address): up finds it and puts the
+  // sinkhole there, as on a Docker host.
+  inNs(ns, 'ip', ['link', 'add', 'docker0', 'type', 'bridge'])
+  inNs(ns, 'ip', ['addr', 'add', '172.17.0.1/16', 'dev', 'docker0'])
+  inNs(ns, 'ip', ['link', 'set', 'docker0', 'up'])
+  const up = spawn('ip', ['netns', 'exec', ns, process.execPath, CLI, 'up', '--listen', '127.0.0.1:18787', '--upstream', '127.0.0.1:9',
     '--hosts-file', join(dir, 'hosts'), '--host', 'doc1'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] })
   let err = ''
   up.stderr.on('data', (d) => (err += String(d)))
   t.teardown(() => void (up.exitCode === null && up.signalCode === null && up.kill('SIGKILL')))
   await until('up: ready', () => /up: ready/.test(err) || up.exitCode !== null, 60_000).catch((e: Error) => t.fail(`${e.message}\n${err}`))
+  t.match(err, /DNS sinkhole on 172\.17\.0\.1:53; point containers at it: docker run --dns 172\.17\.0\.1/, 'up put the sinkhole on docker0')
 
   const daemonJson = join(dir, 'daemon.json')
-  writeFileSync(daemonJson, JSON.stringify({ dns: ['127.0.0.1'] }))
+  writeFileSync(daemonJson, JSON.stringify({ dns: ['172.17.0.1'] }))
   const doctor = async (extra: string[] = [], tokenFile = join(dir, 'data', 'agent.token')) => {
-    const r = await runCli(['doctor', '--json', '--server', 'http://127.0.0.1:18787', '--token-file', tokenFile, '--sinkhole-listen', '127.0.0.1:53', '--daemon-json', daemonJson, ...extra], { netns: ns })
+    const r = await runCli(['doctor', '--json', '--server', 'http://127.0.0.1:18787', '--token-file', tokenFile, '--sinkhole-listen', '172.17.0.1:53', '--daemon-json', daemonJson, ...extra], { netns: ns })
     const out = JSON.parse(r.stdout) as { ok: boolean; checks: Check[] }
     return { code: r.code, ok: out.ok, by: new Map(out.checks.map((c) => [c.name, c])), raw: r.stdout }
   }
@@ -68,7 +74,7 @@ t.test('doctor checks a deployed host end to end', async (t) => {
   // Docker not pointed at the sinkhole: a warning (the kernel block still holds), with the fix.
   writeFileSync(daemonJson, JSON.stringify({ 'log-driver': 'journald' }))
   const noDns = await doctor()
-  t.match(noDns.by.get('Docker pointed at the sinkhole'), { status: 'warn', fix: /"dns": \["127\.0\.0\.1"\]/ })
+  t.match(noDns.by.get('Docker pointed at the sinkhole'), { status: 'warn', fix: /"dns": \["172\.17\.0\.1"\]/ })
 
   // Everything stopped (rules stay, by design): server and sinkhole checks fail with their fixes.
   up.kill('SIGTERM')
@@ -76,7 +82,7 @@ t.test('doctor checks a deployed host end to end', async (t) => {
   const down = await doctor()
   t.equal(down.code, 1)
   t.match(down.by.get('server reachable'), { status: 'fail', fix: /systemctl start egress-guard-server/ })
-  t.match(down.by.get('sinkhole answering'), { status: 'fail', detail: /no answer from 127\.0\.0\.1:53/ })
+  t.match(down.by.get('sinkhole answering'), { status: 'fail', detail: /no answer from 172\.17\.0\.1:53/ })
 
   // Rules stay after the stop; a jump removed by hand (a running agent would repair it) is reported.
   inNs(ns, 'iptables', ['-D', 'OUTPUT', '-j', 'EGRESS-GUARD'])
