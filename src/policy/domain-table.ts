@@ -37,13 +37,16 @@ export const MAX_KEYS = KEY_MASK - 1
 export class DomainTable {
   /** All key bytes, back to back (latin1; names are ASCII). */
   private bytes: Buffer
-  /** Key k spans bytes [start[k], start[k + 1]). */
-  private start: Uint32Array
+  /**
+   * Per key k, two words: key[2k] is where its bytes start (they end where key k + 1's start, so
+   * key[2k + 2]), key[2k + 1] its first entry (EntryTable index, -1 when none). Side by side, the
+   * length check and the chain head of a found key cost one cache line.
+   */
+  private key: Int32Array
   /** First entry (EntryTable index) of key k. */
-  readonly head: Int32Array
   /**
    * Slot -> (key index + 1) in the low 25 bits, and the top 7 bits of the key's mixed hash above them
-   * (0: empty). The tag rejects almost every wrong slot without touching `start` or `bytes`, which
+   * (0: empty). The tag rejects almost every wrong slot without touching `key` or `bytes`, which
    * keeps a miss to about one cache line. Load factor kept at or under 1/2.
    */
   private readonly slots: Int32Array
@@ -76,8 +79,8 @@ export class DomainTable {
     this.filter = new Int32Array(bits >>> 5)
     this.filterShift = 32 - Math.log2(bits)
     this.bytes = Buffer.allocUnsafeSlow(Math.max(1, maxBytes))
-    this.start = new Uint32Array(maxKeys + 1)
-    this.head = new Int32Array(maxKeys).fill(-1)
+    this.key = new Int32Array(2 * (maxKeys + 1)).fill(-1)
+    this.key[0] = 0
   }
 
   get size(): number {
@@ -110,7 +113,7 @@ export class DomainTable {
     const bytes = this.bytes
     for (let i = 0, o = this.used; i < name.length; i++, o++) bytes[o] = name.charCodeAt(i)
     this.used += name.length
-    this.start[key + 1] = this.used
+    this.key[2 * key + 2] = this.used
     const m = mix(h)
     let slot = m & this.mask
     while (this.slots[slot] !== 0) slot = (slot + 1) & this.mask
@@ -127,7 +130,7 @@ export class DomainTable {
       this.bytes.copy(b, 0, 0, this.used)
       this.bytes = b
     }
-    if (this.keys + 1 < this.start.length) this.start = this.start.slice(0, this.keys + 1)
+    if (2 * (this.keys + 1) < this.key.length) this.key = this.key.slice(0, 2 * (this.keys + 1))
   }
 
   /**
@@ -137,7 +140,7 @@ export class DomainTable {
   find(q: string, from: number, to: number, h: number): number {
     const len = to - from
     const slots = this.slots
-    const start = this.start
+    const kv = this.key
     const bytes = this.bytes
     const m = mix(h)
     const f = Math.imul(m, 0x9e3779b1) >>> this.filterShift
@@ -148,8 +151,8 @@ export class DomainTable {
       const s = slots[slot]!
       if (s === 0) return -1
       const k = (s & KEY_MASK) - 1
-      if ((s & TAG_MASK) === tag && start[k + 1]! - start[k]! === len) {
-        const b = start[k]!
+      if ((s & TAG_MASK) === tag && kv[2 * k + 2]! - kv[2 * k]! === len) {
+        const b = kv[2 * k]!
         let i = 0
         while (i < len && bytes[b + i] === lowerAscii(q.charCodeAt(from + i))) i++
         if (i === len) return k
@@ -158,13 +161,22 @@ export class DomainTable {
     }
   }
 
+  /** First entry of key k's chain, -1 when none. */
+  head(k: number): number {
+    return this.key[2 * k + 1]!
+  }
+
+  setHead(k: number, entry: number): void {
+    this.key[2 * k + 1] = entry
+  }
+
   /** The text of key k (only called when a verdict is materialised). */
   value(k: number): string {
-    return this.bytes.toString('latin1', this.start[k]!, this.start[k + 1]!)
+    return this.bytes.toString('latin1', this.key[2 * k]!, this.key[2 * k + 2]!)
   }
 
   /** Bytes held by the typed arrays (outside the JS heap, but part of the real cost). */
   get byteSize(): number {
-    return this.bytes.byteLength + this.start.byteLength + this.head.byteLength + this.slots.byteLength + this.filter.byteLength
+    return this.bytes.byteLength + this.key.byteLength + this.slots.byteLength + this.filter.byteLength
   }
 }

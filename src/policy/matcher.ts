@@ -145,7 +145,7 @@ export class CompactMatcher implements Matcher {
         labels++
         if (mask & (1 << (labels < 31 ? labels : 31))) {
           const k = domains.find(name, i + 1, end, h)
-          if (k >= 0) sel.consider(domains.head[k]!, false)
+          if (k >= 0) sel.consider(domains.head(k), false)
         }
       } else if (c > 127) return this.matchUnicode(name)
       h = hashStep(h, lowerAscii(c))
@@ -153,7 +153,7 @@ export class CompactMatcher implements Matcher {
     labels++
     if (mask & (1 << (labels < 31 ? labels : 31))) {
       const k = domains.find(name, 0, end, h)
-      if (k >= 0) sel.consider(domains.head[k]!, true)
+      if (k >= 0) sel.consider(domains.head(k), true)
     }
     return this.verdict()
   }
@@ -240,8 +240,8 @@ export function buildMatcher(entries: readonly Entry[], opts: MatcherOptions = {
       if (name === undefined) continue
       const k = domains.intern(name)
       const i = table.add(e, k)
-      table.setNext(i, domains.head[k]!)
-      domains.head[k] = i
+      table.setNext(i, domains.head(k))
+      domains.setHead(k, i)
     } else {
       const p = parseCidr(e.value)
       if (!p.ok) continue
