@@ -134,6 +134,7 @@ t.test('dashboard in chromium against a real server and agent', async (t) => {
   await until('search applied', async () => (await page.locator('#policy-table tbody tr').count()) === 1, 10_000).catch((e: Error) => t.fail(e.message))
   t.equal(await page.locator('#policy-table tbody tr').count(), 1, 'search finds only the new entry')
   await page.fill('#policy-search', '')
+  await page.locator('#policy-table tr[data-value="evil.example"]').waitFor()
   await page.locator('#propagation', { hasText: 'propagation complete' }).waitFor({ timeout: 30_000 }).catch((e: Error) => t.fail(`propagation: ${e.message}`))
   await page.screenshot({ path: join(SHOTS, 'policy.png'), fullPage: true })
 
@@ -215,7 +216,7 @@ t.test('dashboard in chromium against a real server and agent', async (t) => {
   // The read role: can look, and an add is refused with the role message; nothing changes.
   await page.click('#sign-out')
   await page.locator('#signin-token').waitFor()
-  t.equal(await page.evaluate(() => sessionStorage.length), 0, 'sign-out forgets the token')
+  t.equal(await page.evaluate('sessionStorage.length'), 0, 'sign-out forgets the token')
   await page.fill('#signin-token', tok.read)
   await page.click('#signin-form button[type=submit]')
   await page.locator('#who-role', { hasText: 'read role' }).waitFor()
@@ -237,7 +238,7 @@ t.test('dashboard in chromium against a real server and agent', async (t) => {
   await p2.fill('#signin-token', tok.read)
   await p2.click('#signin-form button[type=submit]')
   await fleetRow(p2, 'dash1').waitFor()
-  t.ok(await p2.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no horizontal overflow at 390px')
+  t.ok(await p2.evaluate('document.documentElement.scrollWidth <= window.innerWidth'), 'no horizontal overflow at 390px')
   t.equal(await p2.locator('#fleet-table thead').isVisible(), false, 'tables become labelled cards')
   t.match(await fleetRow(p2, 'dash1').textContent(), /State: ?in-sync|in-sync/)
   await p2.screenshot({ path: join(SHOTS, 'phone.png') })

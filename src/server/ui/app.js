@@ -426,8 +426,10 @@ function renderHits(fresh) {
 /** Hits per 2-minute bucket over the last hour, as an inline SVG bar chart with a text caption. */
 function drawChart(list) {
   const now = Date.now()
-  const width = 600
-  const height = 120
+  // Drawn at the box's own pixel width (not a stretched viewBox), so labels keep their size at
+  // phone width; redrawn on every poll, so a resize is picked up within one period.
+  const width = Math.max(240, Math.round($('hits-chart').clientWidth || 600))
+  const height = 130
   const pad = { l: 28, r: 6, t: 8, b: 18 }
   const bucketMs = HIT_WINDOW_MS / HIT_BUCKETS
   const counts = new Array(HIT_BUCKETS).fill(0)
@@ -441,7 +443,7 @@ function drawChart(list) {
   const plotW = width - pad.l - pad.r
   const plotH = height - pad.t - pad.b
   const bw = plotW / HIT_BUCKETS
-  const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': `hits over the last hour: ${total} in total, at most ${max} per 2 minutes`, id: 'hits-svg' })
+  const root = svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': `hits over the last hour: ${total} in total, at most ${max} per 2 minutes`, id: 'hits-svg' })
   root.append(svg('line', { class: 'axis', x1: pad.l, y1: pad.t + plotH, x2: width - pad.r, y2: pad.t + plotH }))
   root.append(svg('line', { class: 'axis', x1: pad.l, y1: pad.t, x2: pad.l, y2: pad.t + plotH }))
   root.append(svg('text', { x: 2, y: pad.t + 9 }, String(max)))
