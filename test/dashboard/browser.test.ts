@@ -45,7 +45,7 @@ t.test('dashboard in chromium against a real server and agent', async (t) => {
   const data = join(tmp, 'data')
   const lists = join(tmp, 'lists')
   mkdirSync(lists)
-  writeFileSync(join(lists, 'base.txt'), 'evil.example # miner pool\n*.ads.example # ad network\n203.0.113.66 # known C2 address\n')
+  writeFileSync(join(lists, 'base.txt'), 'evil.example # miner pool\n*.ads.example # ad network\n203.0.113.66 # known C2 address\nxss.example # <img src=x onerror="document.title=\'pwned\'"> markup in a reason\n')
   writeFileSync(join(tmp, 'hosts'), '127.0.0.1 localhost\n')
   const dns = await startDnsmasq(t, { hosts: { 'blocked.example': ['198.51.100.20'], 'ok.example': ['198.51.100.10'] } })
   const port = await freePort()
@@ -118,6 +118,9 @@ t.test('dashboard in chromium against a real server and agent', async (t) => {
   await page.click('#nav a[data-view=policy]')
   await page.locator('#policy-table tr[data-value="evil.example"]').waitFor()
   t.match(await page.locator('#policy-table tr[data-value="evil.example"]').textContent(), /miner pool.*base\.txt:1/, 'file entry with reason and file:line')
+  // A reason is data from a file: shown as text, never parsed as markup.
+  t.match(await page.locator('#policy-table tr[data-value="xss.example"]').textContent(), /<img src=x onerror=/, 'markup in a reason is shown as text')
+  t.equal(await page.locator('#policy-table img').count(), 0, 'and does not become an element')
   await page.fill('#add-value', 'blocked.example')
   await page.fill('#add-reason', 'incident 42: exfiltration')
   await page.fill('#add-expires', '4h')
@@ -158,6 +161,10 @@ t.test('dashboard in chromium against a real server and agent', async (t) => {
   t.match(hitText, /client 127\.0\.0\.1/, 'and the client address')
   t.match(hitText, /incident 42: exfiltration/, 'and the reason')
   t.same(navigations.filter((u) => !u.startsWith(`${url}/#`)), [], 'no reload happened')
+  // A few more lookups (a file entry, a wildcard, the markup reason) for the chart and the screenshot.
+  for (const n of ['evil.example', 'cdn.ads.example', 'tracker.ads.example', 'xss.example']) await dig('127.0.0.1', dnsPort, n)
+  await page.locator('#hits-table tr[data-name="xss.example"]').waitFor({ timeout: 40_000 }).catch((e: Error) => t.fail(`more hits: ${e.message}`))
+  t.equal(await page.locator('#hits-table img').count(), 0, 'a hit\'s reason is text too')
   t.ok((await page.locator('#hits-chart svg rect.bar').count()) >= 1, 'the chart has a bar')
   t.match(await page.textContent('#hits-chart-caption'), /[1-9]\d* hits? in the last hour/)
   // Filters go to the server: a host that does not exist shows nothing, clearing brings it back.
@@ -167,9 +174,10 @@ t.test('dashboard in chromium against a real server and agent', async (t) => {
   await page.fill('#hits-name', 'blocked.example')
   await hitRow.waitFor()
   t.pass('filter by host and name')
-  await page.screenshot({ path: join(SHOTS, 'hits.png') })
   await page.fill('#hits-host', '')
   await page.fill('#hits-name', '')
+  await page.locator('#hits-table tr[data-name="evil.example"]').waitFor()
+  await page.screenshot({ path: join(SHOTS, 'hits.png') })
 
   // A bad entry: the server's validation message next to the value field; nothing added.
   await page.click('#nav a[data-view=policy]')
@@ -246,6 +254,7 @@ t.test('dashboard in chromium against a real server and agent', async (t) => {
   // The browser logs each refused fetch as a console error; those are checked one by one above and here.
   t.same(problems.filter((m) => !/^Failed to load resource: the server responded with a status of 40[013]/.test(m)), [], 'no script errors or CSP violations in the console')
   t.same([...refused].sort(), ['400 POST /v1/entries', '401 GET /v1/hosts', '403 GET /v1/tokens', '403 POST /v1/entries'], 'only the refusals this test provoked')
+  t.equal(await page.title(), 'egress-guard', 'no markup from a blocklist ever ran')
   t.equal(server.exitCode, null, 'the server kept running')
   t.equal(agent.exitCode, null, 'the agent kept running')
 })
