@@ -243,6 +243,11 @@ t.test('dashboard in chromium against a real server and agent', async (t) => {
   const p2 = await phone.newPage()
   p2.on('pageerror', (e) => problems.push(String(e)))
   await p2.goto(`${url}/#fleet`)
+  // An agent token is turned away: agents may not read the fleet.
+  await p2.fill('#signin-token', readFileSync(files.agent, 'utf8').trim())
+  await p2.click('#signin-form button[type=submit]')
+  await p2.locator('#signin-error', { hasText: '403' }).waitFor()
+  t.match(await p2.textContent('#signin-error'), /agent token \(403\)/, 'an agent token is refused with a message')
   await p2.fill('#signin-token', tok.read)
   await p2.click('#signin-form button[type=submit]')
   await fleetRow(p2, 'dash1').waitFor()
@@ -250,6 +255,15 @@ t.test('dashboard in chromium against a real server and agent', async (t) => {
   t.equal(await p2.locator('#fleet-table thead').isVisible(), false, 'tables become labelled cards')
   t.match(await fleetRow(p2, 'dash1').textContent(), /State: ?in-sync|in-sync/)
   await p2.screenshot({ path: join(SHOTS, 'phone.png') })
+
+  // The read token revoked while the page is open: the next poll returns to the sign-in form.
+  const admin = { authorization: `Bearer ${tok.admin}` }
+  const { tokens } = (await (await fetch(`${url}/v1/tokens`, { headers: admin })).json()) as { tokens: Array<{ id: string; name?: string }> }
+  const viewer = tokens.find((x) => x.name === 'viewer')
+  t.equal((await fetch(`${url}/v1/tokens/${viewer?.id}`, { method: 'DELETE', headers: admin })).status, 204, 'read token revoked')
+  await p2.locator('#signin-error', { hasText: 'no longer accepts' }).waitFor()
+  t.equal(await p2.isVisible('#view-fleet'), false, 'a revoked token ends the session')
+  t.equal(await p2.evaluate('sessionStorage.length'), 0)
 
   // The browser logs each refused fetch as a console error; those are checked one by one above and here.
   t.same(problems.filter((m) => !/^Failed to load resource: the server responded with a status of 40[013]/.test(m)), [], 'no script errors or CSP violations in the console')

@@ -145,6 +145,7 @@ function badge(state) {
 let current = 'signin'
 let timer
 let propagationTarget
+let propagationDone = false
 
 function show(view) {
   current = view
@@ -163,7 +164,8 @@ async function tick() {
   clearTimeout(timer)
   try {
     await refresh[view]()
-    if (propagationTarget !== undefined && view !== 'fleet') await refreshPropagation()
+    // Only until every host has caught up: after that the line stays as it was, without polling.
+    if (propagationTarget !== undefined && !propagationDone && view !== 'fleet') await refreshPropagation()
     if ($('banner').classList.contains('error')) banner('')
   } catch (e) {
     pollFailed(e)
@@ -234,6 +236,7 @@ function renderPropagation(d) {
   const fresh = d.hosts.filter((x) => x.state !== 'silent')
   const done = fresh.filter((x) => x.version >= propagationTarget && x.state === 'in-sync').length
   box.hidden = false
+  propagationDone = fresh.length > 0 && done === fresh.length
   box.textContent = fresh.length === 0
     ? `Policy v${propagationTarget}: no reporting host yet.`
     : `Policy v${propagationTarget}: ${done} of ${fresh.length} reporting host${fresh.length === 1 ? '' : 's'} in sync${done === fresh.length ? ' — propagation complete.' : ' — waiting for the rest (see Fleet).'}`
@@ -312,6 +315,7 @@ async function addEntry(ev) {
     $('add-result').textContent = `Added ${r.entries.map(written).join(', ')}: policy version ${r.version}. Hosts catch up in the Fleet view.${r.warnings?.length ? ` Warning: ${r.warnings.map((w) => w.message).join('; ')}` : ''}`
     for (const f of FIELDS) $(`add-${f}`).value = ''
     propagationTarget = r.version
+    propagationDone = false
     await tick()
   } catch (e) {
     if (e.status === 400 && e.body?.details?.problems?.length) {
@@ -341,6 +345,7 @@ function askRemove(button) {
       const r = await api('DELETE', `/v1/entries/${encodeURIComponent(id)}${reason ? `?reason=${encodeURIComponent(reason)}` : ''}`)
       $('add-result').textContent = `Removed ${r.removed.map(written).join(', ')}: policy version ${r.version}. Hosts catch up in the Fleet view.`
       propagationTarget = r.version
+      propagationDone = false
       await tick()
     } catch (e) {
       err.textContent = refusal(e, 'removing entries')
