@@ -116,7 +116,7 @@ t.test('file-style ids are stored as numbers and come back exact; other ids are 
   const m = buildMatcher([a, b, ...more])
   t.same(m.matchName('x.file.example')?.entry, a)
   t.same(m.matchName('api.example')?.entry, b)
-  for (const e of more) t.same(m.matchName(e.value)?.entry, e, e.id)
+  for (const e of more) t.same(m.matchName(e.value)?.entry, e, String(e.id))
 })
 
 t.test('equally specific entries of one action: the first in input order is reported', async (t) => {
