@@ -472,6 +472,14 @@ function auditWhat(ev) {
   return ev.action === 'policy.version' ? `policy v${ev.target}` : ev.target
 }
 
+/** `id api-1, mode block, expires ...`: the details object as one readable line (at most 300 chars). */
+function detailText(d) {
+  const text = d && typeof d === 'object' && !Array.isArray(d)
+    ? Object.entries(d).map(([k, v]) => `${k} ${v !== null && typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(', ')
+    : JSON.stringify(d)
+  return text.length > 300 ? `${text.slice(0, 299)}…` : text
+}
+
 function renderAudit(d) {
   const tbody = $('audit-table').tBodies[0]
   tbody.replaceChildren(
@@ -482,7 +490,7 @@ function renderAudit(d) {
         timeCell(ev.time, 'Time'),
         h('td', { 'data-label': 'Who', class: 'mono' }, ev.actor),
         h('td', { 'data-label': 'Action', class: 'mono' }, ev.action),
-        h('td', { 'data-label': 'What', class: 'mono' }, auditWhat(ev), ev.details !== undefined ? h('span', { class: 'sub' }, JSON.stringify(ev.details).slice(0, 300)) : ''),
+        h('td', { 'data-label': 'What', class: 'mono' }, auditWhat(ev), ev.details !== undefined ? h('span', { class: 'sub' }, detailText(ev.details)) : ''),
         h('td', { 'data-label': 'Why' }, ev.reason ?? ''),
       ),
     ),
