@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto'
 import { formatIp, parseCidr } from '../policy/net.js'
 import type { DesiredState, Drift } from './types.js'
+import { diffMembers } from './ipset-script.js'
 
 export type NftSetKey = 'allow4' | 'allow6' | 'block4' | 'block6' | 'alert4' | 'alert6'
 export const NFT_SET_KEYS: readonly NftSetKey[] = ['allow4', 'allow6', 'block4', 'block6', 'alert4', 'alert6']
@@ -123,27 +124,27 @@ export function intervalKeys(cidrs: readonly string[], fam: 4 | 6): string[] {
 }
 
 /**
- * A member list split into single addresses (element text: the address without `/32` / `/128`,
- * de-duplicated and sorted, as they are compared with what nft lists) and real networks.
+ * A member list split into single addresses and real networks. Addresses stay the DesiredState's own
+ * canonical strings (`198.51.100.7/32`), in input order (DesiredState lists are de-duplicated): a
+ * 100,000-entry edit then pays for no sort and no new strings, and Set lookups reuse the hash V8
+ * cached in each string. nft element text drops the host prefix (addrText) only for lines written.
  */
 export function splitMembers(cidrs: readonly string[], fam: 4 | 6): { addrs: string[]; nets: string[] } {
   const host = fam === 4 ? '/32' : '/128'
   const addrs: string[] = []
   const nets: string[] = []
   for (const c of cidrs) {
-    if (c.endsWith(host)) addrs.push(c.slice(0, -host.length))
-    else if (!c.includes('/')) addrs.push(c)
+    if (c.endsWith(host)) addrs.push(c)
+    else if (!c.includes('/')) addrs.push(c + host)
     else nets.push(c)
   }
-  return { addrs: uniqueSorted(addrs), nets }
+  return { addrs, nets }
 }
 
-function uniqueSorted(xs: string[]): string[] {
-  xs.sort()
-  let n = 0
-  for (let i = 0; i < xs.length; i++) if (i === 0 || xs[i] !== xs[i - 1]) xs[n++] = xs[i]!
-  xs.length = n
-  return xs
+/** `198.51.100.7/32` -> `198.51.100.7`: how an address is written to and listed by nft. */
+const addrText = (m: string): string => {
+  const i = m.indexOf('/')
+  return i < 0 ? m : m.slice(0, i)
 }
 
 function membersOf(d: DesiredState, key: NftSetKey): string[] {
@@ -206,7 +207,10 @@ export interface LiveTable {
 export interface LiveSet {
   type: string
   interval: boolean
+  /** Interval set: merged interval keys, sorted. Hash set: element texts, in no particular order. */
   keys: string[]
+  /** Hash set: a Set of `keys`, built when a diff first needs it and carried across edits. */
+  set?: Set<string>
 }
 
 type Json = Record<string, unknown>
@@ -249,9 +253,9 @@ export function parseNftJson(text: string): LiveTable {
         const keys: string[] = []
         for (const e of (s.elem as unknown[] | undefined) ?? []) {
           const v = typeof e === 'string' ? e : ((e as Json)?.elem as Json | undefined)?.val
-          if (typeof v === 'string') keys.push(v)
+          if (typeof v === 'string') keys.push(v.includes('/') ? v : `${v}/${fam === 4 ? 32 : 128}`)
         }
-        live.sets.set(String(s.name), { type: String(s.type), interval, keys: uniqueSorted(keys) })
+        live.sets.set(String(s.name), { type: String(s.type), interval, keys })
         continue
       }
       const ivs: [number | bigint, number | bigint][] = []
@@ -279,6 +283,14 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i])
 }
 
+/** Interval sets compare as sorted merged keys; hash sets as sets (nft lists them in hash order). */
+function sameMembers(have: LiveSet, want: readonly string[]): boolean {
+  if (have.interval || sameList(have.keys, want)) return sameList(have.keys, want)
+  const h = have.set ?? new Set(have.keys)
+  if (h.size !== have.keys.length || new Set(want).size !== h.size) return false
+  return want.every((k) => h.has(k))
+}
+
 function chainOk(live: LiveTable, c: ExpectedChain): 'missing' | 'hook' | 'rules' | 'ok' {
   const l = live.chains.get(c.name)
   if (!l) return 'missing'
@@ -288,14 +300,15 @@ function chainOk(live: LiveTable, c: ExpectedChain): 'missing' | 'hook' | 'rules
 }
 
 /** The two sets of a role+family: name, nft type, kind and the members they should hold. */
-function wantedSets(desired: DesiredState, key: NftSetKey): { name: string; type: string; interval: boolean; keys: string[]; elements: string[] }[] {
+function wantedSets(desired: DesiredState, key: NftSetKey): { name: string; type: string; interval: boolean; keys: string[]; elements: () => string[] }[] {
   const fam = famOf(key)
   const type = fam === 4 ? 'ipv4_addr' : 'ipv6_addr'
   const { addrs, nets } = splitMembers(membersOf(desired, key), fam)
   const merged = mergedMembers(nets, fam)
   return [
-    { name: key, type, interval: false, keys: addrs, elements: addrs },
-    { name: netSet(key), type, interval: true, keys: merged.keys, elements: merged.elements },
+    // Element text only when a whole set is written (created or refilled).
+    { name: key, type, interval: false, keys: addrs, elements: () => addrs.map(addrText) },
+    { name: netSet(key), type, interval: true, keys: merged.keys, elements: () => merged.elements },
   ]
 }
 
@@ -311,21 +324,41 @@ function elementLines(out: string[], verb: 'add' | 'delete', T: string, name: st
  */
 function setChange(
   T: string,
-  w: { name: string; interval: boolean; keys: string[]; elements: string[] },
+  w: { name: string; interval: boolean; keys: string[]; elements: () => string[] },
   have: LiveSet | undefined,
   out: string[],
+  next: LiveSet,
 ): { added: number; removed: number; verb: 'create' | 'refill' | 'edit' } | undefined {
-  if (have && sameList(have.keys, w.keys)) return undefined
-  const haveSet = new Set(have?.keys ?? [])
-  const wantSet = new Set(w.keys)
-  const adds = w.keys.filter((k) => !haveSet.has(k))
-  const dels = (have?.keys ?? []).filter((k) => !wantSet.has(k))
+  if (have && sameList(have.keys, w.keys)) {
+    if (have.set) next.set = have.set
+    return undefined
+  }
+  let adds: string[]
+  let dels: string[]
+  if (!w.interval && have) {
+    // Lookups in the live Set only (see diffMembers); it then becomes the next state's Set.
+    const live = have.set ?? new Set(have.keys)
+    ;({ adds, dels } = diffMembers(w.keys, live, have.keys))
+    if (adds.length === 0 && dels.length === 0) {
+      next.set = live
+      return undefined
+    }
+    adds = [...new Set(adds)] // a DesiredState that broke the no-duplicates contract still applies
+    for (const d of dels) live.delete(d)
+    for (const a of adds) live.add(a)
+    next.set = live
+  } else {
+    const haveSet = new Set(have?.keys ?? [])
+    const wantSet = new Set(w.keys)
+    adds = w.keys.filter((k) => !haveSet.has(k))
+    dels = (have?.keys ?? []).filter((k) => !wantSet.has(k))
+  }
   if (w.interval || !have) {
     if (have) out.push(`flush set ${T} ${w.name}`)
-    elementLines(out, 'add', T, w.name, w.elements)
+    elementLines(out, 'add', T, w.name, w.elements())
   } else {
-    elementLines(out, 'delete', T, w.name, dels)
-    elementLines(out, 'add', T, w.name, adds)
+    elementLines(out, 'delete', T, w.name, dels.map(addrText))
+    elementLines(out, 'add', T, w.name, adds.map(addrText))
   }
   return { added: adds.length, removed: dels.length, verb: !have ? 'create' : w.interval ? 'refill' : 'edit' }
 }
@@ -368,14 +401,15 @@ export function planNft(
   for (const key of NFT_SET_KEYS) {
     const ws = wantedSets(desired, key)
     const changes = ws.map((w) => {
-      sets.set(w.name, { type: w.type, interval: w.interval, keys: w.keys })
+      const next: LiveSet = { type: w.type, interval: w.interval, keys: w.keys }
+      sets.set(w.name, next)
       let have = live.sets.get(w.name)
       if (have && (have.type !== w.type || have.interval !== w.interval)) {
         deletes.push(`delete set ${T} ${w.name}`)
         have = undefined
       }
       setLines.push(`add set ${T} ${w.name} { type ${w.type};${w.interval ? ' flags interval; auto-merge;' : ''} }`)
-      const c = setChange(T, w, have, setLines)
+      const c = setChange(T, w, have, setLines, next)
       added += c?.added ?? 0
       removed += c?.removed ?? 0
       return c
@@ -427,8 +461,9 @@ export function planElements(
     for (const w of ws) {
       const have = known.get(w.name)
       if (!have || have.type !== w.type || have.interval !== w.interval) return undefined
-      sets.set(w.name, { type: w.type, interval: w.interval, keys: w.keys })
-      const c = setChange(T, w, have, lines)
+      const next: LiveSet = { type: w.type, interval: w.interval, keys: w.keys }
+      sets.set(w.name, next)
+      const c = setChange(T, w, have, lines, next)
       added += c?.added ?? 0
       removed += c?.removed ?? 0
       changes.push(c)
@@ -455,7 +490,7 @@ export function nftDrift(table: string, live: LiveTable, desired: DesiredState |
         out.push({ kind: 'set-missing', detail: `set ${name} is ${have.interval ? 'an interval' : 'a hash'} set, not the kind expected` })
         continue
       }
-      if (wanted && !sameList(have.keys, wanted[i]!.keys)) {
+      if (wanted && !sameMembers(have, wanted[i]!.keys)) {
         out.push({ kind: 'set-members', detail: `set ${name}: members differ from policy version ${desired!.version}` })
       }
     }
