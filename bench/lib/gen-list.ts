@@ -1,6 +1,8 @@
 // Reproducible, realistic blocklist text for benchmarks (lint, matcher, enforcement): a seeded PRNG
 // so every run and every helper measures the same list. All lines it writes are valid entries.
 import { formatCidr, maskBytes } from '../../src/policy/net.js'
+import { prng } from '../../test/helpers/prng.js'
+export { prng }
 
 export interface GenOptions {
   /** How many domain entries (each hosts-file line carries exactly one name, so this is exact). */
@@ -20,17 +22,6 @@ export interface GeneratedList {
   cidrs: string[]
 }
 
-/** mulberry32: tiny, fast, good enough for test data; same seed, same list. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const SYLLABLES = ['ab', 'ka', 'lo', 'mi', 'net', 'cdn', 'zor', 'pix', 'tra', 'ck', 'ad', 'ser', 've', 'x', 'qu',
   'ri', 'on', 'data', 'up', 'mx', 'stat', 'gw', 'ba', 'te', 'ny', 'ro', 'fi', 'lu', 'mo', 'sy', 'ze', 'do']

@@ -3,17 +3,8 @@
 import t from 'tap'
 import { parseV4, parseV6Into } from '../../src/policy/ip-parse.js'
 import { formatIp, parseIp } from '../../src/policy/net.js'
+import { prng } from '../../test/helpers/prng.js'
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** parseV6Into's answer in parseIp's terms: bytes, or undefined. */
 function fast6(s: string): number[] | undefined {

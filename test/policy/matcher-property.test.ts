@@ -5,17 +5,8 @@ import { buildMatcher } from '../../src/policy/matcher.js'
 import { cidrContains, formatIp, parseCidr, parseIp, type Ip } from '../../src/policy/net.js'
 import type { Action, Entry, Verdict } from '../../src/policy/types.js'
 import { parseExpires } from '../../src/policy/expiry.js'
+import { prng } from '../../test/helpers/prng.js'
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const NOW = new Date('2026-06-15T12:00:00Z')
 const LABELS = ['a', 'b', 'evil', 'x-1', 'cdn', 'www', 'api', 'c2', 'dl', 'm', 'n', 'z_z']

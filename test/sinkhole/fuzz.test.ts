@@ -12,22 +12,12 @@ import { buildMatcher } from '../../src/policy/matcher.js'
 import { silentLogger } from '../../src/log.js'
 import { parseQuery, records } from '../../src/sinkhole/wire.js'
 import { answer, checkForwarded, compileBlockMode } from '../../src/sinkhole/answer.js'
+import { prng } from '../../test/helpers/prng.js'
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261121)
 const UDP_PACKETS = 80_000
 const TCP_PACKETS = 20_000
 
-/** mulberry32: small, fast, seedable. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const matcher = buildMatcher([
   { kind: 'domain', value: 'bad.example', allow: false, mode: 'block', source: 'fuzz:1' },
