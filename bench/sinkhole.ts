@@ -27,6 +27,9 @@ const { values: args } = parseArgs({
     runs: { type: 'string', default: '1' },
     // Only load time, load CPU and memory, dnsmasq vs the sinkhole, --runs times each: no dnsperf.
     'load-only': { type: 'boolean', default: false },
+    // With --load-only: also load this other build's cli.js (e.g. a copy of dist/ from an older
+    // commit), alternating with the others, for a before/after in the same run.
+    'compare-cli': { type: 'string' },
   },
 })
 const DOMAINS = Number(args.domains)
@@ -275,13 +278,14 @@ if (args['load-only']) {
   // Alternating dnsmasq and sinkhole starts, so both see the same machine load; CPU seconds spent up
   // to the first correct answer (utime+stime of the server) are the steadier figure on a loaded box.
   type L = { wall: number; cpu: number; rss: number; peak: number }
-  const res: Record<'dnsmasq' | 'sinkhole', L[]> = { dnsmasq: [], sinkhole: [] }
+  const res: Record<'dnsmasq' | 'sinkhole' | 'other', L[]> = { dnsmasq: [], sinkhole: [], other: [] }
+  const other = args['compare-cli']
   for (let i = 0; i < RUNS; i++) {
-    for (const which of ['dnsmasq', 'sinkhole'] as const) {
+    for (const which of ['dnsmasq', 'sinkhole', ...(other ? ['other' as const] : [])] as const) {
       const p = port()
       const c = which === 'dnsmasq'
         ? start('dnsmasq', ['--no-daemon', `--conf-file=${dnsmasqConf}`, '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${p}`, `--server=127.0.0.1#${upPort}`, '--cache-size=10000'], SERVER_CPU)
-        : start(process.execPath, [cli, 'sinkhole', '--listen', `127.0.0.1:${p}`, '--upstream', `127.0.0.1:${upPort}`, '--blocklists', blocklist, '--cache-size', '10000', '--log-level', 'warn'], SERVER_CPU)
+        : start(process.execPath, [which === 'other' ? other! : cli, 'sinkhole', '--listen', `127.0.0.1:${p}`, '--upstream', `127.0.0.1:${upPort}`, '--blocklists', blocklist, '--cache-size', '10000', '--log-level', 'warn'], SERVER_CPU)
       const wall = await waitReady(c, p, probeName)
       const x = { wall, cpu: cpuTicks(c.pid!) / CLK_TCK, rss: rssMiB(c.pid!), peak: peakMiB(c.pid!) }
       log(`  ${which} run ${i + 1}: ready in ${x.wall.toFixed(2)} s wall, ${x.cpu.toFixed(2)} s CPU, RSS ${x.rss.toFixed(0)} MiB, peak ${x.peak.toFixed(0)} MiB`)
@@ -293,10 +297,14 @@ if (args['load-only']) {
   const med = (xs: L[], k: keyof L) => xs.map((x) => x[k]).sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
   const out = [`${DOMAINS.toLocaleString('en-US')} listed names, load only, medians of ${RUNS} run(s); load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`,
     '| server | load wall (s) | load CPU (s) | RSS (MiB) | peak RSS (MiB) |', '| --- | ---: | ---: | ---: | ---: |']
-  for (const [name, xs] of [[`dnsmasq ${dnsmasqVersion}`, res.dnsmasq], ['egress-guard sinkhole', res.sinkhole]] as const) {
+  const named: [string, L[]][] = [[`dnsmasq ${dnsmasqVersion}`, res.dnsmasq], ['egress-guard sinkhole', res.sinkhole]]
+  if (other) named.push([`egress-guard sinkhole (${other})`, res.other])
+  for (const [name, xs] of named) {
     out.push(`| ${name} | ${med(xs, 'wall').toFixed(2)} | ${med(xs, 'cpu').toFixed(2)} | ${med(xs, 'rss').toFixed(0)} | ${med(xs, 'peak').toFixed(0)} |`)
   }
-  for (const k of ['wall', 'cpu', 'rss', 'peak'] as const) out.push(`sinkhole / dnsmasq ${k}: ${(med(res.sinkhole, k) / med(res.dnsmasq, k)).toFixed(2)}x`)
+  for (const k of ['wall', 'cpu', 'rss', 'peak'] as const) {
+    out.push(`sinkhole / dnsmasq ${k}: ${(med(res.sinkhole, k) / med(res.dnsmasq, k)).toFixed(2)}x` + (other ? `; other build / dnsmasq: ${(med(res.other, k) / med(res.dnsmasq, k)).toFixed(2)}x` : ''))
+  }
   process.stdout.write(out.join('\n') + '\n')
   process.exit(0)
 }
