@@ -116,6 +116,9 @@ export class CompactMatcher implements Matcher {
   /** Scratch for the IPv6 address being looked up (lookups are synchronous, so one is enough). */
   private readonly v6buf = new Uint8Array(16)
   private readonly domainValue = (k: number): string => this.domains.value(k)
+  /** Entry index -> 1 + position in `verdicts` of its built Verdict; 0 until its first hit. */
+  private readonly verdictAt: Int32Array
+  private readonly verdicts: Verdict[] = []
 
   constructor(
     private readonly table: EntryTable,
@@ -125,6 +128,7 @@ export class CompactMatcher implements Matcher {
     clock: () => number,
   ) {
     this.sel = new Selector(table, clock)
+    this.verdictAt = new Int32Array(table.size)
   }
 
   matchName(name: string): Verdict | undefined {
@@ -185,10 +189,26 @@ export class CompactMatcher implements Matcher {
 
   private verdict(): Verdict | undefined {
     const s = this.sel
-    if (s.allow >= 0) return { action: 'allow', entry: this.table.materialise(s.allow, this.domainValue) }
-    if (s.block >= 0) return { action: 'block', entry: this.table.materialise(s.block, this.domainValue) }
-    if (s.alert >= 0) return { action: 'alert', entry: this.table.materialise(s.alert, this.domainValue) }
+    if (s.allow >= 0) return this.cached(s.allow, 'allow')
+    if (s.block >= 0) return this.cached(s.block, 'block')
+    if (s.alert >= 0) return this.cached(s.alert, 'alert')
     return undefined
+  }
+
+  /**
+   * The Verdict for entry i, built on its first hit and reused afterwards: rebuilding the Entry
+   * (strings for value, source and id) on every hit cost about a third of a lookup, mostly in GC.
+   * An entry always yields the same action (it is fixed by its flags), so one Verdict per entry is
+   * enough. Frozen, because every caller of this entry shares it. Memory: 4 B per entry for the
+   * index, plus one Verdict per distinct entry that has ever matched (a sinkhole sees a small share).
+   */
+  private cached(i: number, action: Verdict['action']): Verdict {
+    const at = this.verdictAt[i]!
+    if (at !== 0) return this.verdicts[at - 1]!
+    const v: Verdict = Object.freeze({ action, entry: Object.freeze(this.table.materialise(i, this.domainValue)) })
+    this.verdicts.push(v)
+    this.verdictAt[i] = this.verdicts.length
+    return v
   }
 
   stats(): MatcherStats {
@@ -200,7 +220,7 @@ export class CompactMatcher implements Matcher {
       domainKeys: this.domains.size,
       netEntries: nets,
       trieNodes: this.v4.nodeCount + this.v6.nodeCount,
-      typedBytes: this.domains.byteSize + this.v4.byteSize + this.v6.byteSize + this.table.byteSize,
+      typedBytes: this.domains.byteSize + this.v4.byteSize + this.v6.byteSize + this.table.byteSize + this.verdictAt.byteLength,
     }
   }
 }
