@@ -15,7 +15,7 @@ export interface ParseOptions {
   /** For expiry checks; default: now. */
   now?: Date
   /**
-   * entryKey -> source of the first occurrence, for `duplicate` warnings. Pass one map to several parses
+   * entryKey (a plain blocked name: just its value) -> source of the first occurrence, for `duplicate` warnings. Pass one map to several parses
    * (loadBlocklists does) to get warnings across files too; `false` skips the check (a hash map over a
    * million keys costs a noticeable share of a big lint; buildPolicy's onDuplicate finds them anyway).
    */
@@ -332,9 +332,12 @@ export class BlocklistParser {
     }
     const e = makeEntry(v, opts, reason, this.sourcePrefix + this.lineNo)
     if (this.seen) {
-      const k = entryKey(e)
+      // The common case (a plain blocked name) is keyed by its value alone: no key string to build, and
+      // the value's hash is cached on the string. It cannot meet a full entryKey, which has spaces.
+      const plain = e.kind === 'domain' && !e.allow && !e.subdomainsOnly && e.mode === 'block'
+      const k = plain ? e.value : entryKey(e)
       const first = this.seen.get(k)
-      if (first !== undefined) this.problem(duplicateFlaw(first, k))
+      if (first !== undefined) this.problem(duplicateFlaw(first, plain ? entryKey(e) : k))
       else this.seen.set(k, e.source)
     }
     this.entries.push(e)

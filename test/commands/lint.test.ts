@@ -4,6 +4,8 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runCli } from '../helpers/cli.js'
+import { formatProblem } from '../../src/policy/problems.js'
+import type { Problem } from '../../src/policy/types.js'
 
 const dir = mkdtempSync(join(tmpdir(), `eg-lint-${process.pid}-`))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
@@ -93,4 +95,23 @@ t.test('--max-file-size (flag and EG_ environment)', async (t) => {
   t.match(r.stdout, /a\.txt:0: file is \d+ bytes, larger than the limit of 10 bytes/)
   const e = await runCli(['lint', clean], { env: { EG_MAX_FILE_SIZE: '1K' } })
   t.equal(e.code, 0)
+})
+
+t.test('text and --json report the same duplicates and count (text skips buildPolicy)', async (t) => {
+  const d = join(dir, 'dups')
+  mkdirSync(d)
+  // Cross-file, non-plain variants (allow, *., mode=alert, networks), an expired twin that is no
+  // duplicate, and a name that differs only in mode (not a duplicate).
+  writeFileSync(join(d, 'a.txt'), 'x.example\n@@y.example\n*.z.example\n203.0.113.0/24\nm.example mode=alert\nm.example\ngone.example\n')
+  writeFileSync(join(d, 'b.txt'), 'X.example\n@@y.example\n*.z.example\n203.0.113.0/24 # again\nm.example mode=alert\ngone.example expires=2020-01-01\n198.51.100.9\n')
+  const text = await runCli(['lint', d])
+  const json = await runCli(['lint', '--json', d])
+  const lines = text.stdout.trim().split('\n')
+  t.equal(lines.filter((l) => l.includes('duplicate of')).length, 5, text.stdout)
+  const fromJson = (JSON.parse(json.stdout) as { problems: Array<{ file: string; line: number; severity: string; message: string }> }).problems
+    .map((p) => formatProblem(p as Problem))
+  t.same(lines, fromJson)
+  t.equal(text.stderr, json.stderr)
+  t.match(text.stderr, /^8 entries from 2 files: 0 errors, 6 warnings/)
+  t.equal(text.code, json.code)
 })
