@@ -4,7 +4,7 @@
 // `evil.example`, `a.evil.example`) in one pass, with no substrings, arrays or per-name objects.
 
 const FNV_OFFSET = 0x811c9dc5 | 0
-const FNV_PRIME = 0x01000193
+export const FNV_PRIME = 0x01000193
 
 /** One FNV-1a step; callers feed characters already lower-cased, from the last one backwards. */
 export function hashStep(h: number, c: number): number {

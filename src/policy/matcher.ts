@@ -7,7 +7,7 @@ import type { Entry, Matcher, Verdict } from './types.js'
 import { parseCidr } from './net.js'
 import { parseV4, parseV6Into } from './ip-parse.js'
 import { EntryTable, expiryMs, F_ALERT, F_ALLOW, F_NET, F_SUB, STRIDE, W_META, W_NEXT } from './entry-table.js'
-import { DomainTable, HASH_START, hashStep, lowerAscii } from './domain-table.js'
+import { DomainTable, FNV_PRIME, HASH_START } from './domain-table.js'
 import { CidrTrie, type ChainSink } from './cidr-trie.js'
 
 export { parseV4 }
@@ -116,9 +116,12 @@ export class CompactMatcher implements Matcher {
   /** Scratch for the IPv6 address being looked up (lookups are synchronous, so one is enough). */
   private readonly v6buf = new Uint8Array(16)
   private readonly domainValue = (k: number): string => this.domains.value(k)
-  /** Entry index -> 1 + position in `verdicts` of its built Verdict; 0 until its first hit. */
-  private readonly verdictAt: Int32Array
-  private readonly verdicts: Verdict[] = []
+  /**
+   * Entry index -> its Verdict, undefined until its first hit. Filled with undefined up front so V8
+   * keeps a flat element array (a `new Array(n)` this large would be a slow dictionary): one load per
+   * hit, where an Int32Array index into a dense array cost a second cache miss.
+   */
+  private readonly verdicts: (Verdict | undefined)[]
 
   constructor(
     private readonly table: EntryTable,
@@ -128,7 +131,7 @@ export class CompactMatcher implements Matcher {
     clock: () => number,
   ) {
     this.sel = new Selector(table, clock)
-    this.verdictAt = new Int32Array(table.size)
+    this.verdicts = new Array<Verdict | undefined>(table.size).fill(undefined)
   }
 
   matchName(name: string): Verdict | undefined {
@@ -152,7 +155,8 @@ export class CompactMatcher implements Matcher {
           if (k >= 0) sel.consider(domains.head(k), false)
         }
       } else if (c > 127) return this.matchUnicode(name)
-      h = hashStep(h, lowerAscii(c))
+      // hashStep(h, lowerAscii(c)), written out: this line runs for every character of every query.
+      h = Math.imul(h ^ (c >= 65 && c <= 90 ? c | 32 : c), FNV_PRIME)
     }
     labels++
     if (mask & (1 << (labels < 31 ? labels : 31))) {
@@ -199,15 +203,14 @@ export class CompactMatcher implements Matcher {
    * The Verdict for entry i, built on its first hit and reused afterwards: rebuilding the Entry
    * (strings for value, source and id) on every hit cost about a third of a lookup, mostly in GC.
    * An entry always yields the same action (it is fixed by its flags), so one Verdict per entry is
-   * enough. Frozen, because every caller of this entry shares it. Memory: 4 B per entry for the
-   * index, plus one Verdict per distinct entry that has ever matched (a sinkhole sees a small share).
+   * enough. Frozen, because every caller of this entry shares it. Memory: one 8-byte slot per entry,
+   * plus one Verdict per distinct entry that has ever matched (a sinkhole sees a small share).
    */
   private cached(i: number, action: Verdict['action']): Verdict {
-    const at = this.verdictAt[i]!
-    if (at !== 0) return this.verdicts[at - 1]!
+    const hit = this.verdicts[i]
+    if (hit !== undefined) return hit
     const v: Verdict = Object.freeze({ action, entry: Object.freeze(this.table.materialise(i, this.domainValue)) })
-    this.verdicts.push(v)
-    this.verdictAt[i] = this.verdicts.length
+    this.verdicts[i] = v
     return v
   }
 
@@ -220,7 +223,7 @@ export class CompactMatcher implements Matcher {
       domainKeys: this.domains.size,
       netEntries: nets,
       trieNodes: this.v4.nodeCount + this.v6.nodeCount,
-      typedBytes: this.domains.byteSize + this.v4.byteSize + this.v6.byteSize + this.table.byteSize + this.verdictAt.byteLength,
+      typedBytes: this.domains.byteSize + this.v4.byteSize + this.v6.byteSize + this.table.byteSize,
     }
   }
 }
