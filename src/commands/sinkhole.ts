@@ -9,6 +9,7 @@ import { createLogger, type Logger } from '../log.js'
 import { parseIp, formatIp } from '../policy/net.js'
 import { loadBlocklists } from '../policy/load.js'
 import { buildMatcher } from '../policy/matcher.js'
+import { CompactEntries } from '../policy/matcher-builder.js'
 import { countProblems, formatProblem } from '../policy/problems.js'
 import type { Matcher } from '../policy/types.js'
 import { parseBlockMode } from '../sinkhole/answer.js'
@@ -83,13 +84,15 @@ export function firstNameserver(text: string): string | undefined {
  */
 async function loadMatcher(paths: readonly string[], io: CommandIO, log: Logger): Promise<{ matcher: Matcher; entries: number }> {
   const now = new Date()
-  const loaded = await loadBlocklists(paths, { now, duplicates: false })
+  // Entries go into typed columns as they are parsed, and buildMatcher reads them back one at a time
+  // through an array view: no million Entry objects alive at once (they were most of the load's peak RSS).
+  const store = new CompactEntries()
+  const loaded = await loadBlocklists(paths, { now, duplicates: false, onEntry: (e) => store.add(e) })
   for (const p of loaded.problems) if (p.severity === 'error') io.stderr(formatProblem(p) + '\n')
   const counts = countProblems(loaded.problems)
-  const entries = loaded.entries.length
+  const entries = store.length
   log.info({ entries, files: loaded.files.length, errors: counts.error, warnings: counts.warning }, 'blocklists loaded')
-  const matcher = buildMatcher(loaded.entries)
-  loaded.entries.length = 0 // the matcher keeps no Entry: let the million objects go before serving
+  const matcher = buildMatcher(store.view())
   return { matcher, entries }
 }
 

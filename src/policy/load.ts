@@ -25,6 +25,8 @@ export interface LoadOptions {
    * can pass false and report its onDuplicate instead, which is cheaper on huge lists (lint does).
    */
   duplicates?: boolean
+  /** Receive each entry instead of collecting it in `entries` (then empty); see ParseOptions.onEntry. */
+  onEntry?: (e: Entry) => void
   /** Decode piece size (default 64 MiB); tests set it small to exercise the cuts. */
   chunkBytes?: number
 }
@@ -97,7 +99,7 @@ export async function loadBlocklists(paths: readonly string[], opts: LoadOptions
       out.problems.push(fileProblem(file, 'not-text', 'not a text file (invalid UTF-8); skipped'))
       return
     }
-    const parser = new BlocklistParser(file, { now, seen })
+    const parser = new BlocklistParser(file, { now, seen, ...(opts.onEntry ? { onEntry: opts.onEntry } : {}) })
     for (let start = 0; start < buf.length; ) {
       // Cut after a newline byte: 0x0a never occurs inside a multi-byte UTF-8 sequence.
       let end = buf.length

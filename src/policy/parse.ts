@@ -20,6 +20,11 @@ export interface ParseOptions {
    * million keys costs a noticeable share of a big lint; buildPolicy's onDuplicate finds them anyway).
    */
   seen?: Map<string, string> | false
+  /**
+   * Receive each entry instead of collecting it in `entries` (which then stays empty): a caller that
+   * stores entries compactly lets each object die young (the sinkhole's load, see matcher-builder.ts).
+   */
+  onEntry?: (e: Entry) => void
 }
 
 type Flaw = { severity: 'error' | 'warning'; code: string; message: string }
@@ -187,12 +192,14 @@ export class BlocklistParser {
   private pending: string | undefined
   private readonly now: Date
   private readonly seen: Map<string, string> | undefined
+  private readonly onEntry: ((e: Entry) => void) | undefined
   /** `file:` once per file: each source is then one concatenation. */
   private readonly sourcePrefix: string
 
   constructor(readonly file: string, opts: ParseOptions = {}) {
     this.now = opts.now ?? new Date()
     this.seen = opts.seen === false ? undefined : (opts.seen ?? new Map())
+    this.onEntry = opts.onEntry
     this.sourcePrefix = `${file}:`
   }
 
@@ -340,7 +347,8 @@ export class BlocklistParser {
       if (first !== undefined) this.problem(duplicateFlaw(first, plain ? entryKey(e) : k))
       else this.seen.set(k, e.source)
     }
-    this.entries.push(e)
+    if (this.onEntry) this.onEntry(e)
+    else this.entries.push(e)
   }
 }
 

@@ -55,3 +55,36 @@ t.test('direct load: duplicates, expiry, allow and *. answer as the merged polic
   child.kill('SIGTERM')
   await new Promise((r) => child.once('exit', r))
 })
+
+t.test('CompactEntries: the view reads back exactly what the parser made, and builds the same matcher', async (t) => {
+  const { parseBlocklist } = await import('../../src/policy/parse.js')
+  const { CompactEntries } = await import('../../src/policy/matcher-builder.js')
+  const { buildMatcher } = await import('../../src/policy/matcher.js')
+  const now = new Date()
+  const text = [
+    'plain.example', '@@ok.plain.example', '*.wild.example # why', 'alert.example mode=alert ; watch',
+    '203.0.113.0/24', '2001:db8::/48 expires=2999-01-01', '0.0.0.0/4 force', 'far.example expires=2999-01-01T00:00:00Z',
+    'plain.example ; again',
+  ].join('\n')
+  const a = parseBlocklist(text, 'a.txt', { now, seen: false }).entries
+  const b = parseBlocklist('other.example\n', 'dir/b.txt', { now, seen: false }).entries
+  const api = { ...a[0]!, source: 'api:alice', id: 'e1', added: '2026-01-01T00:00:00Z', actor: 'alice' }
+  const store = new CompactEntries()
+  for (const e of [...a, ...b, api]) store.add(e)
+  const all = [...a, ...b, api]
+  t.equal(store.length, all.length)
+  const view = store.view()
+  t.equal(view.length, all.length)
+  t.same([...view], all, 'iteration: deep-equal entries, ids included')
+  t.same(view[2], all[2])
+  t.equal(view[all.length], undefined)
+  t.same(view.map((e) => e.source), all.map((e) => e.source))
+  const fromView = buildMatcher(view, { now })
+  const fromArray = buildMatcher(all, { now })
+  for (const q of ['plain.example', 'ok.plain.example', 'x.wild.example', 'wild.example', 'alert.example', 'other.example', 'free.example', 'far.example']) {
+    t.same(fromView.matchName(q), fromArray.matchName(q), q)
+  }
+  for (const ip of ['203.0.113.9', '2001:db8::1', '1.2.3.4', '198.51.100.1']) t.same(fromView.matchIp(ip), fromArray.matchIp(ip), ip)
+  t.ok(fromView.matchName('plain.example'), 'a listed name is found (the comparison is not vacuous)')
+  t.notOk(fromView.matchName('free.example'))
+})

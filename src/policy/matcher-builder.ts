@@ -1,0 +1,146 @@
+// Holds a million parsed file entries in a few typed columns instead of a million Entry objects, so the
+// sinkhole's load peaks at a fraction of the memory; buildMatcher reads them through an array view.
+import type { Entry } from './types.js'
+import { entryId } from './merge.js'
+
+const F_NET = 1
+const F_ALLOW = 2
+const F_SUB = 4
+const F_ALERT = 8
+const F_FORCE = 16
+
+/** Interns repeated strings (reasons, expiries: few distinct values) as small indices; 0 is "none". */
+class Interned {
+  readonly values: (string | undefined)[] = [undefined]
+  private readonly index = new Map<string, number>()
+  add(s: string | undefined): number {
+    if (s === undefined) return 0
+    let i = this.index.get(s)
+    if (i === undefined) {
+      i = this.values.length
+      this.values.push(s)
+      this.index.set(s, i)
+    }
+    return i
+  }
+}
+
+/**
+ * Append-only columns of file entries (what BlocklistParser makes: `source` is `file:line`, `id` is
+ * entryId(), no API fields). Each Entry handed to add() can be garbage right away: it dies young,
+ * which the collector reclaims almost for free, instead of a million objects surviving to old space.
+ * Anything else (API fields, a `source` without a line) is kept whole, in a sparse side table.
+ *
+ * Limits: `value` strings are kept as given (the parser's are slices of the decoded text, so that text
+ * stays alive: about as many bytes as the file, far less than the objects); ids are recomputed on read.
+ */
+export class CompactEntries {
+  private flags = new Uint8Array(1024)
+  private lines = new Int32Array(1024)
+  private fileIdx = new Int32Array(1024)
+  private reasonIdx = new Int32Array(1024)
+  private expiresIdx = new Int32Array(1024)
+  private readonly values: string[] = []
+  private readonly files = new Interned()
+  private readonly reasons = new Interned()
+  private readonly expiries = new Interned()
+  private readonly whole = new Map<number, Entry>()
+  /** Last `file:` prefix seen: consecutive entries nearly always come from the same file. */
+  private lastPrefix = ''
+  private lastFile = 0
+  length = 0
+
+  add(e: Entry): void {
+    const i = this.length++
+    if (i === this.flags.length) this.grow()
+    this.values.push(e.value)
+    const colon = e.source.lastIndexOf(':')
+    const line = colon > 0 ? Number(e.source.slice(colon + 1)) : NaN
+    if (e.added !== undefined || e.actor !== undefined || !Number.isSafeInteger(line) || line < 0 || line > 0x7fffffff) {
+      this.whole.set(i, e)
+      return
+    }
+    let f = 0
+    if (e.kind === 'net') f |= F_NET
+    if (e.allow) f |= F_ALLOW
+    if (e.subdomainsOnly) f |= F_SUB
+    if (e.mode === 'alert') f |= F_ALERT
+    if (e.force) f |= F_FORCE
+    this.flags[i] = f
+    this.lines[i] = line
+    // Compare the prefix in place (startsWith) rather than slicing a new string per entry.
+    if (!(this.lastPrefix.length === colon + 1 && e.source.startsWith(this.lastPrefix))) {
+      this.lastPrefix = e.source.slice(0, colon + 1)
+      this.lastFile = this.files.add(e.source.slice(0, colon))
+    }
+    this.fileIdx[i] = this.lastFile
+    this.reasonIdx[i] = this.reasons.add(e.reason)
+    this.expiresIdx[i] = this.expiries.add(e.expires)
+  }
+
+  private grow(): void {
+    const n = this.flags.length * 2
+    const g = <T extends Uint8Array | Int32Array>(a: T, make: (n: number) => T): T => {
+      const b = make(n)
+      b.set(a)
+      return b
+    }
+    this.flags = g(this.flags, (n) => new Uint8Array(n))
+    this.lines = g(this.lines, (n) => new Int32Array(n))
+    this.fileIdx = g(this.fileIdx, (n) => new Int32Array(n))
+    this.reasonIdx = g(this.reasonIdx, (n) => new Int32Array(n))
+    this.expiresIdx = g(this.expiresIdx, (n) => new Int32Array(n))
+  }
+
+  /** A fresh Entry equal (deep) to the one added at `i`; same property order as the parser's. */
+  get(i: number): Entry {
+    const w = this.whole.get(i)
+    if (w !== undefined) return w
+    const f = this.flags[i]!
+    const e: Entry = {
+      kind: f & F_NET ? 'net' : 'domain',
+      value: this.values[i]!,
+      allow: (f & F_ALLOW) !== 0,
+      mode: f & F_ALERT ? 'alert' : 'block',
+      source: this.files.values[this.fileIdx[i]!] + ':' + this.lines[i],
+      id: '',
+    }
+    if (f & F_SUB) e.subdomainsOnly = true
+    const reason = this.reasons.values[this.reasonIdx[i]!]
+    if (reason !== undefined) e.reason = reason
+    const expires = this.expiries.values[this.expiresIdx[i]!]
+    if (expires !== undefined) e.expires = expires
+    if (f & F_FORCE) e.force = true
+    e.id = entryId(e)
+    return e
+  }
+
+  /**
+   * A read-only array view (for buildMatcher, which takes `readonly Entry[]`): indexing, `length` and
+   * iteration materialise entries on demand. Every read makes a new object, so identity is not stable;
+   * generic Array methods work because they go through the same index reads.
+   */
+  view(): readonly Entry[] {
+    const self = this
+    return new Proxy([] as Entry[], {
+      get(target, prop, receiver) {
+        if (typeof prop === 'string') {
+          if (prop === 'length') return self.length
+          const c = prop.charCodeAt(0)
+          if (c >= 48 && c <= 57) {
+            const i = Number(prop)
+            return Number.isInteger(i) && i < self.length ? self.get(i) : undefined
+          }
+        }
+        return Reflect.get(target, prop, receiver)
+      },
+      has(target, prop) {
+        if (typeof prop === 'string' && prop !== '' && prop.charCodeAt(0) >= 48 && prop.charCodeAt(0) <= 57) {
+          const i = Number(prop)
+          return Number.isInteger(i) && i < self.length
+        }
+        return Reflect.has(target, prop)
+      },
+    })
+  }
+}
