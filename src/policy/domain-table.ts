@@ -31,23 +31,29 @@ export function lowerAscii(c: number): number {
 const KEY_BITS = 25
 const KEY_MASK = (1 << KEY_BITS) - 1
 const TAG_MASK = ~KEY_MASK
-/** Keys addressable with a 25-bit index: far above any real list. */
-export const MAX_KEYS = KEY_MASK - 1
+/**
+ * Key handles are record offsets in 8-byte units, so the record store may hold at most this many
+ * units (256 MiB: millions of names, far above any real list).
+ */
+const MAX_UNITS = KEY_MASK - 1
+/** Record header: chain head (int32), then the name's length (int32); the name follows. */
+const HEADER = 8
 
 export class DomainTable {
-  /** All key bytes, back to back (latin1; names are ASCII). */
-  private bytes: Buffer
   /**
-   * Per key k, two words: key[2k] is where its bytes start (they end where key k + 1's start, so
-   * key[2k + 2]), key[2k + 1] its first entry (EntryTable index, -1 when none). Side by side, the
-   * length check and the chain head of a found key cost one cache line.
+   * One record per key, back to back, each starting on an 8-byte boundary: [first entry (int32, -1
+   * when none)][name length (int32)][name bytes (latin1; names are ASCII)]. A key's handle is its
+   * record offset / 8. Keeping the chain head, the length and the bytes together means a found key
+   * costs one cache line (two for long names) after its slot, where separate offset and byte arrays
+   * cost two or three cache misses per hit on a list too big for the cache.
    */
-  private key: Int32Array
-  /** First entry (EntryTable index) of key k. */
+  private bytes: Buffer
+  /** Int32 view of `bytes` for the header words (index = byte offset / 4). */
+  private words: Int32Array
   /**
-   * Slot -> (key index + 1) in the low 25 bits, and the top 7 bits of the key's mixed hash above them
-   * (0: empty). The tag rejects almost every wrong slot without touching `key` or `bytes`, which
-   * keeps a miss to about one cache line. Load factor kept at or under 1/2.
+   * Slot -> (key handle + 1) in the low 25 bits, and the top 7 bits of the key's mixed hash above them
+   * (0: empty). The tag rejects almost every wrong slot without touching the record, which keeps a
+   * miss to about one cache line. Load factor kept at or under 1/2.
    */
   private readonly slots: Int32Array
   private readonly mask: number
@@ -59,6 +65,7 @@ export class DomainTable {
   private readonly filter: Int32Array
   private readonly filterShift: number
   private keys = 0
+  /** Bytes of `bytes` in use (a multiple of 8). */
   private used = 0
   /**
    * Bit n set when some key has n labels (n >= 31 folded into bit 31). Lookups skip suffixes whose
@@ -66,9 +73,8 @@ export class DomainTable {
    */
   labelMask = 0
 
-  /** `maxKeys` and `maxBytes` bound what will be added (duplicates take no space). */
+  /** `maxKeys` and `maxBytes` (total name length) bound what will be added (duplicates take no space). */
   constructor(maxKeys: number, maxBytes: number) {
-    if (maxKeys > MAX_KEYS) throw new RangeError(`at most ${MAX_KEYS} distinct names fit in one matcher`)
     let cap = 16
     while (cap < maxKeys * 2) cap *= 2
     this.slots = new Int32Array(cap)
@@ -78,9 +84,9 @@ export class DomainTable {
     while (bits < maxKeys * 8) bits *= 2
     this.filter = new Int32Array(bits >>> 5)
     this.filterShift = 32 - Math.log2(bits)
-    this.bytes = Buffer.allocUnsafeSlow(Math.max(1, maxBytes))
-    this.key = new Int32Array(2 * (maxKeys + 1)).fill(-1)
-    this.key[0] = 0
+    // Worst case: a header and 7 bytes of padding per key; seal() trims the rest.
+    this.bytes = Buffer.allocUnsafeSlow(Math.max(8, maxKeys * (HEADER + 7) + maxBytes))
+    this.words = new Int32Array(this.bytes.buffer, this.bytes.byteOffset, this.bytes.length >>> 2)
   }
 
   get size(): number {
@@ -94,26 +100,29 @@ export class DomainTable {
     return h
   }
 
-  /** Key index of an ASCII lower-case name, adding it when absent. */
+  /** Key handle of an ASCII lower-case name, adding it when absent. */
   intern(name: string): number {
     const h = DomainTable.hashOf(name)
     const k = this.find(name, 0, name.length, h)
     if (k >= 0) return k
-    const key = this.keys++
+    const size = (HEADER + name.length + 7) & ~7
+    if ((this.used + size) / 8 > MAX_UNITS) throw new RangeError(`the names of one matcher must fit in ${MAX_UNITS * 8} bytes`)
+    if (this.used + size > this.bytes.length) {
+      // Only when normalising made a name longer than announced (punycode); not the common path.
+      this.resize(Math.max(this.bytes.length * 2, this.used + size))
+    }
+    const at = this.used
+    const key = at >>> 3
+    this.keys++
     let labels = 1
     for (let i = 0; i < name.length; i++) if (name.charCodeAt(i) === 46) labels++
     this.labelMask |= 1 << Math.min(labels, 31)
-    if (this.used + name.length > this.bytes.length) {
-      // Only when normalising made a name longer than announced (punycode); not the common path.
-      const b = Buffer.allocUnsafeSlow(Math.max(this.bytes.length * 2, this.used + name.length))
-      this.bytes.copy(b, 0, 0, this.used)
-      this.bytes = b
-    }
+    this.words[at >>> 2] = -1
+    this.words[(at >>> 2) + 1] = name.length
     // A JS loop beats Buffer#write (a native call) for names this short.
     const bytes = this.bytes
-    for (let i = 0, o = this.used; i < name.length; i++, o++) bytes[o] = name.charCodeAt(i)
-    this.used += name.length
-    this.key[2 * key + 2] = this.used
+    for (let i = 0, o = at + HEADER; i < name.length; i++, o++) bytes[o] = name.charCodeAt(i)
+    this.used += size
     const m = mix(h)
     let slot = m & this.mask
     while (this.slots[slot] !== 0) slot = (slot + 1) & this.mask
@@ -123,36 +132,38 @@ export class DomainTable {
     return key
   }
 
-  /** Trim the build-time over-allocation of the byte buffer and offsets. */
+  private resize(n: number): void {
+    const b = Buffer.allocUnsafeSlow(Math.max(8, n))
+    this.bytes.copy(b, 0, 0, this.used)
+    this.bytes = b
+    this.words = new Int32Array(b.buffer, b.byteOffset, b.length >>> 2)
+  }
+
+  /** Trim the build-time over-allocation of the record store. */
   seal(): void {
-    if (this.used < this.bytes.length) {
-      const b = Buffer.allocUnsafeSlow(Math.max(1, this.used))
-      this.bytes.copy(b, 0, 0, this.used)
-      this.bytes = b
-    }
-    if (2 * (this.keys + 1) < this.key.length) this.key = this.key.slice(0, 2 * (this.keys + 1))
+    if (this.used < this.bytes.length) this.resize(this.used)
   }
 
   /**
-   * Key index of q[from, to) compared case-insensitively, given its hash `h` (see hashStep), or -1.
+   * Key handle of q[from, to) compared case-insensitively, given its hash `h` (see hashStep), or -1.
    * Allocation-free: this runs for every label suffix of every DNS query.
    */
   find(q: string, from: number, to: number, h: number): number {
     const len = to - from
     const slots = this.slots
-    const kv = this.key
-    const bytes = this.bytes
     const m = mix(h)
     const f = Math.imul(m, 0x9e3779b1) >>> this.filterShift
     if ((this.filter[f >>> 5]! & (1 << (f & 31))) === 0) return -1
+    const words = this.words
+    const bytes = this.bytes
     const tag = m & TAG_MASK
     let slot = m & this.mask
     for (;;) {
       const s = slots[slot]!
       if (s === 0) return -1
       const k = (s & KEY_MASK) - 1
-      if ((s & TAG_MASK) === tag && kv[2 * k + 2]! - kv[2 * k]! === len) {
-        const b = kv[2 * k]!
+      if ((s & TAG_MASK) === tag && words[2 * k + 1] === len) {
+        const b = 8 * k + HEADER
         let i = 0
         while (i < len && bytes[b + i] === lowerAscii(q.charCodeAt(from + i))) i++
         if (i === len) return k
@@ -163,20 +174,21 @@ export class DomainTable {
 
   /** First entry of key k's chain, -1 when none. */
   head(k: number): number {
-    return this.key[2 * k + 1]!
+    return this.words[2 * k]!
   }
 
   setHead(k: number, entry: number): void {
-    this.key[2 * k + 1] = entry
+    this.words[2 * k] = entry
   }
 
   /** The text of key k (only called when a verdict is materialised). */
   value(k: number): string {
-    return this.bytes.toString('latin1', this.key[2 * k]!, this.key[2 * k + 2]!)
+    const b = 8 * k + HEADER
+    return this.bytes.toString('latin1', b, b + this.words[2 * k + 1]!)
   }
 
   /** Bytes held by the typed arrays (outside the JS heap, but part of the real cost). */
   get byteSize(): number {
-    return this.bytes.byteLength + this.key.byteLength + this.slots.byteLength + this.filter.byteLength
+    return this.bytes.byteLength + this.slots.byteLength + this.filter.byteLength
   }
 }

@@ -86,7 +86,7 @@ export const STRIDE = 8
 export const W_META = 0
 /** Next entry with the same key (or the same trie node), in input order; -1 ends the chain. */
 export const W_NEXT = 1
-/** domain: key index in the DomainTable; net: index into `netValues`. */
+/** domain: key handle in the DomainTable; net: index into `netValues`. */
 const W_KEY = 2
 const W_SOURCE = 3
 const W_LINE = 4
@@ -144,7 +144,7 @@ export class EntryTable {
     this.cols[i * STRIDE + W_NEXT] = next
   }
 
-  /** Append an entry; `key` is the domain key index, or -1 for a net (its value is kept as text). */
+  /** Append an entry; `key` is the domain key handle, or -1 for a net (its value is kept as text). */
   add(e: Entry, key: number): number {
     const i = this.count++
     const o = i * STRIDE
