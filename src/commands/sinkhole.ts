@@ -87,7 +87,7 @@ async function loadMatcher(paths: readonly string[], io: CommandIO, log: Logger)
   // Entries go into typed columns as they are parsed, and buildMatcher reads them back one at a time
   // through an array view: no million Entry objects alive at once (they were most of the load's peak RSS).
   const store = new CompactEntries()
-  const loaded = await loadBlocklists(paths, { now, duplicates: false, onEntry: (e) => store.add(e) })
+  const loaded = await loadBlocklists(paths, { now, duplicates: false, onEntry: (e, file, line) => store.add(e, file, line) })
   for (const p of loaded.problems) if (p.severity === 'error') io.stderr(formatProblem(p) + '\n')
   const counts = countProblems(loaded.problems)
   const entries = store.length

@@ -26,7 +26,7 @@ export interface LoadOptions {
    */
   duplicates?: boolean
   /** Receive each entry instead of collecting it in `entries` (then empty); see ParseOptions.onEntry. */
-  onEntry?: (e: Entry) => void
+  onEntry?: (e: Entry, file: string, line: number) => void
   /** Decode piece size (default 64 MiB); tests set it small to exercise the cuts. */
   chunkBytes?: number
 }

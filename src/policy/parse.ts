@@ -24,7 +24,7 @@ export interface ParseOptions {
    * Receive each entry instead of collecting it in `entries` (which then stays empty): a caller that
    * stores entries compactly lets each object die young (the sinkhole's load, see matcher-builder.ts).
    */
-  onEntry?: (e: Entry) => void
+  onEntry?: (e: Entry, file: string, line: number) => void
 }
 
 type Flaw = { severity: 'error' | 'warning'; code: string; message: string }
@@ -192,7 +192,7 @@ export class BlocklistParser {
   private pending: string | undefined
   private readonly now: Date
   private readonly seen: Map<string, string> | undefined
-  private readonly onEntry: ((e: Entry) => void) | undefined
+  private readonly onEntry: ((e: Entry, file: string, line: number) => void) | undefined
   /** `file:` once per file: each source is then one concatenation. */
   private readonly sourcePrefix: string
 
@@ -347,7 +347,8 @@ export class BlocklistParser {
       if (first !== undefined) this.problem(duplicateFlaw(first, plain ? entryKey(e) : k))
       else this.seen.set(k, e.source)
     }
-    if (this.onEntry) this.onEntry(e)
+    // file and line as well: `source` is a concatenation, and taking it apart again would flatten it.
+    if (this.onEntry) this.onEntry(e, this.file, this.lineNo)
     else this.entries.push(e)
   }
 }

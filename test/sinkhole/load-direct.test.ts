@@ -70,8 +70,12 @@ t.test('CompactEntries: the view reads back exactly what the parser made, and bu
   const b = parseBlocklist('other.example\n', 'dir/b.txt', { now, seen: false }).entries
   const api = { ...a[0]!, source: 'api:alice', id: 'e1', added: '2026-01-01T00:00:00Z', actor: 'alice' }
   const store = new CompactEntries()
-  for (const e of [...a, ...b, api]) store.add(e)
-  const all = [...a, ...b, api]
+  const oddId = { ...b[0]!, value: 'odd.example', id: 'F-not-a-file-id' }
+  const all = [...a, ...b, api, oddId]
+  // a.txt through the parser's onEntry (file and line given, as the sinkhole does), the rest by source.
+  const viaHook = parseBlocklist(text, 'a.txt', { now, seen: false, onEntry: (e, file, line) => store.add(e, file, line) })
+  t.same(viaHook.entries, [], 'onEntry: entries are handed over, not collected')
+  for (const e of [...b, api, oddId]) store.add(e)
   t.equal(store.length, all.length)
   const view = store.view()
   t.equal(view.length, all.length)
