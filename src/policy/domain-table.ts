@@ -36,16 +36,23 @@ const TAG_MASK = ~KEY_MASK
  * units (256 MiB: millions of names, far above any real list).
  */
 const MAX_UNITS = KEY_MASK - 1
-/** Record header: chain head (int32), then the name's length (int32); the name follows. */
-const HEADER = 8
+/** Record header: chain head, name length, solo meta (three int32); the name follows. */
+const HEADER = 12
+/**
+ * Solo-meta value of a key whose chain has more than one entry. Entry meta words (entry-table.ts
+ * W_META) never have bit 6 set: flags use bits 0-5 and the expiry index starts at bit 8.
+ */
+export const MULTI = 0x40
 
 export class DomainTable {
   /**
    * One record per key, back to back, each starting on an 8-byte boundary: [first entry (int32, -1
-   * when none)][name length (int32)][name bytes (latin1; names are ASCII)]. A key's handle is its
-   * record offset / 8. Keeping the chain head, the length and the bytes together means a found key
-   * costs one cache line (two for long names) after its slot, where separate offset and byte arrays
-   * cost two or three cache misses per hit on a list too big for the cache.
+   * when none)][name length (int32)][solo meta (int32)][name bytes (latin1; names are ASCII)]. A
+   * key's handle is its record offset / 8. Keeping the chain head, the length and the bytes together
+   * means a found key costs one cache line (two for long names) after its slot, where separate offset
+   * and byte arrays cost two or three cache misses per hit on a list too big for the cache. Solo meta
+   * is the meta word of the chain's only entry (MULTI when there are more), so the common one-entry
+   * key is decided without touching the entry table at all.
    */
   private bytes: Buffer
   /** Int32 view of `bytes` for the header words (index = byte offset / 4). */
@@ -119,6 +126,7 @@ export class DomainTable {
     this.labelMask |= 1 << Math.min(labels, 31)
     this.words[at >>> 2] = -1
     this.words[(at >>> 2) + 1] = name.length
+    this.words[(at >>> 2) + 2] = MULTI
     // A JS loop beats Buffer#write (a native call) for names this short.
     const bytes = this.bytes
     for (let i = 0, o = at + HEADER; i < name.length; i++, o++) bytes[o] = name.charCodeAt(i)
@@ -177,7 +185,14 @@ export class DomainTable {
     return this.words[2 * k]!
   }
 
-  setHead(k: number, entry: number): void {
+  /** The meta word of key k's only entry, or MULTI when its chain has none or several. */
+  soloMeta(k: number): number {
+    return this.words[2 * k + 2]!
+  }
+
+  /** Push `entry` (whose meta word is `meta`) onto key k's chain; the caller links the old head behind it. */
+  setHead(k: number, entry: number, meta: number): void {
+    this.words[2 * k + 2] = this.words[2 * k]! < 0 ? meta : MULTI
     this.words[2 * k] = entry
   }
 

@@ -7,7 +7,7 @@ import type { Entry, Matcher, Verdict } from './types.js'
 import { parseCidr } from './net.js'
 import { parseV4, parseV6Into } from './ip-parse.js'
 import { EntryTable, expiryMs, F_ALERT, F_ALLOW, F_NET, F_SUB, STRIDE, W_META, W_NEXT } from './entry-table.js'
-import { DomainTable, FNV_PRIME, HASH_START } from './domain-table.js'
+import { DomainTable, FNV_PRIME, HASH_START, MULTI } from './domain-table.js'
 import { CidrTrie, type ChainSink } from './cidr-trie.js'
 
 export { parseV4 }
@@ -55,6 +55,20 @@ class Selector implements ChainSink {
     this.block = -1
     this.alert = -1
     this.now = NaN
+  }
+
+  /** consider() for a chain of one entry, i, whose meta word the caller already has. */
+  considerOne(i: number, meta: number, exact: boolean): void {
+    const f = meta & 0xff
+    if (exact && f & F_SUB) return
+    const x = meta >>> 8
+    if (x !== 0) {
+      if (this.now !== this.now) this.now = this.clock()
+      if (this.t.expiresAt[x]! <= this.now) return
+    }
+    if (f & F_ALLOW) this.allow = i
+    else if (f & F_ALERT) this.alert = i
+    else this.block = i
   }
 
   consider(head: number, exact: boolean): void {
@@ -152,7 +166,11 @@ export class CompactMatcher implements Matcher {
         labels++
         if (mask & (1 << (labels < 31 ? labels : 31))) {
           const k = domains.find(name, i + 1, end, h)
-          if (k >= 0) sel.consider(domains.head(k), false)
+          if (k >= 0) {
+            const solo = domains.soloMeta(k)
+            if (solo === MULTI) sel.consider(domains.head(k), false)
+            else sel.considerOne(domains.head(k), solo, false)
+          }
         }
       } else if (c > 127) return this.matchUnicode(name)
       // hashStep(h, lowerAscii(c)), written out: this line runs for every character of every query.
@@ -161,7 +179,11 @@ export class CompactMatcher implements Matcher {
     labels++
     if (mask & (1 << (labels < 31 ? labels : 31))) {
       const k = domains.find(name, 0, end, h)
-      if (k >= 0) sel.consider(domains.head(k), true)
+      if (k >= 0) {
+        const solo = domains.soloMeta(k)
+        if (solo === MULTI) sel.consider(domains.head(k), true)
+        else sel.considerOne(domains.head(k), solo, true)
+      }
     }
     return this.verdict()
   }
@@ -264,7 +286,7 @@ export function buildMatcher(entries: readonly Entry[], opts: MatcherOptions = {
       const k = domains.intern(name)
       const i = table.add(e, k)
       table.setNext(i, domains.head(k))
-      domains.setHead(k, i)
+      domains.setHead(k, i, table.cols[i * STRIDE + W_META]!)
     } else {
       const p = parseCidr(e.value)
       if (!p.ok) continue
