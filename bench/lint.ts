@@ -1,5 +1,5 @@
 // How long `lint` takes on a fleet-sized list (1,000,000 names + 100,000 networks), against a baseline
-// measured in the same run. Goal: parse + validate + buildPolicy in under 3 s.
+// measured in the same run. Goal: the `egress-guard lint FILE` command in under 3 s.
 //
 // Baseline: the least any line-based tool must do with the same text: split it into lines, trim each,
 // skip blanks and comments, and insert it into a Set (a de-dup). Whatever lint costs above that is
@@ -84,15 +84,20 @@ try {
   writeFileSync(file, text)
   const now = new Date()
   const base = best(() => baseline(text))
-  // What `egress-guard lint FILE` does, in process: read, parse + validate, buildPolicy with duplicate
-  // reporting. Measured first, before the breakdown below keeps big results alive.
+  // What `egress-guard lint FILE` does, in process: read, parse + validate, duplicates from the loader's
+  // first-seen map, entries counted but not kept. Measured first, before the breakdown keeps big results alive.
   let summary = ''
   const full = await bestAsync(async () => {
-    const l = await loadBlocklists([file], { now, duplicates: false })
-    let dups = 0
-    const p = buildPolicy(l.entries, { now, onDuplicate: () => dups++ })
-    summary = `entries: ${p.entries.length} in the policy, problems: ${l.problems.length + dups}`
+    let listed = 0
+    const l = await loadBlocklists([file], { now, duplicates: true, onEntry: () => void listed++ })
+    summary = `entries listed: ${listed}, problems: ${l.problems.length}`
   })
+  // `lint --json` (and the policy server) still build the merged policy: read, parse, buildPolicy.
+  const json = await bestAsync(async () => {
+    const l = await loadBlocklists([file], { now, duplicates: false })
+    return buildPolicy(l.entries, { now }).entries.length
+  })
+  json.out = undefined
   const parse = best(() => parseBlocklist(text, 'big.txt', { now, seen: false }))
   const parsed = parse.out as ReturnType<typeof parseBlocklist>
   parse.out = undefined
@@ -102,24 +107,34 @@ try {
   let cliS: number | undefined
   let cliCpu: number | undefined
   if (existsSync(cli)) {
-    const t = performance.now()
-    const c0 = childCpu()
-    const r = spawnSync(process.execPath, [cli, 'lint', file], { encoding: 'utf8' })
-    cliS = (performance.now() - t) / 1000
-    const c1 = childCpu()
-    if (c0 !== undefined && c1 !== undefined) cliCpu = c1 - c0
-    if (r.status !== 0) console.log(`cli lint exited ${r.status}: ${r.stderr.slice(0, 500)}`)
+    // Median of `runs` child runs (wall), with that run's CPU: one run is at the mercy of the machine's load.
+    const got: { s: number; cpu: number | undefined }[] = []
+    for (let i = 0; i < runs; i++) {
+      const t = performance.now()
+      const c0 = childCpu()
+      const r = spawnSync(process.execPath, [cli, 'lint', file], { encoding: 'utf8' })
+      const s = (performance.now() - t) / 1000
+      const c1 = childCpu()
+      got.push({ s, cpu: c0 !== undefined && c1 !== undefined ? c1 - c0 : undefined })
+      if (r.status !== 0) console.log(`cli lint exited ${r.status}: ${r.stderr.slice(0, 500)}`)
+    }
+    got.sort((a, b) => a.s - b.s)
+    const mid = got[Math.floor(got.length / 2)]!
+    cliS = mid.s
+    cliCpu = mid.cpu
   }
-  console.log(`${summary}; best of ${runs} runs each (CLI: 1 run)`)
+  console.log(`${summary}; in process: best of ${runs} runs each; CLI: median of ${runs}`)
   console.log(`${''.padEnd(46)} ${'wall'.padStart(9)} ${'CPU'.padStart(9)}   ratio to baseline (wall / CPU)`)
   const row = (name: string, t: { s: number; cpu?: number }): void =>
     console.log(`${name.padEnd(46)} ${(t.s.toFixed(3) + ' s').padStart(9)} ${t.cpu === undefined ? '        -' : (t.cpu.toFixed(3) + ' s').padStart(9)}   ${(t.s / base.s).toFixed(1)}x / ${t.cpu === undefined ? '-' : (t.cpu / base.cpu).toFixed(1) + 'x'}`)
   row('baseline (split + trim + Set.add)', base)
   row('parseBlocklist (parse + validate)', parse)
   row('buildPolicy (dedup + sort + sha256 etag)', build)
-  row('lint in process (read + parse + buildPolicy)', full)
+  row('lint in process (read + parse + dup check)', full)
+  row('lint --json in process (+ buildPolicy)', json)
   if (cliS !== undefined) row('egress-guard lint FILE (child process)', { s: cliS, ...(cliCpu !== undefined ? { cpu: cliCpu } : {}) })
-  console.log(`goal: lint < 3 s -> wall ${full.s < 3 ? 'met' : 'NOT met'} (${full.s.toFixed(2)} s), CPU ${full.cpu < 3 ? 'met' : 'NOT met'} (${full.cpu.toFixed(2)} s); load average now ${loadavg()[0]!.toFixed(1)} on ${availableParallelism()} cores`)
+  const goal = cliS ?? full.s
+  console.log(`goal: lint < 3 s -> ${cliS !== undefined ? 'CLI' : 'in process'} wall ${goal < 3 ? 'met' : 'NOT met'} (${goal.toFixed(2)} s); load average now ${loadavg()[0]!.toFixed(1)} on ${availableParallelism()} cores`)
 } finally {
   rmSync(dir, { recursive: true, force: true })
 }
