@@ -23,6 +23,17 @@ function mix(h: number): number {
   return h
 }
 
+/** Bloom filter word of a mixed hash: the top bits of a second multiplicative hash. */
+function filterWord(m: number, shift: number): number {
+  return Math.imul(m, 0x9e3779b1) >>> shift
+}
+
+/** The key's two bits within its filter word, from low bits of that same hash (disjoint from the index). */
+function filterBits(m: number): number {
+  const g = Math.imul(m, 0x9e3779b1)
+  return (1 << (g & 31)) | (1 << ((g >>> 5) & 31))
+}
+
 /** ASCII upper case -> lower case; everything else unchanged (names are punycode by then). */
 export function lowerAscii(c: number): number {
   return c >= 65 && c <= 90 ? c | 32 : c
@@ -65,11 +76,13 @@ export class DomainTable {
   private readonly slots: Int32Array
   private readonly mask: number
   /**
-   * A one-hash Bloom filter of the keys, 8 bits per key (~1 B per domain, ~12 % false positives):
-   * small enough to stay in cache when the slot table is not, so most suffixes that are not keys
-   * cost no trip to main memory at all.
+   * A blocked Bloom filter of the keys, 8 bits per key (~1 B per domain): each key sets two bits of
+   * one 32-bit word, so a probe reads one word yet gets two hashes' worth of rejection (~5-6 % false
+   * positives, where one bit per key gave ~12 %). Small enough to stay in cache when the slot table
+   * is not, so most suffixes that are not keys cost no trip to main memory at all.
    */
   private readonly filter: Int32Array
+  /** Shift that turns the 32-bit filter hash into a word index (its top bits). */
   private readonly filterShift: number
   private keys = 0
   /** Bytes of `bytes` in use (a multiple of 8). */
@@ -90,7 +103,7 @@ export class DomainTable {
     let bits = 1024
     while (bits < maxKeys * 8) bits *= 2
     this.filter = new Int32Array(bits >>> 5)
-    this.filterShift = 32 - Math.log2(bits)
+    this.filterShift = 32 - Math.log2(bits >>> 5)
     // Worst case: a header and 7 bytes of padding per key; seal() trims the rest.
     this.bytes = Buffer.allocUnsafeSlow(Math.max(8, maxKeys * (HEADER + 7) + maxBytes))
     this.words = new Int32Array(this.bytes.buffer, this.bytes.byteOffset, this.bytes.length >>> 2)
@@ -135,8 +148,7 @@ export class DomainTable {
     let slot = m & this.mask
     while (this.slots[slot] !== 0) slot = (slot + 1) & this.mask
     this.slots[slot] = (m & TAG_MASK) | (key + 1)
-    const f = Math.imul(m, 0x9e3779b1) >>> this.filterShift
-    this.filter[f >>> 5] |= 1 << (f & 31)
+    this.filter[filterWord(m, this.filterShift)] |= filterBits(m)
     return key
   }
 
@@ -160,8 +172,8 @@ export class DomainTable {
     const len = to - from
     const slots = this.slots
     const m = mix(h)
-    const f = Math.imul(m, 0x9e3779b1) >>> this.filterShift
-    if ((this.filter[f >>> 5]! & (1 << (f & 31))) === 0) return -1
+    const fb = filterBits(m)
+    if ((this.filter[filterWord(m, this.filterShift)]! & fb) !== fb) return -1
     const words = this.words
     const bytes = this.bytes
     const tag = m & TAG_MASK
