@@ -65,6 +65,8 @@ export interface Verdict {
 /**
  * Hot-path lookups (the DNS sinkhole calls matchName for every query).
  * Precedence: allow > block > alert; within the winning action, the most specific entry is reported.
+ * A returned Verdict may be shared between lookups (the compact matcher builds one per entry and
+ * freezes it): treat it as read-only.
  */
 export interface Matcher {
   matchName(name: string): Verdict | undefined

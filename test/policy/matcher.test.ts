@@ -227,3 +227,21 @@ t.test('parseV4 is strict', async (t) => {
     t.equal(parseV4(bad), -1, bad)
   }
 })
+
+t.test('a verdict is built once per entry and shared: frozen, and still right per lookup', async (t) => {
+  const m = buildMatcher([dom('evil.example', { reason: 'r1' }), dom('ok.evil.example', { allow: true }), net('203.0.113.0/24')])
+  const a = m.matchName('evil.example')!
+  const b = m.matchName('www.evil.example')!
+  t.equal(a, b, 'the same entry decides, so the same object comes back')
+  t.ok(Object.isFrozen(a) && Object.isFrozen(a.entry), 'shared, so read-only')
+  t.throws(() => {
+    ;(a.entry as { value: string }).value = 'changed'
+  }, TypeError)
+  t.equal(m.matchName('evil.example')?.entry.value, 'evil.example', 'a caller cannot change what later lookups see')
+  const c = m.matchName('x.ok.evil.example')!
+  t.not(c, a)
+  t.equal(c.action, 'allow')
+  t.equal(c.entry.value, 'ok.evil.example')
+  t.equal(m.matchIp('203.0.113.9'), m.matchIp('203.0.113.200'), 'addresses share their network entry too')
+  t.equal(m.matchName('other.example'), undefined, 'a miss stays a miss')
+})
