@@ -54,7 +54,7 @@ function detach(s: string): string {
 }
 
 /** Interns strings into a table; index 0 is reserved for "none". Stored strings are detached copies. */
-class Interner {
+export class Interner {
   readonly values: (string | undefined)[] = [undefined]
   private readonly index = new Map<string, number>()
   add(s: string | undefined): number {

@@ -1,6 +1,8 @@
 // Holds a million parsed file entries in a few typed columns instead of a million Entry objects, so the
 // sinkhole's load peaks at a fraction of the memory; buildMatcher reads them through an array view.
 import type { Entry } from './types.js'
+// Detached copies: a reason sliced from a list's text would otherwise keep the whole text alive.
+import { Interner } from './entry-table.js'
 
 const F_NET = 1
 const F_ALLOW = 2
@@ -31,21 +33,6 @@ function fileId(hi: number, lo: number): string {
   return String.fromCharCode(...idCodes)
 }
 
-/** Interns repeated strings (reasons, expiries: few distinct values) as small indices; 0 is "none". */
-class Interned {
-  readonly values: (string | undefined)[] = [undefined]
-  private readonly index = new Map<string, number>()
-  add(s: string | undefined): number {
-    if (s === undefined) return 0
-    let i = this.index.get(s)
-    if (i === undefined) {
-      i = this.values.length
-      this.values.push(s)
-      this.index.set(s, i)
-    }
-    return i
-  }
-}
 
 /**
  * Append-only columns of file entries (what BlocklistParser makes: `source` is `file:line`, `id` is
@@ -67,9 +54,9 @@ export class CompactEntries {
   private idHi = new Int32Array(1024)
   private idLo = new Uint32Array(1024)
   private readonly values: string[] = []
-  private readonly files = new Interned()
-  private readonly reasons = new Interned()
-  private readonly expiries = new Interned()
+  private readonly files = new Interner()
+  private readonly reasons = new Interner()
+  private readonly expiries = new Interner()
   private readonly whole = new Map<number, Entry>()
   /** Last file seen: consecutive entries nearly always come from the same file (one string, compared by pointer first). */
   private lastFileName: string | undefined
