@@ -6,28 +6,18 @@
 import t from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync, appendFileSync, readFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { requires, capabilities } from '../helpers/caps.js'
 import { makeNs, link, sh } from '../helpers/netns.js'
 import { startEchoServer, probe } from '../helpers/traffic.js'
 import { CLI, runCli } from '../helpers/cli.js'
+import { freePort } from '../helpers/dnsmasq.js'
 
 const TARGET = '203.0.113.10'
 const TARGET2 = '203.0.113.11'
 const PORT = 8080
 const AGENTS = 3
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address()
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))))
-    })
-  })
-}
 
 /** A long-running CLI process; stderr kept for failure messages; killed in teardown. */
 type Proc = ChildProcess & { logs: () => string; enforced: Map<number, number> }

@@ -4,22 +4,12 @@
 import t from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync, mkdirSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { requires, capabilities } from '../helpers/caps.js'
 import { CLI, runCli } from '../helpers/cli.js'
-import { dig } from '../helpers/dnsmasq.js'
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address()
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))))
-    })
-  })
-}
+import { dig, freePort } from '../helpers/dnsmasq.js'
+import { until } from '../helpers/wait.js'
 
 function start(t: { teardown: (f: () => unknown) => void }, args: string[]): ChildProcess & { out: () => string } {
   const c = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & { out: () => string }
@@ -29,14 +19,6 @@ function start(t: { teardown: (f: () => unknown) => void }, args: string[]): Chi
   c.out = () => out
   t.teardown(() => void (c.exitCode === null && c.signalCode === null && c.kill('SIGKILL')))
   return c
-}
-
-async function until(what: string, cond: () => Promise<boolean> | boolean, ms: number): Promise<void> {
-  const t0 = Date.now()
-  while (!(await cond())) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
 }
 
 t.test('sinkhole hits reach the server, via the spool while it is down', async (t) => {

@@ -18,16 +18,9 @@ import { bridgeAddress, parseResolvConf } from '../../src/up/environment.js'
 import { ensureTokens } from '../../src/up/tokens.js'
 import { openLowdbStore } from '../../src/store/lowdb-store.js'
 import { hashToken } from '../../src/server/auth.js'
+import { until } from '../helpers/wait.js'
 
 const BLOCKLISTS = fileURLToPath(new URL('../../blocklists', import.meta.url))
-
-async function until(what: string, cond: () => Promise<boolean> | boolean, ms: number): Promise<void> {
-  const t0 = Date.now()
-  while (!(await cond())) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
 
 function workdir(t: { teardown: (f: () => unknown) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), `eg-up-${process.pid}-`))

