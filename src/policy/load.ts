@@ -1,10 +1,12 @@
 // The I/O edge of the policy core: finds blocklist files, rejects what is not text, and feeds the
 // rest to the pure parser. Every failure is a `file:0` Problem, never an exception or a stack trace.
-import { readdir, readFile, stat } from 'node:fs/promises'
+import { open, readdir, readFile, stat } from 'node:fs/promises'
 import { isUtf8 } from 'node:buffer'
 import { basename, extname, join } from 'node:path'
 import type { Entry, Problem } from './types.js'
 import { BlocklistParser } from './parse.js'
+import type { EntrySink } from './entry-sink.js'
+import { streamFile } from './load-stream.js'
 
 /** Extensions read from a directory (non-recursively). A file named on the command line is read whatever its name. */
 export const BLOCKLIST_EXTENSIONS: readonly string[] = ['.txt', '.list', '.hosts', '.conf']
@@ -15,6 +17,8 @@ export const DEFAULT_MAX_BYTES = 512 * 1024 * 1024
  * and smaller strings keep the peak memory down.
  */
 const CHUNK = 64 * 1024 * 1024
+/** Read size of the streaming load (with a sink): big enough that reads cost nothing, small enough to stay out of RSS. */
+const STREAM_CHUNK = 1024 * 1024
 
 export interface LoadOptions {
   /** Per-file size limit in bytes (default 512 MiB). */
@@ -27,8 +31,25 @@ export interface LoadOptions {
   duplicates?: boolean
   /** Receive each entry instead of collecting it in `entries` (then empty); see ParseOptions.onEntry. */
   onEntry?: (e: Entry, file: string, line: number) => void
-  /** Decode piece size (default 64 MiB); tests set it small to exercise the cuts. */
+  /**
+   * Decode piece size (default 64 MiB), or with a sink the read size (default 1 MiB); tests set it
+   * small to exercise the cuts.
+   */
   chunkBytes?: number
+  /**
+   * Stream instead of reading whole files (the sinkhole's load, see load-stream.ts): plain blocked
+   * names go to sink.name() as bytes, every other entry to sink.entry(); `entries` stays empty. Each
+   * file is read twice in fixed-size pieces (validation, then lines), never whole, and still contributes
+   * nothing if it is not text. No duplicate warnings are made (a sink's table finds duplicates itself):
+   * passing `duplicates: true` or `onEntry` together with a sink is a programming error (TypeError).
+   */
+  sink?: EntrySink
+  /**
+   * With a sink: called once per file after it passed validation and before its first name or entry,
+   * with its number of lines (an upper bound on its sink.name() calls; a hosts line naming several
+   * hosts gives several sink.entry() calls) and its size in bytes, so a table can be sized once.
+   */
+  onFileStart?: (file: string, lines: number, bytes: number) => void
 }
 
 export interface Loaded {
@@ -36,6 +57,8 @@ export interface Loaded {
   problems: Problem[]
   /** Every file that was examined, in the order read (failed ones included; their problems say why). */
   files: string[]
+  /** With a sink: lines read from the files that loaded (the sum of onFileStart's counts). */
+  lines?: number
 }
 
 /** Directory members that are blocklists: known extensions, README* skipped, sorted by name (code-unit order). */
@@ -64,12 +87,51 @@ function ioMessage(e: unknown): string {
  * warnings span all files.
  */
 export async function loadBlocklists(paths: readonly string[], opts: LoadOptions = {}): Promise<Loaded> {
+  const sink = opts.sink
+  if (sink && (opts.duplicates === true || opts.onEntry)) {
+    throw new TypeError('loadBlocklists: a sink makes no duplicate warnings and takes every entry itself (no duplicates: true, no onEntry)')
+  }
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES
-  const chunk = opts.chunkBytes ?? CHUNK
+  const chunk = opts.chunkBytes ?? (sink ? STREAM_CHUNK : CHUNK)
   const now = opts.now ?? new Date()
-  const seen = opts.duplicates === false ? false : new Map<string, string>()
+  const seen = opts.duplicates === false || sink ? false : new Map<string, string>()
   const out: Loaded = { entries: [], problems: [], files: [] }
+  if (sink) out.lines = 0
   const done = new Set<string>()
+
+  const streamOne = async (file: string): Promise<void> => {
+    const parser = new BlocklistParser(file, { now, seen: false, onEntry: (e, f, l) => sink!.entry(e, f, l) })
+    let fh
+    try {
+      fh = await open(file, 'r')
+    } catch (e) {
+      out.problems.push(fileProblem(file, 'unreadable', ioMessage(e)))
+      return
+    }
+    try {
+      const rejected = await streamFile(fh, file, {
+        chunkBytes: chunk,
+        maxBytes,
+        parser,
+        sink: sink!,
+        onFileStart: (f, lines, bytes) => {
+          out.lines! += lines
+          opts.onFileStart?.(f, lines, bytes)
+        },
+      })
+      if (rejected?.code === 'file-too-large') {
+        out.problems.push(fileProblem(file, 'file-too-large', `file is ${rejected.bytes} bytes, larger than the limit of ${maxBytes} bytes`))
+      } else if (rejected) {
+        out.problems.push(fileProblem(file, 'not-text', rejected.nulAt >= 0 ? `not a text file (NUL byte at offset ${rejected.nulAt}); skipped` : 'not a text file (invalid UTF-8); skipped'))
+      }
+    } catch (e) {
+      // A read error after validation: what was already emitted stays (rare: the disk failed mid-file).
+      out.problems.push(fileProblem(file, 'unreadable', ioMessage(e)))
+    } finally {
+      await fh.close().catch(() => {})
+    }
+    for (const p of parser.problems) out.problems.push(p)
+  }
 
   const loadFile = async (file: string, size: number): Promise<void> => {
     if (done.has(file)) return
@@ -79,6 +141,7 @@ export async function loadBlocklists(paths: readonly string[], opts: LoadOptions
       out.problems.push(fileProblem(file, 'file-too-large', `file is ${size} bytes, larger than the limit of ${maxBytes} bytes`))
       return
     }
+    if (sink) return streamOne(file)
     let buf: Buffer
     try {
       buf = await readFile(file)

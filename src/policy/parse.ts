@@ -220,16 +220,45 @@ export class BlocklistParser {
     return { entries: this.entries, problems: this.problems }
   }
 
+  /**
+   * A full-line comment is waiting to become the next entry's reason. A caller that recognises plain
+   * lines itself (the streaming load, fast-line.ts) must hand the next line to lineAt() while this is
+   * true; when it is false, a plain line changes nothing here (it would only clear the pending comment).
+   */
+  get commentPending(): boolean {
+    return this.pending !== undefined
+  }
+
+  /**
+   * One line, for a caller that cuts the lines itself (load-stream.ts): `raw` without its `\n` and one
+   * trailing `\r`, line 1 without its byte order mark, `lineNo` counted from 1 as feed() counts. Lines
+   * must come in order; skipped plain lines (see commentPending) only advance the number.
+   */
+  lineAt(raw: string, lineNo: number): void {
+    this.lineNo = lineNo
+    this.line(raw)
+  }
+
+  /**
+   * A line longer than MAX_LINE that the caller did not keep in memory: `length` is what `raw.length`
+   * would be (UTF-16 code units, without the `\n` and one trailing `\r`). Same problem as lineAt().
+   */
+  longLineAt(length: number, lineNo: number): void {
+    this.lineNo = lineNo
+    this.tooLong(length)
+  }
+
   private problem(f: Flaw): void {
     this.problems.push({ file: this.file, line: this.lineNo, ...f })
   }
 
+  private tooLong(length: number): void {
+    this.pending = undefined
+    this.problem({ severity: 'error', code: 'line-too-long', message: `line is ${length} characters long, the limit is ${MAX_LINE}` })
+  }
+
   private line(raw: string): void {
-    if (raw.length > MAX_LINE) {
-      this.pending = undefined
-      this.problem({ severity: 'error', code: 'line-too-long', message: `line is ${raw.length} characters long, the limit is ${MAX_LINE}` })
-      return
-    }
+    if (raw.length > MAX_LINE) return this.tooLong(raw.length)
     // Fast path, most lines of big lists: a bare lower-case name. Exactly what the general path below
     // would do with it (no whitespace, `#`, `;`, `@@`, `||`, `*` or upper case; a letter, `-` or `_`
     // somewhere, so it is not an address), minus the work of finding that out.
