@@ -39,73 +39,91 @@ export function lowerAscii(c: number): number {
   return c >= 65 && c <= 90 ? c | 32 : c
 }
 
-const KEY_BITS = 25
+const KEY_BITS = 26
 const KEY_MASK = (1 << KEY_BITS) - 1
 const TAG_MASK = ~KEY_MASK
 /**
- * Key handles are record offsets in 8-byte units, so the record store may hold at most this many
- * units (256 MiB: millions of names, far above any real list).
+ * Key handles are record offsets in 4-byte units, so the record store may hold at most this many
+ * units (256 MiB: about nine million names of typical length).
  */
 const MAX_UNITS = KEY_MASK - 1
-/** Record header: chain head, name length, solo meta (three int32); the name follows. */
-const HEADER = 12
+/** Record header: the key's ref word (int32) and the name's length (one byte); the name follows. */
+const HEADER = 5
+
+/** Ref word of a key with no entry yet. */
+export const NO_REF = -1
 /**
- * Solo-meta value of a key whose chain has more than one entry. Entry meta words (entry-table.ts
- * W_META) never have bit 6 set: flags use bits 0-5 and the expiry index starts at bit 8.
+ * An "inline" entry lives in the key's ref word itself, not in the entry table: the common entry of a
+ * big list (one plain file line: no reason, no expiry, the key's only entry) is then 4 bytes instead
+ * of a 24-byte table row. Layout: bit 31 set (so the word is negative), flags F_SUB/F_ALLOW/F_ALERT in
+ * bits 28-30, the file's index in bits 22-27, the line number in bits 0-21. Allow and alert together
+ * never occur (the parser rejects it), so no inline word equals NO_REF (all bits set).
  */
-export const MULTI = 0x40
+export const INLINE_MAX_FILE = 63
+export const INLINE_MAX_LINE = (1 << 22) - 1
+
+export function inlineRef(flags: number, file: number, line: number): number {
+  return (1 << 31) | ((flags & 7) << 28) | (file << 22) | line
+}
+export const inlineFlags = (ref: number): number => (ref >>> 28) & 7
+export const inlineFile = (ref: number): number => (ref >>> 22) & 63
+export const inlineLine = (ref: number): number => ref & INLINE_MAX_LINE
+/** True for a ref word that holds an inline entry (any negative word but NO_REF). */
+export const isInline = (ref: number): boolean => ref < NO_REF
+
+/** Bytes a record for a name of `len` bytes takes (4-byte aligned). */
+const recordSize = (len: number): number => (HEADER + len + 3) & ~3
 
 export class DomainTable {
   /**
-   * One record per key, back to back, each starting on an 8-byte boundary: [first entry (int32, -1
-   * when none)][name length (int32)][solo meta (int32)][name bytes (latin1; names are ASCII)]. A
-   * key's handle is its record offset / 8. Keeping the chain head, the length and the bytes together
-   * means a found key costs one cache line (two for long names) after its slot, where separate offset
-   * and byte arrays cost two or three cache misses per hit on a list too big for the cache. Solo meta
-   * is the meta word of the chain's only entry (MULTI when there are more), so the common one-entry
-   * key is decided without touching the entry table at all.
+   * One record per key, back to back, each starting on a 4-byte boundary: [ref (int32)][name length
+   * (one byte)][name bytes (latin1; names are ASCII)]. A key's handle is its record offset / 4, so its
+   * ref word is words[handle]. The ref is the first entry of the key's chain in the entry table
+   * (>= 0), an inline entry (see inlineRef), or NO_REF. Keeping the ref, the length and the bytes
+   * together means a found key costs one cache line (two for long names) after its slot.
    */
   private bytes: Buffer
-  /** Int32 view of `bytes` for the header words (index = byte offset / 4). */
+  /** Int32 view of `bytes` for the ref words (index = byte offset / 4 = handle). */
   private words: Int32Array
   /**
-   * Slot -> (key handle + 1) in the low 25 bits, and the top 7 bits of the key's mixed hash above them
+   * Slot -> (key handle + 1) in the low 26 bits, and the top 6 bits of the key's mixed hash above them
    * (0: empty). The tag rejects almost every wrong slot without touching the record, which keeps a
    * miss to about one cache line. Load factor kept at or under 1/2.
    */
-  private readonly slots: Int32Array
-  private readonly mask: number
+  private slots: Int32Array
+  private mask: number
   /**
    * A blocked Bloom filter of the keys, 8 bits per key (~1 B per domain): each key sets two bits of
    * one 32-bit word, so a probe reads one word yet gets two hashes' worth of rejection (~5-6 % false
    * positives, where one bit per key gave ~12 %). Small enough to stay in cache when the slot table
    * is not, so most suffixes that are not keys cost no trip to main memory at all.
    */
-  private readonly filter: Int32Array
+  private filter: Int32Array
   /** Shift that turns the 32-bit filter hash into a word index (its top bits). */
-  private readonly filterShift: number
+  private filterShift: number
   private keys = 0
-  /** Bytes of `bytes` in use (a multiple of 8). */
+  /** Bytes of `bytes` in use (a multiple of 4). */
   private used = 0
+  /** Slot of the key that the last successful find() or intern() returned (the verdict cache's index). */
+  foundSlot = -1
   /**
    * Bit n set when some key has n labels (n >= 31 folded into bit 31). Lookups skip suffixes whose
    * label count no key has: lists rarely hold bare TLDs, so the `com` probe of every query goes away.
    */
   labelMask = 0
 
-  /** `maxKeys` and `maxBytes` (total name length) bound what will be added (duplicates take no space). */
+  /**
+   * `maxKeys` and `maxBytes` (total name length) size the tables; adding more only costs a rehash or
+   * a copy. The record store is allocated uninitialised: pages never written are never resident, so
+   * a generous upper bound costs address space, not memory.
+   */
   constructor(maxKeys: number, maxBytes: number) {
-    let cap = 16
-    while (cap < maxKeys * 2) cap *= 2
-    this.slots = new Int32Array(cap)
-    this.mask = cap - 1
-    // 8 bits per key, rounded up to a power of two: cap is 2-4 slots per key, so cap * 4 bits.
-    let bits = 1024
-    while (bits < maxKeys * 8) bits *= 2
-    this.filter = new Int32Array(bits >>> 5)
-    this.filterShift = 32 - Math.log2(bits >>> 5)
-    // Worst case: a header and 7 bytes of padding per key; seal() trims the rest.
-    this.bytes = Buffer.allocUnsafeSlow(Math.max(8, maxKeys * (HEADER + 7) + maxBytes))
+    this.slots = new Int32Array(0)
+    this.mask = 0
+    this.filter = new Int32Array(0)
+    this.filterShift = 0
+    this.sizeIndex(maxKeys)
+    this.bytes = Buffer.allocUnsafeSlow(Math.max(8, maxKeys * (HEADER + 3) + maxBytes))
     this.words = new Int32Array(this.bytes.buffer, this.bytes.byteOffset, this.bytes.length >>> 2)
   }
 
@@ -120,36 +138,96 @@ export class DomainTable {
     return h
   }
 
-  /** Key handle of an ASCII lower-case name, adding it when absent. */
-  intern(name: string): number {
-    const h = DomainTable.hashOf(name)
-    const k = this.find(name, 0, name.length, h)
-    if (k >= 0) return k
-    const size = (HEADER + name.length + 7) & ~7
-    if ((this.used + size) / 8 > MAX_UNITS) throw new RangeError(`the names of one matcher must fit in ${MAX_UNITS * 8} bytes`)
-    if (this.used + size > this.bytes.length) {
-      // Only when normalising made a name longer than announced (punycode); not the common path.
-      this.resize(Math.max(this.bytes.length * 2, this.used + size))
+  private static hashBytes(b: Uint8Array, from: number, to: number): number {
+    let h = HASH_START
+    for (let i = to - 1; i >= from; i--) h = hashStep(h, lowerAscii(b[i]!))
+    return h
+  }
+
+  /**
+   * Room for `more` keys and `moreBytes` bytes of names beyond those already added: one rehash and one
+   * copy now instead of several while adding (the streaming loader knows a file's line count first).
+   */
+  reserve(more: number, moreBytes: number): void {
+    if ((this.keys + more) * 2 > this.slots.length) this.sizeIndex(this.keys + more)
+    const need = this.used + more * (HEADER + 3) + moreBytes
+    if (need > this.bytes.length) this.resize(need)
+  }
+
+  /** (Re)build the slot table and the filter for `maxKeys` keys, re-inserting the keys already stored. */
+  private sizeIndex(maxKeys: number): void {
+    let cap = 16
+    while (cap < maxKeys * 2) cap *= 2
+    this.slots = new Int32Array(cap)
+    this.mask = cap - 1
+    // 8 bits per key, rounded up to a power of two: cap is 2-4 slots per key, so cap * 4 bits.
+    let bits = 1024
+    while (bits < maxKeys * 8) bits *= 2
+    this.filter = new Int32Array(bits >>> 5)
+    this.filterShift = 32 - Math.log2(bits >>> 5)
+    for (let at = 0; at < this.used; ) {
+      const len = this.bytes[at + 4]!
+      this.index(DomainTable.hashBytes(this.bytes, at + HEADER, at + HEADER + len), at >>> 2)
+      at += recordSize(len)
     }
-    const at = this.used
-    const key = at >>> 3
-    this.keys++
-    let labels = 1
-    for (let i = 0; i < name.length; i++) if (name.charCodeAt(i) === 46) labels++
-    this.labelMask |= 1 << Math.min(labels, 31)
-    this.words[at >>> 2] = -1
-    this.words[(at >>> 2) + 1] = name.length
-    this.words[(at >>> 2) + 2] = MULTI
-    // A JS loop beats Buffer#write (a native call) for names this short.
-    const bytes = this.bytes
-    for (let i = 0, o = at + HEADER; i < name.length; i++, o++) bytes[o] = name.charCodeAt(i)
-    this.used += size
+  }
+
+  /** Put key `key` (whose hash is h) into the slot table and the filter. */
+  private index(h: number, key: number): void {
     const m = mix(h)
     let slot = m & this.mask
     while (this.slots[slot] !== 0) slot = (slot + 1) & this.mask
     this.slots[slot] = (m & TAG_MASK) | (key + 1)
     this.filter[filterWord(m, this.filterShift)] |= filterBits(m)
-    return key
+    this.foundSlot = slot
+  }
+
+  /** A new record for a name of `len` bytes; the caller writes the name at the returned offset + HEADER. */
+  private place(len: number): number {
+    const size = recordSize(len)
+    if ((this.used + size) / 4 > MAX_UNITS) throw new RangeError(`the names of one matcher must fit in ${MAX_UNITS * 4} bytes`)
+    if (this.used + size > this.bytes.length) this.resize(Math.max(this.bytes.length * 2, this.used + size))
+    if ((this.keys + 1) * 2 > this.slots.length) this.sizeIndex((this.keys + 1) * 2)
+    const at = this.used
+    this.used += size
+    this.keys++
+    this.words[at >>> 2] = NO_REF
+    this.bytes[at + 4] = len
+    return at
+  }
+
+  private countLabels(at: number, len: number): void {
+    let labels = 1
+    for (let i = at + HEADER; i < at + HEADER + len; i++) if (this.bytes[i] === 46) labels++
+    this.labelMask |= 1 << Math.min(labels, 31)
+  }
+
+  /** Key handle of an ASCII lower-case name, adding it when absent. */
+  intern(name: string): number {
+    const h = DomainTable.hashOf(name)
+    const k = this.find(name, 0, name.length, h)
+    if (k >= 0) return k
+    const at = this.place(name.length)
+    // A JS loop beats Buffer#write (a native call) for names this short.
+    const bytes = this.bytes
+    for (let i = 0, o = at + HEADER; i < name.length; i++, o++) bytes[o] = lowerAscii(name.charCodeAt(i))
+    this.countLabels(at, name.length)
+    this.index(h, at >>> 2)
+    return at >>> 2
+  }
+
+  /** intern() for src[from, to): names straight from a file's bytes, no string made. */
+  internBytes(src: Uint8Array, from: number, to: number): number {
+    const h = DomainTable.hashBytes(src, from, to)
+    const k = this.findBytes(src, from, to, h)
+    if (k >= 0) return k
+    const len = to - from
+    const at = this.place(len)
+    const bytes = this.bytes
+    for (let i = from, o = at + HEADER; i < to; i++, o++) bytes[o] = lowerAscii(src[i]!)
+    this.countLabels(at, len)
+    this.index(h, at >>> 2)
+    return at >>> 2
   }
 
   private resize(n: number): void {
@@ -159,14 +237,17 @@ export class DomainTable {
     this.words = new Int32Array(b.buffer, b.byteOffset, b.length >>> 2)
   }
 
-  /** Trim the build-time over-allocation of the record store. */
+  /**
+   * Building is done. The record store is trimmed only when over a quarter of it is unused: the copy
+   * would briefly need both, and the unused tail of an uninitialised buffer is not resident anyway.
+   */
   seal(): void {
-    if (this.used < this.bytes.length) this.resize(this.used)
+    if (this.bytes.length - this.used > this.used / 4) this.resize(this.used)
   }
 
   /**
-   * Key handle of q[from, to) compared case-insensitively, given its hash `h` (see hashStep), or -1.
-   * Allocation-free: this runs for every label suffix of every DNS query.
+   * Key handle of q[from, to) compared case-insensitively, given its hash `h` (see hashStep), or -1;
+   * sets foundSlot. Allocation-free: this runs for every label suffix of every DNS query.
    */
   find(q: string, from: number, to: number, h: number): number {
     const len = to - from
@@ -174,7 +255,6 @@ export class DomainTable {
     const m = mix(h)
     const fb = filterBits(m)
     if ((this.filter[filterWord(m, this.filterShift)]! & fb) !== fb) return -1
-    const words = this.words
     const bytes = this.bytes
     const tag = m & TAG_MASK
     let slot = m & this.mask
@@ -182,40 +262,74 @@ export class DomainTable {
       const s = slots[slot]!
       if (s === 0) return -1
       const k = (s & KEY_MASK) - 1
-      if ((s & TAG_MASK) === tag && words[2 * k + 1] === len) {
-        const b = 8 * k + HEADER
-        let i = 0
-        while (i < len && bytes[b + i] === lowerAscii(q.charCodeAt(from + i))) i++
-        if (i === len) return k
+      if ((s & TAG_MASK) === tag && bytes[4 * k + 4] === len) {
+        const b = 4 * k + HEADER - from
+        let i = from
+        while (i < to && bytes[b + i] === lowerAscii(q.charCodeAt(i))) i++
+        if (i === to) {
+          this.foundSlot = slot
+          return k
+        }
       }
       slot = (slot + 1) & this.mask
     }
   }
 
-  /** First entry of key k's chain, -1 when none. */
-  head(k: number): number {
-    return this.words[2 * k]!
+  /** find() for src[from, to). */
+  private findBytes(src: Uint8Array, from: number, to: number, h: number): number {
+    const len = to - from
+    const m = mix(h)
+    const tag = m & TAG_MASK
+    let slot = m & this.mask
+    for (;;) {
+      const s = this.slots[slot]!
+      if (s === 0) return -1
+      const k = (s & KEY_MASK) - 1
+      if ((s & TAG_MASK) === tag && this.bytes[4 * k + 4] === len) {
+        const b = 4 * k + HEADER - from
+        let i = from
+        while (i < to && this.bytes[b + i] === lowerAscii(src[i]!)) i++
+        if (i === to) {
+          this.foundSlot = slot
+          return k
+        }
+      }
+      slot = (slot + 1) & this.mask
+    }
   }
 
-  /** The meta word of key k's only entry, or MULTI when its chain has none or several. */
-  soloMeta(k: number): number {
-    return this.words[2 * k + 2]!
+  /** The key stored in `slot` (a slot that find() reported). */
+  keyAt(slot: number): number {
+    return (this.slots[slot]! & KEY_MASK) - 1
   }
 
-  /** Push `entry` (whose meta word is `meta`) onto key k's chain; the caller links the old head behind it. */
-  setHead(k: number, entry: number, meta: number): void {
-    this.words[2 * k + 2] = this.words[2 * k]! < 0 ? meta : MULTI
-    this.words[2 * k] = entry
+  /** Number of slots (the verdict cache for inline entries is indexed by slot). */
+  get slotCount(): number {
+    return this.slots.length
+  }
+
+  /** Key k's ref word: first entry of its chain, an inline entry, or NO_REF. */
+  ref(k: number): number {
+    return this.words[k]!
+  }
+
+  setRef(k: number, ref: number): void {
+    this.words[k] = ref
   }
 
   /** The text of key k (only called when a verdict is materialised). */
   value(k: number): string {
-    const b = 8 * k + HEADER
-    return this.bytes.toString('latin1', b, b + this.words[2 * k + 1]!)
+    const b = 4 * k + HEADER
+    return this.bytes.toString('latin1', b, b + this.bytes[4 * k + 4]!)
   }
 
   /** Bytes held by the typed arrays (outside the JS heap, but part of the real cost). */
   get byteSize(): number {
     return this.bytes.byteLength + this.slots.byteLength + this.filter.byteLength
+  }
+
+  /** Bytes of the record store actually written (the rest of an over-sized buffer is never resident). */
+  get usedBytes(): number {
+    return this.used + this.slots.byteLength + this.filter.byteLength
   }
 }

@@ -3,6 +3,7 @@
 // tables, and rebuilds an Entry object only when a verdict is returned.
 import type { Action, Entry } from './types.js'
 import { isRelativeExpiry, parseExpires } from './expiry.js'
+import { entryId } from './merge.js'
 
 /** Flag bits in `flags`. */
 export const F_SUB = 1 // domain: `*.name` (names under it only)
@@ -10,8 +11,8 @@ export const F_ALLOW = 2
 export const F_ALERT = 4
 export const F_FORCE = 8
 export const F_NET = 16
-/** The id has the file-entry form (`f` + 11 base-36 digits, see merge.ts entryId) and sits in W_ID_HI/W_ID_LO. */
-export const F_COMPACT_ID = 32
+/** The id is entryId() of the entry itself (every file entry's is): recomputed when materialised, not stored. */
+export const F_DERIVED_ID = 32
 
 /** Action classes, in precedence order (lower wins): allow > block > alert. */
 export const A_ALLOW = 0
@@ -78,10 +79,10 @@ export class Interner {
 type Extras = Pick<Entry, 'id' | 'added' | 'actor'>
 
 /**
- * Column layout: one Int32Array, STRIDE words (32 bytes) per entry, so the words a lookup reads for one entry
+ * Column layout: one Int32Array, STRIDE words (24 bytes) per entry, so the words a lookup reads for one entry
  * sit in one or two cache lines instead of one line per column.
  */
-export const STRIDE = 8
+export const STRIDE = 6
 /** flags (bits 0-7) | expiry index << 8 (index 0: never expires; up to 2^24 - 1 distinct instants). */
 export const W_META = 0
 /** Next entry with the same key (or the same trie node), in input order; -1 ends the chain. */
@@ -91,34 +92,11 @@ const W_KEY = 2
 const W_SOURCE = 3
 const W_LINE = 4
 const W_REASON = 5
-/** A compact id: the value of its first 5 and of its last 6 base-36 digits. */
-const W_ID_HI = 6
-const W_ID_LO = 7
-
-const DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
-const idCodes = new Array<number>(12)
-
-/** Value of a base-36 digit `0-9a-z`, or -1. */
-function digit36(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48
-  if (c >= 97 && c <= 122) return c - 87
-  return -1
-}
-
-/** Base-36 value of s[from, to) (at most 6 digits: below 2^32), or -1. */
-function base36(s: string, from: number, to: number): number {
-  let v = 0
-  for (let i = from; i < to; i++) {
-    const d = digit36(s.charCodeAt(i))
-    if (d < 0) return -1
-    v = v * 36 + d
-  }
-  return v
-}
 const MAX_EXPIRIES = (1 << 24) - 1
 
 export class EntryTable {
-  readonly cols: Int32Array
+  /** Grows while building (the streaming build does not know the count); trimmed by seal(). */
+  cols: Int32Array
   /** Expiry instants in ms, indexed by the expiry index in W_META (slot 0 unused). */
   expiresAt: Float64Array = new Float64Array(1)
   private readonly sources = new Interner()
@@ -129,7 +107,7 @@ export class EntryTable {
   private count = 0
 
   constructor(capacity: number) {
-    this.cols = new Int32Array(capacity * STRIDE)
+    this.cols = new Int32Array(Math.max(16, capacity) * STRIDE)
   }
 
   get size(): number {
@@ -144,9 +122,50 @@ export class EntryTable {
     this.cols[i * STRIDE + W_NEXT] = next
   }
 
+  private next(): number {
+    const i = this.count++
+    if ((i + 1) * STRIDE > this.cols.length) {
+      const c = new Int32Array(this.cols.length * 2)
+      c.set(this.cols)
+      this.cols = c
+    }
+    return i
+  }
+
+  /** Index of a file name in the source table (what an inline entry stores instead of its source). */
+  fileIndex(file: string): number {
+    if (file === this.lastFile) return this.lastFileIndex
+    this.lastFile = file
+    this.lastFileIndex = this.sources.add(file)
+    return this.lastFileIndex
+  }
+
+  /** The file name of a fileIndex(). */
+  fileName(index: number): string {
+    return this.sources.values[index]!
+  }
+
+  /**
+   * Append a plain file entry given as parts (a streamed line, or an inline entry moved into the table
+   * because its key got a second entry): domain, flags F_SUB/F_ALLOW/F_ALERT, source `file:line`, no
+   * reason or expiry, the derived id.
+   */
+  addPlain(flags: number, key: number, file: number, line: number): number {
+    const i = this.next()
+    const o = i * STRIDE
+    const cols = this.cols
+    cols[o + W_META] = (flags & (F_SUB | F_ALLOW | F_ALERT)) | F_DERIVED_ID
+    cols[o + W_NEXT] = -1
+    cols[o + W_KEY] = key
+    cols[o + W_SOURCE] = file
+    cols[o + W_LINE] = line
+    cols[o + W_REASON] = 0
+    return i
+  }
+
   /** Append an entry; `key` is the domain key handle, or -1 for a net (its value is kept as text). */
   add(e: Entry, key: number): number {
-    const i = this.count++
+    const i = this.next()
     const o = i * STRIDE
     const cols = this.cols
     let f = 0
@@ -161,17 +180,11 @@ export class EntryTable {
     } else cols[o + W_KEY] = key
     this.addSource(o, e.source)
     cols[o + W_REASON] = this.reasons.add(e.reason)
-    // Every file entry carries an id of one fixed shape: store it as two numbers, not as a string.
+    // Every file entry's id is entryId() of the entry: recompute it when needed instead of storing it.
     let id = e.id
-    if (id !== undefined && id.length === 12 && id.charCodeAt(0) === 102) {
-      const hi = base36(id, 1, 6)
-      const lo = base36(id, 6, 12)
-      if (hi >= 0 && lo >= 0) {
-        f |= F_COMPACT_ID
-        cols[o + W_ID_HI] = hi
-        cols[o + W_ID_LO] = lo | 0
-        id = undefined
-      }
+    if (id !== undefined && id === entryId(e)) {
+      f |= F_DERIVED_ID
+      id = undefined
     }
     const x = this.expiries.add(e.expires)
     if (x > MAX_EXPIRIES) throw new RangeError(`more than ${MAX_EXPIRIES} distinct expiry times in one matcher`)
@@ -202,17 +215,12 @@ export class EntryTable {
       return
     }
     cols[o + W_LINE] = line
-    if (colon === this.lastFile.length && src.startsWith(this.lastFile)) {
-      cols[o + W_SOURCE] = this.lastFileIndex
-      return
-    }
-    this.lastFile = src.slice(0, colon)
-    this.lastFileIndex = this.sources.add(this.lastFile)
-    cols[o + W_SOURCE] = this.lastFileIndex
+    cols[o + W_SOURCE] = colon === this.lastFile.length && src.startsWith(this.lastFile) ? this.lastFileIndex : this.fileIndex(src.slice(0, colon))
   }
 
-  /** Finish building: compute expiry instants and drop the build-time maps. */
+  /** Finish building: trim the columns, compute expiry instants and drop the build-time maps. */
   seal(): void {
+    if (this.cols.length > this.count * STRIDE) this.cols = this.cols.slice(0, Math.max(1, this.count) * STRIDE)
     const ex = this.expiries.values
     this.expiresAt = new Float64Array(ex.length)
     for (let i = 1; i < ex.length; i++) this.expiresAt[i] = expiryMs(ex[i]!)
@@ -255,23 +263,23 @@ export class EntryTable {
     const x = this.expiries.values[meta >>> 8]
     if (x !== undefined) e.expires = x
     if (f & F_FORCE) e.force = true
-    if (f & F_COMPACT_ID) {
-      let hi = cols[o + W_ID_HI]!
-      let lo = cols[o + W_ID_LO]! >>> 0
-      idCodes[0] = 102 // f
-      for (let k = 11; k >= 6; k--) {
-        idCodes[k] = DIGITS.charCodeAt(lo % 36)
-        lo = Math.floor(lo / 36)
-      }
-      for (let k = 5; k >= 1; k--) {
-        idCodes[k] = DIGITS.charCodeAt(hi % 36)
-        hi = Math.floor(hi / 36)
-      }
-      e.id = String.fromCharCode.apply(null, idCodes)
-    }
+    if (f & F_DERIVED_ID) e.id = entryId(e)
     const extra = this.extras.get(i)
     if (extra) Object.assign(e, extra)
     return e
   }
 
+  /** The Entry of an inline entry (domain-table.ts inlineRef) of the name `value`. */
+  materialiseInline(flags: number, file: number, line: number, value: string): Entry {
+    const e: Entry = {
+      kind: 'domain',
+      value,
+      allow: (flags & F_ALLOW) !== 0,
+      mode: flags & F_ALERT ? 'alert' : 'block',
+      source: `${this.sources.values[file]!}:${line}`,
+    }
+    if (flags & F_SUB) e.subdomainsOnly = true
+    e.id = entryId(e)
+    return e
+  }
 }

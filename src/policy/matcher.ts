@@ -8,8 +8,12 @@ import type { Entry, Matcher, Verdict } from './types.js'
 import { parseCidr } from './net.js'
 import { parseV4, parseV6Into } from './ip-parse.js'
 import { EntryTable, expiryMs, F_ALERT, F_ALLOW, F_NET, F_SUB, STRIDE, W_META, W_NEXT } from './entry-table.js'
-import { DomainTable, FNV_PRIME, HASH_START, MULTI } from './domain-table.js'
+import {
+  DomainTable, FNV_PRIME, HASH_START, INLINE_MAX_FILE, INLINE_MAX_LINE, NO_REF, inlineFile, inlineFlags, inlineLine, inlineRef, isInline,
+} from './domain-table.js'
 import { CidrTrie, type ChainSink } from './cidr-trie.js'
+import type { EntrySink } from './entry-sink.js'
+import { entryId } from './merge.js'
 
 export { parseV4 }
 
@@ -33,11 +37,26 @@ export interface MatcherStats {
 }
 
 const DOT = 46
+// Local copies of constants the lookup loop reads on every query: under tsx (the benchmarks, the tests)
+// an imported binding is a getter call, which showed up as ~10 % of a lookup. Checked against the
+// exporting modules' values at load (below).
+const FNV = 0x01000193
+const HASH0 = 0x811c9dc5 | 0
+const NONE = -1
+const SUB = 1
+const ALLOW = 2
+const ALERT = 4
+if (FNV !== FNV_PRIME || HASH0 !== HASH_START || NONE !== NO_REF || SUB !== F_SUB || ALLOW !== F_ALLOW || ALERT !== F_ALERT) {
+  throw new Error('matcher.ts: local constants out of step with domain-table.ts / entry-table.ts')
+}
 
 /**
  * Collects, for one lookup, the deciding entry per action. Chains arrive from least to most
- * specific, so a later chain overrides an earlier one; within one chain (same value) the first
- * entry in input order is kept. Precedence between actions is applied at the end.
+ * specific, so a later chain overrides an earlier one; within one chain (same value) the entry that
+ * came first in the input wins, which is the lowest entry index (entries are numbered in input order;
+ * chains themselves are in no particular order). A deciding entry is a ref: an entry-table index
+ * (>= 0), or -2 - slot for an inline entry (domain-table.ts) whose key sits in that slot; -1 is none.
+ * Precedence between actions is applied at the end.
  */
 class Selector implements ChainSink {
   allow = -1
@@ -58,18 +77,14 @@ class Selector implements ChainSink {
     this.now = NaN
   }
 
-  /** consider() for a chain of one entry, i, whose meta word the caller already has. */
-  considerOne(i: number, meta: number, exact: boolean): void {
-    const f = meta & 0xff
-    if (exact && f & F_SUB) return
-    const x = meta >>> 8
-    if (x !== 0) {
-      if (this.now !== this.now) this.now = this.clock()
-      if (this.t.expiresAt[x]! <= this.now) return
-    }
-    if (f & F_ALLOW) this.allow = i
-    else if (f & F_ALERT) this.alert = i
-    else this.block = i
+  /** An inline entry (flags in its ref word) of the key found in `slot`. It never expires. */
+  considerInline(slot: number, ref: number, exact: boolean): void {
+    const f = (ref >>> 28) & 7 // inlineFlags(ref)
+    // `*.name` matches names under it, never the name itself.
+    if (exact && f & SUB) return
+    if (f & ALLOW) this.allow = -2 - slot
+    else if (f & ALERT) this.alert = -2 - slot
+    else this.block = -2 - slot
   }
 
   consider(head: number, exact: boolean): void {
@@ -81,18 +96,17 @@ class Selector implements ChainSink {
     for (let i = head; i >= 0; i = cols[i * STRIDE + W_NEXT]!) {
       const meta = cols[i * STRIDE + W_META]!
       const f = meta & 0xff
-      // `*.name` matches names under it, never the name itself.
-      if (exact && f & F_SUB) continue
+      if (exact && f & SUB) continue
       const x = meta >>> 8
       if (x !== 0) {
         if (this.now !== this.now) this.now = this.clock()
         if (t.expiresAt[x]! <= this.now) continue
       }
-      if (f & F_ALLOW) {
-        if (a < 0) a = i
-      } else if (f & F_ALERT) {
-        if (c < 0) c = i
-      } else if (b < 0) b = i
+      if (f & ALLOW) {
+        if (a < 0 || i < a) a = i
+      } else if (f & ALERT) {
+        if (c < 0 || i < c) c = i
+      } else if (b < 0 || i < b) b = i
     }
     if (a >= 0) this.allow = a
     if (b >= 0) this.block = b
@@ -126,17 +140,26 @@ function normaliseName(v: string): string | undefined {
   return s === '' ? undefined : s
 }
 
+/** Verdicts of inline entries are cached in pages of this many slots, made on first use. */
+const PAGE_BITS = 9
+const PAGE = 1 << PAGE_BITS
+
 export class CompactMatcher implements Matcher {
   private readonly sel: Selector
   /** Scratch for the IPv6 address being looked up (lookups are synchronous, so one is enough). */
   private readonly v6buf = new Uint8Array(16)
   private readonly domainValue = (k: number): string => this.domains.value(k)
   /**
-   * Entry index -> its Verdict, undefined until its first hit. Filled with undefined up front so V8
-   * keeps a flat element array (a `new Array(n)` this large would be a slow dictionary): one load per
-   * hit, where an Int32Array index into a dense array cost a second cache miss.
+   * Entry-table index -> its Verdict, undefined until its first hit. Filled with undefined up front so
+   * V8 keeps a flat element array (a `new Array(n)` this large would be a slow dictionary).
    */
   private readonly verdicts: (Verdict | undefined)[]
+  /**
+   * Inline entries have no table index: their Verdict is cached by the slot of their key, in pages
+   * made on first use. A sinkhole sees a small share of its list, so it pays for the pages its hits
+   * touch, not 8 bytes per listed name.
+   */
+  private readonly pages: ((Verdict | undefined)[] | undefined)[]
 
   constructor(
     private readonly table: EntryTable,
@@ -147,6 +170,7 @@ export class CompactMatcher implements Matcher {
   ) {
     this.sel = new Selector(table, clock)
     this.verdicts = new Array<Verdict | undefined>(table.size).fill(undefined)
+    this.pages = new Array<(Verdict | undefined)[] | undefined>(Math.ceil(domains.slotCount / PAGE)).fill(undefined)
   }
 
   matchName(name: string): Verdict | undefined {
@@ -159,7 +183,7 @@ export class CompactMatcher implements Matcher {
     const mask = domains.labelMask
     // Right to left: at each dot, `h` is the hash of the suffix after it (least specific first) and
     // `labels` its label count; suffixes with a label count no key has are not probed.
-    let h = HASH_START
+    let h = HASH0
     let labels = 0
     for (let i = end - 1; i >= 0; i--) {
       const c = name.charCodeAt(i)
@@ -168,22 +192,22 @@ export class CompactMatcher implements Matcher {
         if (mask & (1 << (labels < 31 ? labels : 31))) {
           const k = domains.find(name, i + 1, end, h)
           if (k >= 0) {
-            const solo = domains.soloMeta(k)
-            if (solo === MULTI) sel.consider(domains.head(k), false)
-            else sel.considerOne(domains.head(k), solo, false)
+            const ref = domains.ref(k)
+            if (ref >= 0) sel.consider(ref, false)
+            else if (ref !== NONE) sel.considerInline(domains.foundSlot, ref, false)
           }
         }
       } else if (c > 127) return this.matchUnicode(name)
       // hashStep(h, lowerAscii(c)), written out: this line runs for every character of every query.
-      h = Math.imul(h ^ (c >= 65 && c <= 90 ? c | 32 : c), FNV_PRIME)
+      h = Math.imul(h ^ (c >= 65 && c <= 90 ? c | 32 : c), FNV)
     }
     labels++
     if (mask & (1 << (labels < 31 ? labels : 31))) {
       const k = domains.find(name, 0, end, h)
       if (k >= 0) {
-        const solo = domains.soloMeta(k)
-        if (solo === MULTI) sel.consider(domains.head(k), true)
-        else sel.considerOne(domains.head(k), solo, true)
+        const ref = domains.ref(k)
+        if (ref >= 0) sel.consider(ref, true)
+        else if (ref !== NONE) sel.considerInline(domains.foundSlot, ref, true)
       }
     }
     return this.verdict()
@@ -216,24 +240,39 @@ export class CompactMatcher implements Matcher {
 
   private verdict(): Verdict | undefined {
     const s = this.sel
-    if (s.allow >= 0) return this.cached(s.allow, 'allow')
-    if (s.block >= 0) return this.cached(s.block, 'block')
-    if (s.alert >= 0) return this.cached(s.alert, 'alert')
+    if (s.allow !== -1) return this.cached(s.allow, 'allow')
+    if (s.block !== -1) return this.cached(s.block, 'block')
+    if (s.alert !== -1) return this.cached(s.alert, 'alert')
     return undefined
   }
 
   /**
-   * The Verdict for entry i, built on its first hit and reused afterwards: rebuilding the Entry
-   * (strings for value, source and id) on every hit cost about a third of a lookup, mostly in GC.
-   * An entry always yields the same action (it is fixed by its flags), so one Verdict per entry is
-   * enough. Frozen, because every caller of this entry shares it. Memory: one 8-byte slot per entry,
-   * plus one Verdict per distinct entry that has ever matched (a sinkhole sees a small share).
+   * The Verdict for the entry `ref` (see Selector), built on its first hit and reused afterwards:
+   * rebuilding the Entry (strings for value, source and id) on every hit cost about a third of a
+   * lookup, mostly in GC. An entry always yields the same action (it is fixed by its flags), so one
+   * Verdict per entry is enough. Frozen, because every caller of this entry shares it.
    */
-  private cached(i: number, action: Verdict['action']): Verdict {
-    const hit = this.verdicts[i]
+  private cached(ref: number, action: Verdict['action']): Verdict {
+    if (ref >= 0) {
+      const hit = this.verdicts[ref]
+      if (hit !== undefined) return hit
+      const v: Verdict = Object.freeze({ action, entry: Object.freeze(this.table.materialise(ref, this.domainValue)) })
+      this.verdicts[ref] = v
+      return v
+    }
+    const slot = -2 - ref
+    let page = this.pages[slot >>> PAGE_BITS]
+    if (page === undefined) {
+      page = new Array<Verdict | undefined>(PAGE).fill(undefined)
+      this.pages[slot >>> PAGE_BITS] = page
+    }
+    const hit = page[slot & (PAGE - 1)]
     if (hit !== undefined) return hit
-    const v: Verdict = Object.freeze({ action, entry: Object.freeze(this.table.materialise(i, this.domainValue)) })
-    this.verdicts[i] = v
+    const k = this.domains.keyAt(slot)
+    const r = this.domains.ref(k)
+    const e = this.table.materialiseInline(inlineFlags(r), inlineFile(r), inlineLine(r), this.domains.value(k))
+    const v: Verdict = Object.freeze({ action, entry: Object.freeze(e) })
+    page[slot & (PAGE - 1)] = v
     return v
   }
 
@@ -242,67 +281,171 @@ export class CompactMatcher implements Matcher {
     let doms = 0
     for (let i = 0; i < this.table.size; i++) (this.table.flagsOf(i) & F_NET ? nets++ : doms++)
     return {
-      domainEntries: doms,
+      domainEntries: doms + this.inlineCount,
       domainKeys: this.domains.size,
       netEntries: nets,
       trieNodes: this.v4.nodeCount + this.v6.nodeCount,
       typedBytes: this.domains.byteSize + this.v4.byteSize + this.v6.byteSize + this.table.byteSize,
     }
   }
+
+  /** Set by the builder: entries kept inline in the domain table (not in the entry table). */
+  inlineCount = 0
+}
+
+/** `file:123` -> [file, 123] when the line is 1..INLINE_MAX_LINE without a leading zero, else undefined. */
+function fileLine(source: string): [string, number] | undefined {
+  const colon = source.lastIndexOf(':')
+  if (colon <= 0 || source.length - colon > 8 || source.charCodeAt(colon + 1) === 48) return undefined
+  let line = 0
+  for (let i = colon + 1; i < source.length; i++) {
+    const d = source.charCodeAt(i) - 48
+    if (d < 0 || d > 9) return undefined
+    line = line * 10 + d
+  }
+  return line >= 1 && line <= INLINE_MAX_LINE ? [source.slice(0, colon), line] : undefined
 }
 
 /**
- * Build a matcher over `entries` (any order; ties between equally specific entries of the same
- * action go to the earlier one). Entries that cannot match (bad CIDR, empty name) are skipped: the
- * parser reports those. The Entry array is not retained.
+ * Builds a CompactMatcher from entries in input order: from Entry objects (add), or straight from a
+ * blocklist's bytes (as an EntrySink for loadBlocklists), so a million-line list never becomes a
+ * million objects. Ties between equally specific entries of the same action go to the earlier one.
+ * Entries that cannot match (bad CIDR, empty name) are skipped: the parser reports those.
  */
-export function buildMatcher(entries: readonly Entry[], opts: MatcherOptions = {}): CompactMatcher {
-  const fixed = opts.now?.getTime()
-  const buildNow = fixed ?? Date.now()
-  const live = (e: Entry): boolean => e.expires === undefined || !(expiryMs(e.expires) <= buildNow)
+export class MatcherBuilder implements EntrySink {
+  private readonly table: EntryTable
+  private readonly domains: DomainTable
+  private readonly v4 = new CidrTrie(32)
+  private readonly v6 = new CidrTrie(128)
+  private readonly fixed: number | undefined
+  private readonly buildNow: number
+  private inline = 0
+  /** Entries added (expired ones and ones that cannot match are not counted). */
+  count = 0
 
-  let count = 0
-  let domainCount = 0
-  let domainBytes = 0
-  for (const e of entries) {
-    if (!live(e)) continue
-    count++
-    if (e.kind === 'domain') {
-      domainCount++
-      domainBytes += e.value.length
-    }
+  /** `names`/`nameBytes`/`entries`: expected sizes (the tables grow past them when needed). */
+  constructor(opts: MatcherOptions & { names?: number; nameBytes?: number; entries?: number } = {}) {
+    this.fixed = opts.now?.getTime()
+    this.buildNow = this.fixed ?? Date.now()
+    this.table = new EntryTable(opts.entries ?? 16)
+    this.domains = new DomainTable(opts.names ?? 16, opts.nameBytes ?? 256)
   }
 
-  const table = new EntryTable(count)
-  const domains = new DomainTable(domainCount, domainBytes)
-  const v4 = new CidrTrie(32)
-  const v6 = new CidrTrie(128)
-  // Backwards, pushing onto chain heads, so every chain ends up in input order.
-  for (let j = entries.length - 1; j >= 0; j--) {
-    const e = entries[j]!
-    if (!live(e)) continue
+  /** Room for `names` more names of `bytes` bytes in all (see DomainTable.reserve). */
+  reserve(names: number, bytes: number): void {
+    this.domains.reserve(names, bytes)
+  }
+
+  add(e: Entry): void {
+    if (e.expires !== undefined && expiryMs(e.expires) <= this.buildNow) return
+    const table = this.table
     if (e.kind === 'domain') {
       const name = normaliseName(e.value)
-      if (name === undefined) continue
-      const k = domains.intern(name)
-      const i = table.add(e, k)
-      table.setNext(i, domains.head(k))
-      domains.setHead(k, i, table.cols[i * STRIDE + W_META]!)
-    } else {
-      const p = parseCidr(e.value)
-      if (!p.ok) continue
-      const c = p.cidr
-      const i = table.add(e, -1)
-      if (c.family === 6 && c.prefix >= 96 && v4Mapped(c.bytes) >= 0) {
-        // An IPv4-mapped network is the IPv4 network: queries in either form find it.
-        table.setNext(i, v4.insert(c.bytes.subarray(12), c.prefix - 96, i))
-      } else if (c.family === 4) table.setNext(i, v4.insert(c.bytes, c.prefix, i))
-      else table.setNext(i, v6.insert(c.bytes, c.prefix, i))
+      if (name === undefined) return
+      this.count++
+      const k = this.domains.intern(name)
+      if (this.domains.ref(k) === NO_REF) {
+        const inl = this.inlineOf(e)
+        if (inl !== NO_REF) {
+          this.domains.setRef(k, inl)
+          this.inline++
+          return
+        }
+      }
+      this.spill(k)
+      this.chain(k, table.add(e, k))
+      return
+    }
+    const p = parseCidr(e.value)
+    if (!p.ok) return
+    this.count++
+    const c = p.cidr
+    const i = table.add(e, -1)
+    if (c.family === 6 && c.prefix >= 96 && v4Mapped(c.bytes) >= 0) {
+      // An IPv4-mapped network is the IPv4 network: queries in either form find it.
+      table.setNext(i, this.v4.insert(c.bytes.subarray(12), c.prefix - 96, i))
+    } else if (c.family === 4) table.setNext(i, this.v4.insert(c.bytes, c.prefix, i))
+    else table.setNext(i, this.v6.insert(c.bytes, c.prefix, i))
+  }
+
+  entry(e: Entry): void {
+    this.add(e)
+  }
+
+  /** EntrySink: a plain blocked name from a file (no Entry made; see entry-sink.ts). */
+  name(bytes: Uint8Array, start: number, end: number, subdomainsOnly: boolean, file: string, line: number): void {
+    this.count++
+    const k = this.domains.internBytes(bytes, start, end)
+    const f = this.table.fileIndex(file)
+    const flags = subdomainsOnly ? F_SUB : 0
+    if (this.domains.ref(k) === NO_REF && f <= INLINE_MAX_FILE && line >= 1 && line <= INLINE_MAX_LINE) {
+      this.domains.setRef(k, inlineRef(flags, f, line))
+      this.inline++
+      return
+    }
+    this.spill(k)
+    this.chain(k, this.table.addPlain(flags, k, f, line))
+  }
+
+  /**
+   * The inline form of e (domain-table.ts inlineRef), or NO_REF when e needs a table row: a reason,
+   * an expiry, force, API fields, an id that is not entryId(e), or a source that is not `file:line`.
+   */
+  private inlineOf(e: Entry): number {
+    if (e.reason !== undefined || e.expires !== undefined || e.force || e.added !== undefined || e.actor !== undefined) return NO_REF
+    if (e.allow && e.mode === 'alert') return NO_REF
+    if (e.id === undefined || e.id !== entryId(e)) return NO_REF
+    const fl = fileLine(e.source)
+    if (fl === undefined) return NO_REF
+    const f = this.table.fileIndex(fl[0])
+    if (f > INLINE_MAX_FILE) return NO_REF
+    const flags = (e.subdomainsOnly ? F_SUB : 0) | (e.allow ? F_ALLOW : 0) | (e.mode === 'alert' ? F_ALERT : 0)
+    return inlineRef(flags, f, fl[1])
+  }
+
+  /**
+   * Key k is about to get another entry: an inline entry it holds moves into the table first, so that
+   * its row gets the lower index (it came first in the input, and the lowest index wins a chain).
+   */
+  private spill(k: number): void {
+    const r = this.domains.ref(k)
+    if (!isInline(r)) return
+    this.domains.setRef(k, this.table.addPlain(inlineFlags(r), k, inlineFile(r), inlineLine(r)))
+    this.inline--
+  }
+
+  /** Push table entry i onto key k's chain (chain order does not matter: see Selector). */
+  private chain(k: number, i: number): void {
+    this.table.setNext(i, this.domains.ref(k))
+    this.domains.setRef(k, i)
+  }
+
+  build(): CompactMatcher {
+    this.table.seal()
+    this.domains.seal()
+    this.v4.seal()
+    this.v6.seal()
+    const fixed = this.fixed
+    const m = new CompactMatcher(this.table, this.domains, this.v4, this.v6, fixed !== undefined ? () => fixed : Date.now)
+    m.inlineCount = this.inline
+    return m
+  }
+}
+
+/**
+ * Build a matcher over `entries` (input order decides ties; see MatcherBuilder). The Entry array is
+ * not retained.
+ */
+export function buildMatcher(entries: readonly Entry[], opts: MatcherOptions = {}): CompactMatcher {
+  let names = 0
+  let nameBytes = 0
+  for (const e of entries) {
+    if (e.kind === 'domain') {
+      names++
+      nameBytes += e.value.length
     }
   }
-  table.seal()
-  domains.seal()
-  v4.seal()
-  v6.seal()
-  return new CompactMatcher(table, domains, v4, v6, fixed !== undefined ? () => fixed : Date.now)
+  const b = new MatcherBuilder({ ...opts, names, nameBytes, entries: entries.length - names })
+  for (const e of entries) b.add(e)
+  return b.build()
 }
