@@ -89,8 +89,8 @@ async function scan(fh: FileHandle, buf: Buffer, chunk: number, bom: boolean): P
       const i = view.indexOf(0, carry)
       if (i >= 0) nul = pos + i - carry
     }
-    // A plain loop: one native indexOf call per line costs more than looking at every byte here.
-    for (let i = carry; i < filled; i++) if (view[i] === 10) newlines++
+    // indexOf (memchr) per line is about twice as fast as a JavaScript loop over every byte.
+    for (let i = view.indexOf(10, carry); i >= 0; i = view.indexOf(10, i + 1)) newlines++
     last = view[filled - 1]!
     pos += bytesRead
     if (utf8) {
@@ -127,20 +127,7 @@ export async function streamFile(fh: FileHandle, file: string, opts: StreamFileO
   opts.onFileStart?.(file, s.lines, s.bytes)
 
   const { parser, sink } = opts
-  let lineNo = 0
-  /** One complete line b[start, end) (end at its `\n` or the end of the file). */
-  const line = (b: Buffer, start: number, end: number): void => {
-    lineNo++
-    if (!parser.commentPending) {
-      const r = fastLine(b, start, end)
-      if (r !== NOT_FAST) {
-        sink.name(b, start + fastNameStart(r), start + fastNameEnd(r), fastSubdomainsOnly(r), file, lineNo)
-        return
-      }
-    }
-    const e = end > start && b[end - 1] === 13 ? end - 1 : end
-    parser.lineAt(b.toString('utf8', start, e), lineNo)
-  }
+  const lines: Lines = { file, parser, sink, lineNo: 0 }
 
   // Pass 2. buf[0, filled) holds the unfinished line carried over plus the latest read; a carried line
   // is shorter than LONG_LINE, so there is always room for a full read behind it.
@@ -149,6 +136,7 @@ export async function streamFile(fh: FileHandle, file: string, opts: StreamFileO
   /** >= 0 while inside a line known to be too long: its length so far, in UTF-16 code units. */
   let longChars = -1
   let longLast = 0
+  let lineNo = 0
   while (pos < s.bytes) {
     const { bytesRead } = await fh.read(buf, filled, Math.min(chunk, s.bytes - pos), pos)
     if (bytesRead === 0) break // the file shrank since pass 1
@@ -169,12 +157,9 @@ export async function streamFile(fh: FileHandle, file: string, opts: StreamFileO
       longChars = -1
       start = nl + 1
     }
-    for (let i = start; i < filled; i++) {
-      if (view[i] === 10) {
-        line(view, start, i)
-        start = i + 1
-      }
-    }
+    lines.lineNo = lineNo
+    start = completeLines(lines, view, start)
+    lineNo = lines.lineNo
     const tail = filled - start
     if (tail >= LONG_LINE) {
       longChars = utf16Length(view, start, filled)
@@ -186,6 +171,43 @@ export async function streamFile(fh: FileHandle, file: string, opts: StreamFileO
     }
   }
   if (longChars >= 0) parser.longLineAt(longChars - (longLast === 13 ? 1 : 0), ++lineNo)
-  else if (filled > 0) line(buf, 0, filled)
+  else if (filled > 0) {
+    lines.lineNo = lineNo + 1
+    oneLine(lines, buf, 0, filled)
+  }
   return undefined
+}
+
+/** Where pass 2's lines go, and the number of the last line handed out. */
+interface Lines {
+  file: string
+  parser: BlocklistParser
+  sink: EntrySink
+  lineNo: number
+}
+
+/**
+ * Every complete line of b from `start` on (each ends at a `\n`); returns where the unfinished rest
+ * starts. Synchronous and free of closures so that the per-line loop stays in optimised code, with
+ * the line number in a local.
+ */
+function completeLines(l: Lines, b: Buffer, start: number): number {
+  const { file, parser, sink } = l
+  let lineNo = l.lineNo
+  for (let nl = b.indexOf(10, start); nl >= 0; nl = b.indexOf(10, start)) {
+    lineNo++
+    const r = parser.commentPending ? NOT_FAST : fastLine(b, start, nl)
+    if (r !== NOT_FAST) sink.name(b, start + fastNameStart(r), start + fastNameEnd(r), fastSubdomainsOnly(r), file, lineNo)
+    else parser.lineAt(b.toString('utf8', start, nl > start && b[nl - 1] === 13 ? nl - 1 : nl), lineNo)
+    start = nl + 1
+  }
+  l.lineNo = lineNo
+  return start
+}
+
+/** One line b[start, end) whose number is already in l.lineNo (the last line of a file without a final newline). */
+function oneLine(l: Lines, b: Buffer, start: number, end: number): void {
+  const r = l.parser.commentPending ? NOT_FAST : fastLine(b, start, end)
+  if (r !== NOT_FAST) l.sink.name(b, start + fastNameStart(r), start + fastNameEnd(r), fastSubdomainsOnly(r), l.file, l.lineNo)
+  else l.parser.lineAt(b.toString('utf8', start, end > start && b[end - 1] === 13 ? end - 1 : end), l.lineNo)
 }
