@@ -60,6 +60,22 @@ function utf16Length(b: Uint8Array, start: number, end: number): number {
   return n
 }
 
+/** A failed read, told apart from an exception thrown by the sink or the parser (those are bugs, not problems). */
+export class ReadError extends Error {
+  override readonly name = 'ReadError'
+  constructor(override readonly cause: unknown) {
+    super('read failed')
+  }
+}
+
+async function readAt(fh: FileHandle, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+  try {
+    return (await fh.read(buf, offset, length, position)).bytesRead
+  } catch (e) {
+    throw new ReadError(e)
+  }
+}
+
 interface Scan {
   bytes: number
   /** File offset of the first NUL byte, or -1. */
@@ -81,7 +97,7 @@ async function scan(fh: FileHandle, buf: Buffer, chunk: number, bom: boolean): P
   let newlines = 0
   let last = -1
   for (;;) {
-    const { bytesRead } = await fh.read(buf, carry, chunk, pos)
+    const bytesRead = await readAt(fh, buf, carry, chunk, pos)
     if (bytesRead === 0) break
     const filled = carry + bytesRead
     const view = buf.subarray(0, filled)
@@ -112,13 +128,13 @@ async function scan(fh: FileHandle, buf: Buffer, chunk: number, bom: boolean): P
  * Load one open file into `opts.sink` (plain lines) and `opts.parser` (every other line, whose entries
  * its onEntry passes on, and all problems). Returns why the file was rejected before anything was
  * emitted, or undefined when it was loaded. A file that grows between the passes is read up to the
- * size the validation pass saw; read errors are thrown (the caller makes them a problem).
+ * size the validation pass saw; a failed read throws ReadError (the caller makes it a problem), and
+ * whatever the sink or the parser throws passes through.
  */
 export async function streamFile(fh: FileHandle, file: string, opts: StreamFileOptions): Promise<Rejected | undefined> {
   const chunk = Math.max(1, Math.floor(opts.chunkBytes))
   const buf = Buffer.allocUnsafe(chunk + LONG_LINE)
-  const head = await fh.read(buf, 0, 3, 0)
-  const bom = head.bytesRead === 3 && buf[0] === BOM[0] && buf[1] === BOM[1] && buf[2] === BOM[2]
+  const bom = (await readAt(fh, buf, 0, 3, 0)) === 3 && buf[0] === BOM[0] && buf[1] === BOM[1] && buf[2] === BOM[2]
   const s = await scan(fh, buf, chunk, bom)
   // The order of today's whole-file checks: size, then NUL, then UTF-8.
   if (s.bytes > opts.maxBytes) return { code: 'file-too-large', bytes: s.bytes }
@@ -138,7 +154,7 @@ export async function streamFile(fh: FileHandle, file: string, opts: StreamFileO
   let longLast = 0
   let lineNo = 0
   while (pos < s.bytes) {
-    const { bytesRead } = await fh.read(buf, filled, Math.min(chunk, s.bytes - pos), pos)
+    const bytesRead = await readAt(fh, buf, filled, Math.min(chunk, s.bytes - pos), pos)
     if (bytesRead === 0) break // the file shrank since pass 1
     pos += bytesRead
     filled += bytesRead

@@ -6,7 +6,7 @@ import { basename, extname, join } from 'node:path'
 import type { Entry, Problem } from './types.js'
 import { BlocklistParser } from './parse.js'
 import type { EntrySink } from './entry-sink.js'
-import { streamFile } from './load-stream.js'
+import { ReadError, streamFile } from './load-stream.js'
 
 /** Extensions read from a directory (non-recursively). A file named on the command line is read whatever its name. */
 export const BLOCKLIST_EXTENSIONS: readonly string[] = ['.txt', '.list', '.hosts', '.conf']
@@ -125,8 +125,9 @@ export async function loadBlocklists(paths: readonly string[], opts: LoadOptions
         out.problems.push(fileProblem(file, 'not-text', rejected.nulAt >= 0 ? `not a text file (NUL byte at offset ${rejected.nulAt}); skipped` : 'not a text file (invalid UTF-8); skipped'))
       }
     } catch (e) {
-      // A read error after validation: what was already emitted stays (rare: the disk failed mid-file).
-      out.problems.push(fileProblem(file, 'unreadable', ioMessage(e)))
+      // A read error (after validation, what was already emitted stays: the disk failed mid-file).
+      if (!(e instanceof ReadError)) throw e
+      out.problems.push(fileProblem(file, 'unreadable', ioMessage(e.cause)))
     } finally {
       await fh.close().catch(() => {})
     }

@@ -5,7 +5,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadBlocklists, type LoadOptions } from '../../src/policy/load.js'
-import { LONG_LINE } from '../../src/policy/load-stream.js'
+import { LONG_LINE, ReadError, streamFile } from '../../src/policy/load-stream.js'
+import { BlocklistParser } from '../../src/policy/parse.js'
+import { open } from 'node:fs/promises'
 import { MAX_LINE } from '../../src/policy/parse.js'
 import { entryId } from '../../src/policy/merge.js'
 import type { EntrySink } from '../../src/policy/entry-sink.js'
@@ -218,4 +220,16 @@ t.test('a sink with duplicate warnings or onEntry is a programming error', async
   const { sink } = recorder()
   await t.rejects(loadBlocklists([], { sink, duplicates: true }), TypeError)
   await t.rejects(loadBlocklists([], { sink, onEntry: () => {} }), TypeError)
+})
+
+t.test('a failed read is a ReadError (a problem for loadBlocklists); what the sink throws is not swallowed', async (t) => {
+  const d = tempDir(t)
+  const fh = await open(d, 'r') // a directory opens, and its reads fail with EISDIR
+  t.teardown(() => fh.close().catch(() => {}))
+  const { sink } = recorder()
+  await t.rejects(streamFile(fh, d, { chunkBytes: 64, maxBytes: 1000, parser: new BlocklistParser(d), sink }), ReadError)
+  const file = join(d, 'a.txt')
+  writeFileSync(file, 'a.example\n')
+  const bad = new Error('sink bug')
+  await t.rejects(loadBlocklists([file], { sink: { name: () => { throw bad }, entry: () => {} } }), bad)
 })
