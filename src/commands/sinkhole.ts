@@ -8,8 +8,7 @@ import { errors } from '../errors.js'
 import { createLogger, type Logger } from '../log.js'
 import { parseIp, formatIp } from '../policy/net.js'
 import { loadBlocklists } from '../policy/load.js'
-import { buildMatcher } from '../policy/matcher.js'
-import { CompactEntries } from '../policy/matcher-builder.js'
+import { MatcherBuilder } from '../policy/matcher.js'
 import { countProblems, formatProblem } from '../policy/problems.js'
 import type { Matcher } from '../policy/types.js'
 import { parseBlockMode } from '../sinkhole/answer.js'
@@ -84,16 +83,20 @@ export function firstNameserver(text: string): string | undefined {
  */
 async function loadMatcher(paths: readonly string[], io: CommandIO, log: Logger): Promise<{ matcher: Matcher; entries: number }> {
   const now = new Date()
-  // Entries go into typed columns as they are parsed, and buildMatcher reads them back one at a time
-  // through an array view: no million Entry objects alive at once (they were most of the load's peak RSS).
-  const store = new CompactEntries()
-  const loaded = await loadBlocklists(paths, { now, duplicates: false, onEntry: (e, file, line) => store.add(e, file, line) })
+  // Streamed straight from the files' bytes into the matcher's tables (load-stream.ts, MatcherBuilder):
+  // a plain name never becomes a string or an Entry, and no file is held in memory whole.
+  const builder = new MatcherBuilder({ now })
+  const loaded = await loadBlocklists(paths, {
+    now,
+    duplicates: false,
+    sink: builder,
+    onFileStart: (_file, lines, bytes) => builder.reserve(lines, bytes),
+  })
   for (const p of loaded.problems) if (p.severity === 'error') io.stderr(formatProblem(p) + '\n')
   const counts = countProblems(loaded.problems)
-  const entries = store.length
+  const entries = builder.count
   log.info({ entries, files: loaded.files.length, errors: counts.error, warnings: counts.warning }, 'blocklists loaded')
-  const matcher = buildMatcher(store.view())
-  return { matcher, entries }
+  return { matcher: builder.build(), entries }
 }
 
 const emptyMatcher: Matcher = { matchName: () => undefined, matchIp: () => undefined }
