@@ -1,5 +1,7 @@
 // `egress-guard sinkhole`: the DNS sinkhole alone. Loads blocklists, listens on UDP+TCP, forwards the
 // rest upstream, records hits; SIGHUP reloads the blocklists; stops cleanly on SIGINT/SIGTERM.
+// First, so that it runs before the other modules load: see why in the file.
+import './small-young-heap.js'
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import type { Command, CommandIO } from './types.js'
