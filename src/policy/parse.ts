@@ -22,7 +22,7 @@ export interface ParseOptions {
   seen?: Map<string, string> | false
   /**
    * Receive each entry instead of collecting it in `entries` (which then stays empty): a caller that
-   * stores entries compactly lets each object die young (the sinkhole's load, see matcher-builder.ts).
+   * stores entries compactly lets each object die young (the sinkhole streams instead: see load-stream.ts).
    */
   onEntry?: (e: Entry, file: string, line: number) => void
 }
