@@ -19,8 +19,8 @@ export const LONG_LINE = 3 * MAX_LINE + 2
 /** Why a file contributes nothing (loadBlocklists turns it into its `file:0` problem). */
 export type Rejected =
   | { code: 'file-too-large'; bytes: number }
+  /** nulAt: the file offset of the first NUL byte, or -1 for invalid UTF-8 (and no NUL). */
   | { code: 'not-text'; nulAt: number }
-  | { code: 'not-text'; nulAt: -1 }
 
 export interface StreamFileOptions {
   /** Bytes per read (the buffer is this plus LONG_LINE). */
@@ -127,8 +127,9 @@ async function scan(fh: FileHandle, buf: Buffer, chunk: number, bom: boolean): P
 /**
  * Load one open file into `opts.sink` (plain lines) and `opts.parser` (every other line, whose entries
  * its onEntry passes on, and all problems). Returns why the file was rejected before anything was
- * emitted, or undefined when it was loaded. A file that grows between the passes is read up to the
- * size the validation pass saw; a failed read throws ReadError (the caller makes it a problem), and
+ * emitted, or undefined when it was loaded. Both passes read through the one open handle, so a list
+ * replaced by rename meanwhile is read as it was; one that grows is read up to the size the first pass
+ * saw (one rewritten in place between the passes is not re-validated: no tool should do that); a failed read throws ReadError (the caller makes it a problem), and
  * whatever the sink or the parser throws passes through.
  */
 export async function streamFile(fh: FileHandle, file: string, opts: StreamFileOptions): Promise<Rejected | undefined> {
