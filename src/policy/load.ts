@@ -17,8 +17,8 @@ export const DEFAULT_MAX_BYTES = 512 * 1024 * 1024
  * and smaller strings keep the peak memory down.
  */
 const CHUNK = 64 * 1024 * 1024
-/** Read size of the streaming load (with a sink): big enough that reads cost nothing, small enough to stay out of RSS. */
-const STREAM_CHUNK = 1024 * 1024
+/** Read size of the streaming load (with a sink): big enough that reads cost nothing (~90 reads for a 22 MB list), small enough to stay out of RSS (1 MiB cost 0.8 MiB more RSS at the first answer). */
+const STREAM_CHUNK = 256 * 1024
 
 export interface LoadOptions {
   /** Per-file size limit in bytes (default 512 MiB). */
