@@ -146,6 +146,10 @@ for (let i = 0; i < QUERIES; i++) ipQueries.push(r() < 0.5 ? inside(pick(cidrs))
 // ---- 2. name lookups ----
 log('name lookups ...')
 const ours = rate(nameQueries, (q) => matcher!.matchName(q))
+// The same lookups, reading the deciding entry of every hit (what the sinkhole does for a block): an
+// inline entry's Verdict builds its Entry on first read and then finds it in a cache (one more memory
+// access per hit). Reported beside the goal, which is about the lookup.
+const oursEntry = rate(nameQueries, (q) => matcher!.matchName(q)?.entry)
 let exact: Set<string> | undefined = new Set(listed)
 const naive = rate(nameQueries, (q) => exact!.has(q))
 exact = undefined
@@ -199,6 +203,7 @@ const rows: string[][] = [
   ['measure', 'egress-guard matcher', 'baseline', 'ratio', 'goal'],
   ['memory per domain (heap + typed arrays)', B(matcherBytes / DOMAINS), `${B(setBytes / setSize)} (Set<string>)`, ratio(matcherBytes / DOMAINS, setBytes / setSize), '< 120 B: ' + (matcherBytes / DOMAINS < 120 ? 'met' : 'NOT MET')],
   ['name lookups per CPU second (30% exact, 20% sub, 50% miss)', both(ours), `${both(naive)} Set.has, exact only`, ratio(ours.perCpuSec, naive.perCpuSec), '>= 2 M/s: ' + (ours.perCpuSec >= 2e6 ? 'met' : 'NOT MET')],
+  ['  the same, reading verdict.entry of every hit', both(oursEntry), '', ratio(oursEntry.perCpuSec, naive.perCpuSec), ''],
   ['IP lookups per CPU second (50% in a listed net; 90% v4)', both(oursIp), `${both(scanRate)} linear scan`, ratio(oursIp.perCpuSec, scanRate.perCpuSec), '>= 1 M/s: ' + (oursIp.perCpuSec >= 1e6 ? 'met' : 'NOT MET')],
   ['', '', `${both(blRate)} net.BlockList`, ratio(oursIp.perCpuSec, blRate.perCpuSec), ''],
 ]

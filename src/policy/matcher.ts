@@ -4,7 +4,7 @@
 // and the whole structure stays compact (about 105 bytes per listed domain with a typical share of
 // networks, the verdict cache's slots included; see bench/matcher.ts).
 import { domainToASCII } from 'node:url'
-import type { Entry, Matcher, Verdict } from './types.js'
+import type { Action, Entry, Matcher, Verdict } from './types.js'
 import { parseCidr } from './net.js'
 import { parseV4, parseV6Into } from './ip-parse.js'
 import { EntryTable, expiryMs, F_ALERT, F_ALLOW, F_NET, F_SUB, STRIDE, W_META, W_NEXT } from './entry-table.js'
@@ -140,9 +140,39 @@ function normaliseName(v: string): string | undefined {
   return s === '' ? undefined : s
 }
 
-/** Verdicts of inline entries are cached in pages of this many slots, made on first use. */
+/** Entries of inline entries are cached in pages of this many slots, made on first use. */
 const PAGE_BITS = 9
 const PAGE = 1 << PAGE_BITS
+
+/**
+ * The Verdict of an inline entry (most entries of a big list): the action at once, the Entry when it
+ * is first read. Fetching even a cached Entry object cost a third dependent cache miss per hit on a
+ * million-name list (slot, name record, then the cache), about a third of a lookup; a caller that
+ * only needs the action (an allow, a forward decision, a count) never pays it. The Entry, once built,
+ * is cached per entry, frozen and shared like every other verdict's. A new Verdict object per lookup
+ * costs a young-generation allocation (cache-hot), not a miss. The matcher and slot are private
+ * fields, so spreading, comparing or logging a verdict sees `action` (and `entry` via toJSON) only.
+ */
+class InlineVerdict implements Verdict {
+  readonly #matcher: CompactMatcher
+  readonly #slot: number
+  constructor(
+    readonly action: Action,
+    matcher: CompactMatcher,
+    slot: number,
+  ) {
+    this.#matcher = matcher
+    this.#slot = slot
+  }
+
+  get entry(): Entry {
+    return this.#matcher.inlineEntry(this.#slot)
+  }
+
+  toJSON(): { action: Action; entry: Entry } {
+    return { action: this.action, entry: this.entry }
+  }
+}
 
 export class CompactMatcher implements Matcher {
   private readonly sel: Selector
@@ -155,11 +185,11 @@ export class CompactMatcher implements Matcher {
    */
   private readonly verdicts: (Verdict | undefined)[]
   /**
-   * Inline entries have no table index: their Verdict is cached by the slot of their key, in pages
-   * made on first use. A sinkhole sees a small share of its list, so it pays for the pages its hits
-   * touch, not 8 bytes per listed name.
+   * Inline entries have no table index: their Entry is cached by the slot of their key, in pages made
+   * on first use. A sinkhole sees a small share of its list, so it pays for the pages its hits touch,
+   * not 8 bytes per listed name.
    */
-  private readonly pages: ((Verdict | undefined)[] | undefined)[]
+  private readonly pages: ((Entry | undefined)[] | undefined)[]
 
   constructor(
     private readonly table: EntryTable,
@@ -170,7 +200,7 @@ export class CompactMatcher implements Matcher {
   ) {
     this.sel = new Selector(table, clock)
     this.verdicts = new Array<Verdict | undefined>(table.size).fill(undefined)
-    this.pages = new Array<(Verdict | undefined)[] | undefined>(Math.ceil(domains.slotCount / PAGE)).fill(undefined)
+    this.pages = new Array<(Entry | undefined)[] | undefined>(Math.ceil(domains.slotCount / PAGE)).fill(undefined)
   }
 
   matchName(name: string): Verdict | undefined {
@@ -247,10 +277,11 @@ export class CompactMatcher implements Matcher {
   }
 
   /**
-   * The Verdict for the entry `ref` (see Selector), built on its first hit and reused afterwards:
-   * rebuilding the Entry (strings for value, source and id) on every hit cost about a third of a
-   * lookup, mostly in GC. An entry always yields the same action (it is fixed by its flags), so one
-   * Verdict per entry is enough. Frozen, because every caller of this entry shares it.
+   * The Verdict for the entry `ref` (see Selector). A table entry's is built on its first hit and
+   * reused afterwards: rebuilding the Entry (strings for value, source and id) on every hit cost about
+   * a third of a lookup, mostly in GC; an entry always yields the same action (fixed by its flags), so
+   * one Verdict per entry is enough, frozen because every caller shares it. An inline entry's is an
+   * InlineVerdict (see there).
    */
   private cached(ref: number, action: Verdict['action']): Verdict {
     if (ref >= 0) {
@@ -260,20 +291,23 @@ export class CompactMatcher implements Matcher {
       this.verdicts[ref] = v
       return v
     }
-    const slot = -2 - ref
+    return new InlineVerdict(action, this, -2 - ref)
+  }
+
+  /** The Entry of the inline entry whose key is in `slot`: built on first use, then shared (frozen). */
+  inlineEntry(slot: number): Entry {
     let page = this.pages[slot >>> PAGE_BITS]
     if (page === undefined) {
-      page = new Array<Verdict | undefined>(PAGE).fill(undefined)
+      page = new Array<Entry | undefined>(PAGE).fill(undefined)
       this.pages[slot >>> PAGE_BITS] = page
     }
     const hit = page[slot & (PAGE - 1)]
     if (hit !== undefined) return hit
     const k = this.domains.keyAt(slot)
     const r = this.domains.ref(k)
-    const e = this.table.materialiseInline(inlineFlags(r), inlineFile(r), inlineLine(r), this.domains.value(k))
-    const v: Verdict = Object.freeze({ action, entry: Object.freeze(e) })
-    page[slot & (PAGE - 1)] = v
-    return v
+    const e = Object.freeze(this.table.materialiseInline(inlineFlags(r), inlineFile(r), inlineLine(r), this.domains.value(k)))
+    page[slot & (PAGE - 1)] = e
+    return e
   }
 
   stats(): MatcherStats {

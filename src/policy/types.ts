@@ -65,8 +65,9 @@ export interface Verdict {
 /**
  * Hot-path lookups (the DNS sinkhole calls matchName for every query).
  * Precedence: allow > block > alert; within the winning action, the most specific entry is reported.
- * A returned Verdict may be shared between lookups (the compact matcher builds one per entry and
- * freezes it): treat it as read-only.
+ * A returned Verdict and its Entry may be shared between lookups (the compact matcher builds one
+ * Entry per entry, frozen; `entry` may be a getter that builds it on first read): treat both as
+ * read-only, and read `entry` only when it is needed.
  */
 export interface Matcher {
   matchName(name: string): Verdict | undefined

@@ -10,6 +10,7 @@ import { buildMatcher, MatcherBuilder, type CompactMatcher } from '../../src/pol
 import { loadBlocklists } from '../../src/policy/load.js'
 import { parseBlocklist } from '../../src/policy/parse.js'
 import { prng } from '../helpers/prng.js'
+import type { Verdict } from '../../src/policy/types.js'
 
 const NOW = new Date('2026-06-15T12:00:00Z')
 
@@ -33,9 +34,11 @@ function fromEntries(files: Array<[string, string]>): CompactMatcher {
 function compare(t: Test, a: CompactMatcher, b: CompactMatcher, names: string[]): number {
   let hits = 0
   const bad: unknown[] = []
+  // Compared as plain {action, entry}: an inline entry's Verdict builds `entry` when it is read.
+  const plain = (v: Verdict | undefined) => v && { action: v.action, entry: v.entry }
   for (const q of names) {
-    const x = a.matchName(q)
-    const y = b.matchName(q)
+    const x = plain(a.matchName(q))
+    const y = plain(b.matchName(q))
     if (x) hits++
     if (!isDeepStrictEqual(x, y)) bad.push({ q, streamed: x, parsed: y })
   }
@@ -117,11 +120,14 @@ t.test('beyond the inline form: line numbers over 2^22 and more than 63 files ta
   t.equal(s.inlineCount, 0)
 })
 
-t.test('a verdict of an inline entry is built once and shared', async (t) => {
+t.test('the entry of an inline entry is built when read, once, and shared', async (t) => {
   const m = fromEntries([['a.txt', 'one.example\ntwo.example\n']])
-  const v = m.matchName('one.example')
-  t.ok(v && Object.isFrozen(v) && Object.isFrozen(v.entry))
-  t.equal(m.matchName('www.one.example'), v, 'the same object for the same deciding entry')
-  t.not(m.matchName('two.example'), v)
+  const v = m.matchName('one.example')!
+  t.equal(v.action, 'block')
+  t.ok(Object.isFrozen(v.entry), 'frozen: every caller shares it')
+  t.equal(m.matchName('www.one.example')!.entry, v.entry, 'the same Entry object for the same deciding entry')
+  t.not(m.matchName('two.example')!.entry, v.entry)
+  t.same(Object.keys(v), ['action'], 'nothing else is enumerable (the matcher is a private field)')
+  t.same(JSON.parse(JSON.stringify(v)), { action: 'block', entry: { ...v.entry } }, 'JSON carries the entry')
   t.equal(m.matchName('two.example')?.entry.id, parseBlocklist('two.example\n', 'a.txt', { seen: false }).entries[0]!.id, 'the id is the derived one')
 })
