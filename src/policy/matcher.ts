@@ -140,22 +140,24 @@ function normaliseName(v: string): string | undefined {
   return s === '' ? undefined : s
 }
 
-/** Entries of inline entries are cached in pages of this many slots, made on first use. */
-const PAGE_BITS = 9
-const PAGE = 1 << PAGE_BITS
-
 /**
  * The Verdict of an inline entry (most entries of a big list): the action at once, the Entry when it
- * is first read. Fetching even a cached Entry object cost a third dependent cache miss per hit on a
- * million-name list (slot, name record, then the cache), about a third of a lookup; a caller that
- * only needs the action (an allow, a forward decision, a count) never pays it. The Entry, once built,
- * is cached per entry, frozen and shared like every other verdict's. A new Verdict object per lookup
- * costs a young-generation allocation (cache-hot), not a miss. The matcher and slot are private
- * fields, so spreading, comparing or logging a verdict sees `action` (and `entry` via toJSON) only.
+ * is first read, built from the name table then (and kept by this Verdict only). Two costs avoided:
+ * - fetching a cached Entry per hit was a third dependent cache miss on a million-name list (slot,
+ *   name record, then the cache), about a third of a lookup; a caller that only needs the action
+ *   never pays for the Entry at all;
+ * - keeping every Entry ever built (one per distinct blocked name) made the sinkhole's memory grow
+ *   with the names it saw, and promoting them out of the young generation made its p99 latency
+ *   several times worse while a new set of names arrived (bench/sinkhole.ts). Built on demand, an
+ *   Entry dies young with its Verdict.
+ * A new Verdict per lookup is a young-generation allocation (cache-hot), not a miss. The matcher and
+ * slot are private fields, so spreading, comparing or logging a verdict sees `action` only, and JSON
+ * gets `entry` too (toJSON).
  */
 class InlineVerdict implements Verdict {
   readonly #matcher: CompactMatcher
   readonly #slot: number
+  #entry: Entry | undefined
   constructor(
     readonly action: Action,
     matcher: CompactMatcher,
@@ -166,7 +168,7 @@ class InlineVerdict implements Verdict {
   }
 
   get entry(): Entry {
-    return this.#matcher.inlineEntry(this.#slot)
+    return (this.#entry ??= this.#matcher.inlineEntry(this.#slot))
   }
 
   toJSON(): { action: Action; entry: Entry } {
@@ -184,12 +186,6 @@ export class CompactMatcher implements Matcher {
    * V8 keeps a flat element array (a `new Array(n)` this large would be a slow dictionary).
    */
   private readonly verdicts: (Verdict | undefined)[]
-  /**
-   * Inline entries have no table index: their Entry is cached by the slot of their key, in pages made
-   * on first use. A sinkhole sees a small share of its list, so it pays for the pages its hits touch,
-   * not 8 bytes per listed name.
-   */
-  private readonly pages: ((Entry | undefined)[] | undefined)[]
 
   constructor(
     private readonly table: EntryTable,
@@ -200,7 +196,6 @@ export class CompactMatcher implements Matcher {
   ) {
     this.sel = new Selector(table, clock)
     this.verdicts = new Array<Verdict | undefined>(table.size).fill(undefined)
-    this.pages = new Array<(Entry | undefined)[] | undefined>(Math.ceil(domains.slotCount / PAGE)).fill(undefined)
   }
 
   matchName(name: string): Verdict | undefined {
@@ -294,20 +289,11 @@ export class CompactMatcher implements Matcher {
     return new InlineVerdict(action, this, -2 - ref)
   }
 
-  /** The Entry of the inline entry whose key is in `slot`: built on first use, then shared (frozen). */
+  /** A new Entry (frozen) for the inline entry whose key is in `slot`. */
   inlineEntry(slot: number): Entry {
-    let page = this.pages[slot >>> PAGE_BITS]
-    if (page === undefined) {
-      page = new Array<Entry | undefined>(PAGE).fill(undefined)
-      this.pages[slot >>> PAGE_BITS] = page
-    }
-    const hit = page[slot & (PAGE - 1)]
-    if (hit !== undefined) return hit
     const k = this.domains.keyAt(slot)
     const r = this.domains.ref(k)
-    const e = Object.freeze(this.table.materialiseInline(inlineFlags(r), inlineFile(r), inlineLine(r), this.domains.value(k)))
-    page[slot & (PAGE - 1)] = e
-    return e
+    return Object.freeze(this.table.materialiseInline(inlineFlags(r), inlineFile(r), inlineLine(r), this.domains.value(k)))
   }
 
   stats(): MatcherStats {

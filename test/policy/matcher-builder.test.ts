@@ -120,13 +120,15 @@ t.test('beyond the inline form: line numbers over 2^22 and more than 63 files ta
   t.equal(s.inlineCount, 0)
 })
 
-t.test('the entry of an inline entry is built when read, once, and shared', async (t) => {
+t.test('the entry of an inline entry is built when read, kept by its verdict only', async (t) => {
   const m = fromEntries([['a.txt', 'one.example\ntwo.example\n']])
   const v = m.matchName('one.example')!
   t.equal(v.action, 'block')
-  t.ok(Object.isFrozen(v.entry), 'frozen: every caller shares it')
-  t.equal(m.matchName('www.one.example')!.entry, v.entry, 'the same Entry object for the same deciding entry')
-  t.not(m.matchName('two.example')!.entry, v.entry)
+  t.ok(Object.isFrozen(v.entry), 'frozen: read-only for every caller')
+  t.equal(v.entry, v.entry, 'built once per verdict')
+  t.same(m.matchName('www.one.example')!.entry, v.entry, 'the same entry for the same deciding line')
+  t.not(m.matchName('www.one.example')!.entry, v.entry, 'but not retained by the matcher (it dies with its verdict)')
+  t.equal(m.matchName('two.example')!.entry.value, 'two.example')
   t.same(Object.keys(v), ['action'], 'nothing else is enumerable (the matcher is a private field)')
   t.same(JSON.parse(JSON.stringify(v)), { action: 'block', entry: { ...v.entry } }, 'JSON carries the entry')
   t.equal(m.matchName('two.example')?.entry.id, parseBlocklist('two.example\n', 'a.txt', { seen: false }).entries[0]!.id, 'the id is the derived one')
