@@ -223,18 +223,57 @@ export class DomainTable {
     return at >>> 2
   }
 
-  /** intern() for src[from, to): names straight from a file's bytes, no string made. */
+  /**
+   * intern() for src[from, to): names straight from a file's bytes, no string made. One pass over the
+   * name, from its end: it is copied (lower-cased) to where its record would go, hashed and its labels
+   * counted; then it is looked up by comparing stored bytes with stored bytes, and the record is kept
+   * only when the name is new (the space past `used` is free, so a duplicate leaves nothing behind).
+   */
   internBytes(src: Uint8Array, from: number, to: number): number {
-    const h = DomainTable.hashBytes(src, from, to)
-    const k = this.findBytes(src, from, to, h)
-    if (k >= 0) return k
     const len = to - from
-    const at = this.place(len)
+    if (this.used + recordSize(len) > this.bytes.length) this.resize(Math.max(this.bytes.length * 2, this.used + recordSize(len)))
     const bytes = this.bytes
-    for (let i = from, o = at + HEADER; i < to; i++, o++) bytes[o] = lowerAscii(src[i]!)
-    this.countLabels(at, len)
+    const at = this.used
+    let h = HASH_START
+    let labels = 1
+    for (let i = to - 1, o = at + HEADER + len - 1; i >= from; i--, o--) {
+      const c = lowerAscii(src[i]!)
+      bytes[o] = c
+      h = Math.imul(h ^ c, FNV_PRIME)
+      if (c === 46) labels++
+    }
+    const k = this.findStored(at + HEADER, len, h)
+    if (k >= 0) return k
+    // There is room (checked above), so place() keeps this buffer and returns `at`: the copy stays.
+    this.place(len)
+    this.labelMask |= 1 << Math.min(labels, 31)
     this.index(h, at >>> 2)
     return at >>> 2
+  }
+
+  /** Key handle of the name stored at bytes[b, b + len) (outside any record), or -1. */
+  private findStored(b: number, len: number, h: number): number {
+    const m = mix(h)
+    const tag = m & TAG_MASK
+    const bytes = this.bytes
+    const slots = this.slots
+    const cap = this.cap
+    let slot = home(m, cap)
+    for (;;) {
+      const s = slots[slot]!
+      if (s === 0) return -1
+      const k = (s & KEY_MASK) - 1
+      if ((s & TAG_MASK) === tag && bytes[4 * k + 4] === len) {
+        const d = 4 * k + HEADER
+        let i = 0
+        while (i < len && bytes[d + i] === bytes[b + i]) i++
+        if (i === len) {
+          this.foundSlot = slot
+          return k
+        }
+      }
+      slot = slot + 1 === cap ? 0 : slot + 1
+    }
   }
 
   private resize(n: number): void {
@@ -280,29 +319,6 @@ export class DomainTable {
         }
       }
       slot = slot + 1 === cap ? 0 : slot + 1
-    }
-  }
-
-  /** find() for src[from, to). */
-  private findBytes(src: Uint8Array, from: number, to: number, h: number): number {
-    const len = to - from
-    const m = mix(h)
-    const tag = m & TAG_MASK
-    let slot = home(m, this.cap)
-    for (;;) {
-      const s = this.slots[slot]!
-      if (s === 0) return -1
-      const k = (s & KEY_MASK) - 1
-      if ((s & TAG_MASK) === tag && this.bytes[4 * k + 4] === len) {
-        const b = 4 * k + HEADER - from
-        let i = from
-        while (i < to && this.bytes[b + i] === lowerAscii(src[i]!)) i++
-        if (i === to) {
-          this.foundSlot = slot
-          return k
-        }
-      }
-      slot = slot + 1 === this.cap ? 0 : slot + 1
     }
   }
 

@@ -133,3 +133,27 @@ t.test('the entry of an inline entry is built when read, kept by its verdict onl
   t.same(JSON.parse(JSON.stringify(v)), { action: 'block', entry: { ...v.entry } }, 'JSON carries the entry')
   t.equal(m.matchName('two.example')?.entry.id, parseBlocklist('two.example\n', 'a.txt', { seen: false }).entries[0]!.id, 'the id is the derived one')
 })
+
+t.test('the name table grows from nothing: bytes and strings intern to the same keys, duplicates once', async (t) => {
+  const { DomainTable } = await import('../../src/policy/domain-table.js')
+  const d = new DomainTable(1, 1)
+  const r = prng(9)
+  const names: string[] = []
+  for (let i = 0; i < 5000; i++) names.push(`n${Math.floor(r() * 3000)}.x${i % 7}.example`)
+  const keys = new Map<string, number>()
+  const buf = Buffer.from(' ' + names.join(' ').toUpperCase() + ' ', 'latin1')
+  let at = 1
+  for (const n of names) {
+    const k = d.internBytes(buf, at, at + n.length)
+    at += n.length + 1
+    if (keys.has(n)) t.equal(k, keys.get(n), `a repeated name gets its first key (${n})`)
+    keys.set(n, k)
+  }
+  t.equal(d.size, keys.size, 'one key per distinct name')
+  for (const [n, k] of keys) {
+    if (d.intern(n) !== k) t.fail(`intern(${n}) disagrees with internBytes`)
+    if (d.value(k) !== n) t.fail(`value(${k}) is ${d.value(k)}, not ${n}`)
+  }
+  t.equal(d.find('nope.example', 0, 12, DomainTable.hashOf('nope.example')), -1, 'an absent name is not found')
+  t.ok(keys.size > 2000, `many distinct names (${keys.size}), stored lower-case`)
+})
