@@ -111,7 +111,7 @@ export class DomainTable {
   private keys = 0
   /** Bytes of `bytes` in use (a multiple of 4). */
   private used = 0
-  /** Slot of the key that the last successful find() or intern() returned (the verdict cache's index). */
+  /** Slot of the key that the last successful find() or intern() returned (an inline verdict's handle). */
   foundSlot = -1
   /**
    * Bit n set when some key has n labels (n >= 31 folded into bit 31). Lookups skip suffixes whose
@@ -325,11 +325,6 @@ export class DomainTable {
   /** The key stored in `slot` (a slot that find() reported). */
   keyAt(slot: number): number {
     return (this.slots[slot]! & KEY_MASK) - 1
-  }
-
-  /** Number of slots (the verdict cache for inline entries is indexed by slot). */
-  get slotCount(): number {
-    return this.slots.length
   }
 
   /** Key k's ref word: first entry of its chain, an inline entry, or NO_REF. */
