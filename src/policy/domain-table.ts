@@ -203,37 +203,33 @@ export class DomainTable {
     return at
   }
 
-  private countLabels(at: number, len: number): void {
-    let labels = 1
-    for (let i = at + HEADER; i < at + HEADER + len; i++) if (this.bytes[i] === 46) labels++
-    this.labelMask |= 1 << Math.min(labels, 31)
-  }
-
-  /** Key handle of an ASCII lower-case name, adding it when absent. */
-  intern(name: string): number {
-    const h = DomainTable.hashOf(name)
-    const k = this.find(name, 0, name.length, h)
-    if (k >= 0) return k
-    const at = this.place(name.length)
-    // A JS loop beats Buffer#write (a native call) for names this short.
-    const bytes = this.bytes
-    for (let i = 0, o = at + HEADER; i < name.length; i++, o++) bytes[o] = lowerAscii(name.charCodeAt(i))
-    this.countLabels(at, name.length)
-    this.index(h, at >>> 2)
-    return at >>> 2
-  }
-
   /**
-   * intern() for src[from, to): names straight from a file's bytes, no string made. One pass over the
-   * name, from its end: it is copied (lower-cased) to where its record would go, hashed and its labels
-   * counted; then it is looked up by comparing stored bytes with stored bytes, and the record is kept
-   * only when the name is new (the space past `used` is free, so a duplicate leaves nothing behind).
+   * Key handle of an ASCII name (lower-cased here), adding it when absent. Both intern forms copy the
+   * name to where its record would go (the space past `used` is free), hashing it and counting its
+   * labels in the same pass from its end; then keep() looks it up there and keeps the record only
+   * when the name is new, so a duplicate leaves nothing behind and the name is read once.
    */
+  intern(name: string): number {
+    const len = name.length
+    const at = this.scratch(len)
+    const bytes = this.bytes
+    let h = HASH_START
+    let labels = 1
+    // A JS loop beats Buffer#write (a native call) for names this short.
+    for (let i = len - 1, o = at + HEADER + len - 1; i >= 0; i--, o--) {
+      const c = lowerAscii(name.charCodeAt(i))
+      bytes[o] = c
+      h = Math.imul(h ^ c, FNV_PRIME)
+      if (c === 46) labels++
+    }
+    return this.keep(at, len, h, labels)
+  }
+
+  /** intern() for src[from, to): names straight from a file's bytes, no string made. */
   internBytes(src: Uint8Array, from: number, to: number): number {
     const len = to - from
-    if (this.used + recordSize(len) > this.bytes.length) this.resize(Math.max(this.bytes.length * 2, this.used + recordSize(len)))
+    const at = this.scratch(len)
     const bytes = this.bytes
-    const at = this.used
     let h = HASH_START
     let labels = 1
     for (let i = to - 1, o = at + HEADER + len - 1; i >= from; i--, o--) {
@@ -242,16 +238,31 @@ export class DomainTable {
       h = Math.imul(h ^ c, FNV_PRIME)
       if (c === 46) labels++
     }
+    return this.keep(at, len, h, labels)
+  }
+
+  /** Offset where the next record goes, with room for a name of `len` bytes. */
+  private scratch(len: number): number {
+    if (this.used + recordSize(len) > this.bytes.length) this.resize(Math.max(this.bytes.length * 2, this.used + recordSize(len)))
+    return this.used
+  }
+
+  /** The key of the name copied at scratch offset `at` (hash h, `labels` labels): found, or its record kept. */
+  private keep(at: number, len: number, h: number, labels: number): number {
     const k = this.findStored(at + HEADER, len, h)
     if (k >= 0) return k
-    // There is room (checked above), so place() keeps this buffer and returns `at`: the copy stays.
+    // scratch() made room, so place() keeps this buffer and returns `at`: the copy stays.
     this.place(len)
     this.labelMask |= 1 << Math.min(labels, 31)
     this.index(h, at >>> 2)
     return at >>> 2
   }
 
-  /** Key handle of the name stored at bytes[b, b + len) (outside any record), or -1. */
+  /**
+   * Key handle of the name stored at bytes[b, b + len) (outside any record), or -1. The probe loop is
+   * find()'s with a byte-to-byte compare; a shared loop with a compare callback would cost the lookup
+   * hot path a call per candidate slot.
+   */
   private findStored(b: number, len: number, h: number): number {
     const m = mix(h)
     const tag = m & TAG_MASK
