@@ -33,7 +33,7 @@ export function expiryMs(expires: string): number {
 }
 
 /** The line number at the end of `file:123` (1..999999999, no leading zero), or 0 when there is none. */
-function lineNumberAt(s: string, from: number): number {
+export function lineNumberAt(s: string, from: number): number {
   const n = s.length - from
   if (n < 1 || n > 9 || s.charCodeAt(from) === 48) return 0
   let v = 0

@@ -7,7 +7,7 @@ import { domainToASCII } from 'node:url'
 import type { Action, Entry, Matcher, Verdict } from './types.js'
 import { parseCidr } from './net.js'
 import { parseV4, parseV6Into } from './ip-parse.js'
-import { EntryTable, expiryMs, F_ALERT, F_ALLOW, F_NET, F_SUB, STRIDE, W_META, W_NEXT } from './entry-table.js'
+import { EntryTable, expiryMs, lineNumberAt, F_ALERT, F_ALLOW, F_NET, F_SUB, STRIDE, W_META, W_NEXT } from './entry-table.js'
 import {
   DomainTable, FNV_PRIME, HASH_START, INLINE_MAX_FILE, INLINE_MAX_LINE, NO_REF, inlineFile, inlineFlags, inlineLine, inlineRef, isInline,
 } from './domain-table.js'
@@ -316,13 +316,7 @@ export class CompactMatcher implements Matcher {
 /** `file:123` -> [file, 123] when the line is 1..INLINE_MAX_LINE without a leading zero, else undefined. */
 function fileLine(source: string): [string, number] | undefined {
   const colon = source.lastIndexOf(':')
-  if (colon <= 0 || source.length - colon > 8 || source.charCodeAt(colon + 1) === 48) return undefined
-  let line = 0
-  for (let i = colon + 1; i < source.length; i++) {
-    const d = source.charCodeAt(i) - 48
-    if (d < 0 || d > 9) return undefined
-    line = line * 10 + d
-  }
+  const line = colon > 0 ? lineNumberAt(source, colon + 1) : 0
   return line >= 1 && line <= INLINE_MAX_LINE ? [source.slice(0, colon), line] : undefined
 }
 
