@@ -4,7 +4,7 @@
 import { errors } from '../errors.js'
 import { parseIp } from '../policy/net.js'
 import type { Matcher, Verdict } from '../policy/types.js'
-import { CLASS_IN, RCODE, TYPE, addressText, buildError, buildReply, parseQuery, readName, records, skipName, typeName, type Query, type Rdata } from './wire.js'
+import { CLASS_IN, RCODE, RecordWalker, SECTION, TYPE, addressText, buildError, buildReply, parseQuery, readName, skipName, typeName, type Query, type Rdata } from './wire.js'
 
 /** What a blocked name is told. Custom addresses answer A and/or AAAA; other types get NODATA. */
 export type BlockMode = 'null' | 'nxdomain' | 'refused' | { a?: string; aaaa?: string }
@@ -157,26 +157,29 @@ export type ForwardCheck =
  * (`@@`) pass. Only the answer section counts: authority/additional data is not what the client uses.
  */
 export function checkForwarded(resp: Buffer, matcher: Matcher): ForwardCheck {
-  const rrs = records(resp)
-  if (!rrs) return { kind: 'malformed' }
+  const w = walker
+  if (!w.reset(resp)) return MALFORMED
   let alert: ForwardCheck | undefined
-  for (const rr of rrs) {
-    if (rr.section !== 'answer' || rr.klass !== CLASS_IN) continue
+  while (w.next()) {
+    if (w.section !== SECTION.answer || w.klass !== CLASS_IN) continue
     let v: Verdict | undefined
-    let via = ''
-    if (rr.type === TYPE.CNAME) {
-      const target = readName(resp, rr.rdOff)
-      if (target === undefined) return { kind: 'malformed' }
+    // `via` is put together only for a verdict that is reported (most answers match nothing).
+    let via: string
+    if (w.type === TYPE.CNAME) {
+      const target = readName(resp, w.rdOff)
+      if (target === undefined) return MALFORMED
       v = matcher.matchName(target)
+      if (!v || v.action === 'allow') continue
       via = `cname:${target}`
-    } else if (rr.type === TYPE.A || rr.type === TYPE.AAAA) {
-      const ip = addressText(resp, rr.rdOff, rr.rdLen)
-      if (ip === undefined) return { kind: 'malformed' }
+    } else if (w.type === TYPE.A || w.type === TYPE.AAAA) {
+      const ip = addressText(resp, w.rdOff, w.rdLen)
+      if (ip === undefined) return MALFORMED
       v = matcher.matchIp(ip)
+      if (!v || v.action === 'allow') continue
       via = `ip:${ip}`
-    } else if (rr.type === TYPE.SVCB || rr.type === TYPE.HTTPS) {
-      const r = checkSvcb(resp, rr.rdOff, rr.rdLen, matcher)
-      if (r === undefined) return { kind: 'malformed' }
+    } else if (w.type === TYPE.SVCB || w.type === TYPE.HTTPS) {
+      const r = checkSvcb(resp, w.rdOff, w.rdLen, matcher)
+      if (r === undefined) return MALFORMED
       if (r === null) continue
       ;[v, via] = r
     } else continue
@@ -184,8 +187,14 @@ export function checkForwarded(resp: Buffer, matcher: Matcher): ForwardCheck {
     if (v.action === 'block') return { kind: 'block', verdict: v, via }
     alert ??= { kind: 'alert', verdict: v, via }
   }
-  return alert ?? { kind: 'ok' }
+  if (w.malformed) return MALFORMED
+  return alert ?? OK
 }
+
+const OK: ForwardCheck = Object.freeze({ kind: 'ok' })
+const MALFORMED: ForwardCheck = Object.freeze({ kind: 'malformed' })
+/** Shared: checkForwarded is synchronous and not re-entrant (the matcher never calls back). */
+const walker = new RecordWalker()
 
 /**
  * SVCB/HTTPS (RFC 9460): browsers connect to the TargetName and to the ipv4hint/ipv6hint addresses

@@ -2,7 +2,7 @@
 // an upstream round trip each time. Honours TTLs (the minimum of the records), caches negative
 // answers per RFC 2308 (SOA TTL capped by its MINIMUM), bounded LRU. Stores upstream bytes as-is and
 // patches ID, question case and decremented TTLs into a copy on the way out.
-import { HEADER, RCODE, TC, TYPE, rcodeOf, records } from './wire.js'
+import { HEADER, RCODE, RecordWalker, SECTION, TC, TYPE, rcodeOf } from './wire.js'
 import type { Query } from './wire.js'
 
 export interface CacheOptions {
@@ -42,30 +42,41 @@ export function cacheKey(q: Query): string {
  * NOERROR/NXDOMAIN, malformed, or negative without a SOA (RFC 2308 5: no SOA, no negative caching).
  */
 export function cacheLifetime(resp: Buffer): { ttl: number; ttlOffs: number[]; ttls: number[] } {
-  const none = { ttl: 0, ttlOffs: [], ttls: [] }
-  if (resp.length < HEADER || resp.readUInt16BE(2) & TC) return none
+  if (resp.length < HEADER || resp.readUInt16BE(2) & TC) return NOT_CACHEABLE
   const rcode = rcodeOf(resp)
-  if (rcode !== RCODE.NOERROR && rcode !== RCODE.NXDOMAIN) return none
-  const rrs = records(resp)
-  if (!rrs) return none
-  const ttlOffs: number[] = []
-  const ttls: number[] = []
+  if (rcode !== RCODE.NOERROR && rcode !== RCODE.NXDOMAIN) return NOT_CACHEABLE
+  // Two walks, the second only for what will be stored: most forwarded answers are looked at here
+  // and never cached (TTL 0, errors), and those should allocate nothing.
+  const w = walker
+  if (!w.reset(resp)) return NOT_CACHEABLE
   let min = Infinity
   let answers = 0
   let negative = Infinity
-  for (const rr of rrs) {
-    if (rr.type === TYPE.OPT) continue
-    ttlOffs.push(rr.ttlOff)
-    ttls.push(rr.ttl)
-    if (rr.section === 'answer') answers++
-    if (rr.section !== 'additional') min = Math.min(min, rr.ttl)
-    if (rr.section === 'authority' && rr.type === TYPE.SOA && rr.rdLen >= 22) {
-      negative = Math.min(rr.ttl, resp.readUInt32BE(rr.rdOff + rr.rdLen - 4))
+  while (w.next()) {
+    if (w.type === TYPE.OPT) continue
+    if (w.section === SECTION.answer) answers++
+    if (w.section !== SECTION.additional) min = Math.min(min, w.ttl)
+    if (w.section === SECTION.authority && w.type === TYPE.SOA && w.rdLen >= 22) {
+      negative = Math.min(w.ttl, resp.readUInt32BE(w.rdOff + w.rdLen - 4))
     }
   }
+  if (w.malformed) return NOT_CACHEABLE
   const ttl = rcode === RCODE.NXDOMAIN || answers === 0 ? negative : min
-  return { ttl: Number.isFinite(ttl) ? ttl : 0, ttlOffs, ttls }
+  if (!Number.isFinite(ttl) || ttl <= 0) return NOT_CACHEABLE
+  const ttlOffs: number[] = []
+  const ttls: number[] = []
+  w.reset(resp)
+  while (w.next()) {
+    if (w.type === TYPE.OPT) continue
+    ttlOffs.push(w.ttlOff)
+    ttls.push(w.ttl)
+  }
+  return { ttl, ttlOffs, ttls }
 }
+
+const NOT_CACHEABLE: { ttl: number; ttlOffs: number[]; ttls: number[] } = Object.freeze({ ttl: 0, ttlOffs: Object.freeze([]) as unknown as number[], ttls: Object.freeze([]) as unknown as number[] })
+/** Shared: cacheLifetime is synchronous and not re-entrant. */
+const walker = new RecordWalker()
 
 export function createCache(opts: CacheOptions): DnsCache {
   const max = Math.max(1, opts.maxEntries)

@@ -9,7 +9,7 @@ import { answer, blockedReply, checkForwarded, compileBlockMode, type BlockMode,
 import { createAcl, DEFAULT_ALLOW_CLIENTS } from './acl.js'
 import { cacheKey, createCache, type DnsCache } from './cache.js'
 import { createRateLimiter, type RateLimiter } from './rate-limit.js'
-import { createDnsServer, type ClientInfo } from './server.js'
+import { LATER, createDnsServer, type ClientInfo } from './server.js'
 import { createUpstream } from './upstream.js'
 import { HEADER, RCODE, buildError, parseQuery, truncateReply, typeName, withoutEdnsOptions, type Query } from './wire.js'
 
@@ -43,6 +43,20 @@ export interface SinkholeOptions {
   upstreamAttempts?: number
   /** Prometheus counters (query results, cache, upstream latency); hits are counted by the hit log. */
   metrics?: SinkholeMetrics
+}
+
+type Reply = (r: Buffer | undefined) => void
+
+/** A client waiting for a forwarded answer: the one object kept per forwarded query. */
+class Waiting {
+  constructor(
+    readonly msg: Buffer,
+    readonly q: Query,
+    readonly check: boolean,
+    readonly alertHit: HitInfo | undefined,
+    readonly client: ClientInfo,
+    readonly reply: Reply,
+  ) {}
 }
 
 export interface SinkholeStats {
@@ -116,52 +130,70 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
   }
 
   // Identical questions in flight share one upstream query (a retrying client, many containers asking
-  // for the same name at once): the upstream sees each question once per round trip.
-  const inflight = new Map<string, Promise<Buffer>>()
-  function fetchUpstream(msg: Buffer, q: Query, key: string): Promise<Buffer> {
-    let p = inflight.get(key)
-    if (p) {
-      st.coalesced++
-      return p
-    }
-    p = upstream.query(withoutEdnsOptions(msg, q), q)
-    inflight.set(key, p)
-    const done = (): void => void (inflight.get(key) === p && inflight.delete(key))
-    p.then(done, done)
-    return p
-  }
+  // for the same name at once): the upstream sees each question once per round trip. The map holds
+  // the first asker, or all of them once a second one joins.
+  const inflight = new Map<string, Waiting | Waiting[]>()
 
-  async function forward(msg: Buffer, q: Query, check: boolean, alertHit: HitInfo | undefined, client: ClientInfo): Promise<Buffer> {
+  function forward(msg: Buffer, q: Query, check: boolean, alertHit: HitInfo | undefined, client: ClientInfo, reply: Reply): void {
     // An alert-mode name is a hit whatever happens next (upstream failure, or a block via the answer):
     // the point of alert mode is to learn what a rule would catch.
     if (alertHit) record(alertHit, client)
     const key = cacheKey(q)
-    let resp = cache?.get(key, msg, q)
-    if (resp) {
+    const cached = cache?.get(key, msg, q)
+    if (cached) {
       st.cacheHits++
       m?.cacheHit()
-    } else {
-      if (cache) m?.cacheMiss()
-      st.forwarded++
-      const t0 = m ? performance.now() : 0
-      let shared: Buffer
-      try {
-        shared = await fetchUpstream(msg, q, key)
-      } catch (e) {
-        st.servFail++
-        m?.upstreamLatency((performance.now() - t0) / 1000)
-        m?.query('servfail')
-        log.debug({ domain: q.qname, err: (e as Error).message }, 'upstream failed: SERVFAIL')
-        // EDE 22 "No Reachable Authority": tells the client (and whoever debugs it) why.
-        return buildError(msg, RCODE.SERVFAIL, q.qEnd, q.edns ? { do: q.edns.do, ede: EDE_NO_REACHABLE_AUTHORITY } : undefined)
-      }
-      m?.upstreamLatency((performance.now() - t0) / 1000)
-      cache?.set(key, shared)
-      // Our copy: the client's ID and its question bytes (its case; same name, so same length).
-      resp = Buffer.from(shared)
-      resp.writeUInt16BE(q.id, 0)
-      if (resp.length >= q.qEnd) msg.copy(resp, HEADER, HEADER, q.qEnd)
+      return reply(fit(checked(cached, msg, q, check, alertHit, client), q, client))
     }
+    if (cache) m?.cacheMiss()
+    st.forwarded++
+    const w = new Waiting(msg, q, check, alertHit, client, reply)
+    const prev = inflight.get(key)
+    if (prev !== undefined) {
+      st.coalesced++
+      if (Array.isArray(prev)) prev.push(w)
+      else inflight.set(key, [prev, w])
+      return
+    }
+    inflight.set(key, w)
+    const t0 = m ? performance.now() : 0
+    upstream.forward(withoutEdnsOptions(msg, q), q, (err, shared) => {
+      const all = inflight.get(key)
+      inflight.delete(key)
+      m?.upstreamLatency((performance.now() - t0) / 1000)
+      if (!err) cache?.set(key, shared!)
+      else log.debug({ domain: q.qname, err: err.message }, 'upstream failed: SERVFAIL')
+      if (Array.isArray(all)) for (const x of all) settle(x, err, shared)
+      else if (all) settle(all, err, shared)
+    })
+  }
+
+  /** One asker's answer from the shared upstream result. Never throws: a bug here must not take down the upstream socket's handler. */
+  function settle(w: Waiting, err: Error | undefined, shared: Buffer | undefined): void {
+    let out: Buffer | undefined
+    try {
+      const q = w.q
+      if (err) {
+        st.servFail++
+        m?.query('servfail')
+        // EDE 22 "No Reachable Authority": tells the client (and whoever debugs it) why.
+        out = buildError(w.msg, RCODE.SERVFAIL, q.qEnd, q.edns ? { do: q.edns.do, ede: EDE_NO_REACHABLE_AUTHORITY } : undefined)
+      } else {
+        // Our copy: the client's ID and its question bytes (its case; same name, so same length).
+        const resp = Buffer.from(shared!)
+        resp.writeUInt16BE(q.id, 0)
+        if (resp.length >= q.qEnd) w.msg.copy(resp, HEADER, HEADER, q.qEnd)
+        out = fit(checked(resp, w.msg, q, w.check, w.alertHit, w.client), q, w.client)
+      }
+    } catch (e) {
+      log.error({ err: (e as Error).message, domain: w.q.qname }, 'answering a forwarded query failed')
+      out = undefined
+    }
+    w.reply(out)
+  }
+
+  /** A forwarded (or cached) answer, own copy, checked against the policy as it is now. */
+  function checked(resp: Buffer, msg: Buffer, q: Query, check: boolean, alertHit: HitInfo | undefined, client: ClientInfo): Buffer {
     let lastAlert = false
     if (check) {
       // The policy may have changed since the answer was cached: check on every use, not once.
@@ -186,7 +218,7 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
     return resp
   }
 
-  function handle(msg: Buffer, client: ClientInfo): Buffer | undefined | Promise<Buffer | undefined> {
+  function handle(msg: Buffer, client: ClientInfo, reply: Reply): Buffer | undefined | typeof LATER {
     st.queries++
     if (limiter && !limiter.take(client.address)) {
       st.rateLimited++
@@ -216,7 +248,8 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
         if (d.hit) record(d.hit, client)
         return fit(d.packet, d.query, client)
       case 'forward':
-        return forward(msg, d.query, d.check, d.hit, client).then((r) => fit(r, d.query, client))
+        forward(msg, d.query, d.check, d.hit, client, reply)
+        return LATER
     }
   }
 

@@ -316,31 +316,134 @@ export interface RecordRef {
   rdLen: number
 }
 
-/** Walk every resource record of a message (after the question). Undefined when malformed. */
-export function records(buf: Buffer): RecordRef[] | undefined {
-  if (buf.length < HEADER) return undefined
-  const qd = buf.readUInt16BE(4)
-  const counts = [buf.readUInt16BE(6), buf.readUInt16BE(8), buf.readUInt16BE(10)]
-  let off = HEADER
-  for (let i = 0; i < qd; i++) {
-    off = skipName(buf, off)
-    if (off < 0 || off + 4 > buf.length) return undefined
-    off += 4
-  }
-  const out: RecordRef[] = []
-  const sections = ['answer', 'authority', 'additional'] as const
-  for (let s = 0; s < 3; s++) {
-    for (let i = 0; i < counts[s]!; i++) {
-      const nameOff = off
+/** Section numbers of RecordWalker.section. */
+export const SECTION = { answer: 0, authority: 1, additional: 2 } as const
+const SECTION_NAMES = ['answer', 'authority', 'additional'] as const
+
+/**
+ * Walks the resource records of a message (after the question) without allocating: `reset(buf)`,
+ * then `next()` until it returns false; the fields describe the current record. Upstream answers go
+ * through here twice (policy check, cache lifetime) on the forwarding hot path, so one walker object
+ * per caller is reused instead of an array of record objects per answer. `malformed` tells a clean
+ * end from a broken message.
+ */
+export class RecordWalker {
+  private buf: Buffer = Buffer.alloc(0)
+  private off = 0
+  private left0 = 0
+  private left1 = 0
+  private left2 = 0
+  malformed = false
+  /** SECTION.answer, .authority or .additional. */
+  section = 0
+  /** Owner name offset (a name, possibly compressed). */
+  nameOff = 0
+  type = 0
+  klass = 0
+  ttl = 0
+  ttlOff = 0
+  rdOff = 0
+  rdLen = 0
+
+  /** Start on a message; false (and `malformed`) when its header or question section is broken. */
+  reset(buf: Buffer): boolean {
+    this.buf = buf
+    this.malformed = true
+    this.left0 = this.left1 = this.left2 = 0
+    if (buf.length < HEADER) return false
+    const qd = buf.readUInt16BE(4)
+    let off = HEADER
+    for (let i = 0; i < qd; i++) {
       off = skipName(buf, off)
-      if (off < 0 || off + 10 > buf.length) return undefined
-      const rdLen = buf.readUInt16BE(off + 8)
-      if (off + 10 + rdLen > buf.length) return undefined
-      out.push({ section: sections[s]!, nameOff, type: buf.readUInt16BE(off), klass: buf.readUInt16BE(off + 2), ttl: buf.readUInt32BE(off + 4), ttlOff: off + 4, rdOff: off + 10, rdLen })
-      off += 10 + rdLen
+      if (off < 0 || off + 4 > buf.length) return false
+      off += 4
     }
+    this.off = off
+    this.left0 = buf.readUInt16BE(6)
+    this.left1 = buf.readUInt16BE(8)
+    this.left2 = buf.readUInt16BE(10)
+    this.malformed = false
+    return true
   }
-  return out
+
+  /** Move to the next record; false at the end or when malformed (see `malformed`). */
+  next(): boolean {
+    if (this.malformed) return false
+    if (this.left0 > 0) {
+      this.left0--
+      this.section = 0
+    } else if (this.left1 > 0) {
+      this.left1--
+      this.section = 1
+    } else if (this.left2 > 0) {
+      this.left2--
+      this.section = 2
+    } else return false
+    const buf = this.buf
+    const nameOff = this.off
+    const off = skipName(buf, nameOff)
+    if (off < 0 || off + 10 > buf.length) return this.broken()
+    const rdLen = buf.readUInt16BE(off + 8)
+    if (off + 10 + rdLen > buf.length) return this.broken()
+    this.nameOff = nameOff
+    this.type = buf.readUInt16BE(off)
+    this.klass = buf.readUInt16BE(off + 2)
+    this.ttl = buf.readUInt32BE(off + 4)
+    this.ttlOff = off + 4
+    this.rdOff = off + 10
+    this.rdLen = rdLen
+    this.off = off + 10 + rdLen
+    return true
+  }
+
+  private broken(): false {
+    this.malformed = true
+    this.left0 = this.left1 = this.left2 = 0
+    return false
+  }
+}
+
+/** Every resource record of a message (after the question), as objects. Undefined when malformed. */
+export function records(buf: Buffer): RecordRef[] | undefined {
+  const w = new RecordWalker()
+  if (!w.reset(buf)) return undefined
+  const out: RecordRef[] = []
+  while (w.next()) out.push({ section: SECTION_NAMES[w.section]!, nameOff: w.nameOff, type: w.type, klass: w.klass, ttl: w.ttl, ttlOff: w.ttlOff, rdOff: w.rdOff, rdLen: w.rdLen })
+  return w.malformed ? undefined : out
+}
+
+/**
+ * Is the (possibly compressed) name at `off` equal to `name` (lower-case, no trailing dot, '' for
+ * the root), ASCII case-insensitively (RFC 4343)? readName() without building the string: checked
+ * for every upstream answer. Malformed names are never equal.
+ */
+export function nameEquals(buf: Buffer, off: number, name: string): boolean {
+  let pos = 0
+  let limit = off
+  for (let hops = 0; hops < 256; hops++) {
+    if (off >= buf.length) return false
+    const len = buf[off]!
+    if (len === 0) return pos === name.length
+    if ((len & 0xc0) === 0xc0) {
+      if (off + 1 >= buf.length) return false
+      const ptr = ((len & 0x3f) << 8) | buf[off + 1]!
+      if (ptr >= limit) return false
+      off = limit = ptr
+      continue
+    }
+    if (len > 63 || off + 1 + len > buf.length) return false
+    if (pos > 0) {
+      if (name.charCodeAt(pos) !== 0x2e) return false
+      pos++
+    }
+    if (pos + len > name.length) return false
+    for (let i = off + 1, e = off + 1 + len; i < e; i++) {
+      const c = buf[i]!
+      if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== name.charCodeAt(pos++)) return false
+    }
+    off += 1 + len
+  }
+  return false
 }
 
 /** Text of an A/AAAA record's address (canonical form), or undefined for other lengths. */

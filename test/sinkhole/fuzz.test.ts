@@ -10,7 +10,7 @@ import { dig, startDnsmasq } from '../helpers/dnsmasq.js'
 import { createSinkhole } from '../../src/sinkhole/sinkhole.js'
 import { buildMatcher } from '../../src/policy/matcher.js'
 import { silentLogger } from '../../src/log.js'
-import { parseQuery, records } from '../../src/sinkhole/wire.js'
+import { HEADER, nameEquals, parseQuery, readName, records, skipName, type RecordRef } from '../../src/sinkhole/wire.js'
 import { answer, checkForwarded, compileBlockMode } from '../../src/sinkhole/answer.js'
 import { prng } from '../../test/helpers/prng.js'
 
@@ -123,15 +123,59 @@ function generator(seed: number) {
   }
 }
 
+/** The straightforward record walk that RecordWalker replaced, kept as the reference it must agree with. */
+function referenceRecords(buf: Buffer): RecordRef[] | undefined {
+  if (buf.length < HEADER) return undefined
+  const counts = [buf.readUInt16BE(6), buf.readUInt16BE(8), buf.readUInt16BE(10)]
+  let off = HEADER
+  for (let i = 0; i < buf.readUInt16BE(4); i++) {
+    off = skipName(buf, off)
+    if (off < 0 || off + 4 > buf.length) return undefined
+    off += 4
+  }
+  const out: RecordRef[] = []
+  const sections = ['answer', 'authority', 'additional'] as const
+  for (let s = 0; s < 3; s++) {
+    for (let i = 0; i < counts[s]!; i++) {
+      const nameOff = off
+      off = skipName(buf, off)
+      if (off < 0 || off + 10 > buf.length) return undefined
+      const rdLen = buf.readUInt16BE(off + 8)
+      if (off + 10 + rdLen > buf.length) return undefined
+      out.push({ section: sections[s]!, nameOff, type: buf.readUInt16BE(off), klass: buf.readUInt16BE(off + 2), ttl: buf.readUInt32BE(off + 4), ttlOff: off + 4, rdOff: off + 10, rdLen })
+      off += 10 + rdLen
+    }
+  }
+  return out
+}
+
 t.test('pure layer: parseQuery / answer / checkForwarded never throw on 100,000 packets', async (t) => {
   const next = generator(SEED + 1)
   const plan = compileBlockMode('null')
   let replies = 0
   let amplified = 0
+  let walkDiffers = 0
+  let walked = 0
+  let nameDiffers = 0
+  let namesCompared = 0
   for (let i = 0; i < 100_000; i++) {
     const p = next()
     parseQuery(p)
-    records(p)
+    const rrs = records(p)
+    const ref = referenceRecords(p)
+    if (rrs) walked++
+    if (JSON.stringify(rrs) !== JSON.stringify(ref)) walkDiffers++
+    // nameEquals against readName wherever readName gives an ASCII name (readName lower-cases beyond
+    // ASCII; DNS case-insensitivity is ASCII-only, RFC 4343), and against a near miss of it.
+    for (const off of [HEADER, ...(ref ?? []).slice(0, 3).map((r) => r.nameOff)]) {
+      const n = readName(p, off)
+      if (n === undefined || /[^\x00-\x7f]/.test(n)) {
+        if (n === undefined && nameEquals(p, off, '')) nameDiffers++
+        continue
+      }
+      namesCompared++
+      if (!nameEquals(p, off, n) || nameEquals(p, off, n + 'x') || (n.length > 0 && nameEquals(p, off, n.slice(1)))) nameDiffers++
+    }
     checkForwarded(p, matcher)
     const d = answer(p, matcher, plan)
     if (d.kind === 'reply') {
@@ -141,6 +185,10 @@ t.test('pure layer: parseQuery / answer / checkForwarded never throw on 100,000 
   }
   t.equal(amplified, 0, 'an error reply is never bigger than the request (+ an 11-byte OPT)')
   t.ok(replies > 10_000, `replies made: ${replies}`)
+  t.equal(walkDiffers, 0, `the allocation-free record walk agrees with the reference on every packet (${walked} well-formed)`)
+  t.ok(walked > 10_000, `enough well-formed messages walked: ${walked}`)
+  t.equal(nameDiffers, 0, `nameEquals agrees with readName (${namesCompared} names compared)`)
+  t.ok(namesCompared > 10_000)
   t.end()
 }).then(() => undefined)
 

@@ -136,3 +136,52 @@ t.test('identical questions in flight share one upstream query; each client gets
   t.equal(got.get(100)!.questions![0]!.name, 'same.example')
   t.same([...got.values()].map((d) => (d.answers![0] as { data: string }).data), Array(20).fill('192.0.2.44'))
 })
+
+t.test('a refused upstream (ICMP port unreachable) fails its tries at once, not after the timeout', async (t) => {
+  // A port nobody listens on: bind one, note it, close it.
+  const gone = dgram.createSocket('udp4')
+  await new Promise<void>((r) => gone.bind(0, '127.0.0.1', () => r()))
+  const port = gone.address().port
+  await new Promise<void>((r) => gone.close(() => r()))
+  const up = createUpstream({ servers: [{ address: '127.0.0.1', port }], log: silentLogger, timeoutMs: 5000, attempts: 2 })
+  t.teardown(() => up.close())
+  const t0 = performance.now()
+  const results = await Promise.allSettled([1, 2, 3].map((i) => up.query(query(`r${i}.example`), Q(`r${i}.example`))))
+  const ms = performance.now() - t0
+  t.same(results.map((r) => r.status), ['rejected', 'rejected', 'rejected'])
+  t.match((results[0] as PromiseRejectedResult).reason, { code: 'EG_UPSTREAM', message: /ECONNREFUSED/ })
+  t.ok(ms < 2500, `failed in ${ms.toFixed(0)} ms, well before the 5000 ms timeout`)
+  t.equal(up.stats().timeouts, 0)
+  t.equal(up.stats().failures, 3)
+})
+
+t.test('thousands of tries in flight: the deadline queue grows and wraps; answers and timeouts both land', async (t) => {
+  // Answers names with an even number, ignores odd ones (they must time out, each exactly once).
+  const half = dgram.createSocket('udp4')
+  t.teardown(() => half.close())
+  await new Promise<void>((r) => half.bind(0, '127.0.0.1', () => r()))
+  half.on('message', (msg, rinfo) => {
+    const q = dnsPacket.decode(msg)
+    const name = q.questions![0]!.name
+    if (Number(/^n(\d+)\./.exec(name)![1]) % 2 === 1) return
+    half.send(dnsPacket.encode({ type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE, questions: q.questions, answers: [{ name, type: 'A', data: '192.0.2.7' }] }), rinfo.port, rinfo.address)
+  })
+  const up = createUpstream({ servers: [{ address: '127.0.0.1', port: half.address().port }], log: silentLogger, timeoutMs: 1500, attempts: 1 })
+  t.teardown(() => up.close())
+  // Two waves: the first grows the queue from 1024 slots, the second starts mid-ring and wraps. Sent
+  // in bursts of 100 so no socket buffer overflows (a dropped datagram would be a timeout too).
+  for (const [wave, n] of [[0, 3000], [1, 1500]] as const) {
+    const pending: Promise<string>[] = []
+    for (let i = 0; i < n; i++) {
+      pending.push(up.query(query(`n${i}.w${wave}.example`), Q(`n${i}.w${wave}.example`)).then((r) => (dnsPacket.decode(r).answers![0] as { data: string }).data))
+      if (i % 100 === 99) await new Promise((r) => setTimeout(r, 5))
+    }
+    const results = await Promise.allSettled(pending)
+    const ok = results.filter((r, i) => r.status === 'fulfilled' && r.value === '192.0.2.7' && i % 2 === 0).length
+    const timedOut = results.filter((r, i) => r.status === 'rejected' && /timed out/.test((r.reason as Error).message) && i % 2 === 1).length
+    t.equal(ok, n / 2, `wave ${wave}: every even name answered (${results.filter((r) => r.status === 'rejected').length} rejected in all)`)
+    t.equal(timedOut, n / 2, `wave ${wave}: every odd name timed out`)
+  }
+  t.equal(up.stats().timeouts, 2250, 'one timeout per unanswered try, none for answered ones')
+  t.equal(up.stats().answered, 2250)
+})
