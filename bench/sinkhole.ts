@@ -205,14 +205,22 @@ function parsePerf(out: string): Omit<PerfRun, 'cpuUsPerQuery'> {
   }
 }
 
-/** p99 from dnsperf -v lines (`> NOERROR name A 0.000123`); dnsperf prints no percentiles itself. */
-function p99(out: string): number {
+/**
+ * Latency percentile (ms) from dnsperf -v lines (`> NOERROR name A 0.000123`, in completion order);
+ * dnsperf prints no percentiles itself. The first `skip` answers are the ramp-up of dnsperf's own
+ * start (its 20 sockets opening, its rate limiter settling) and are left out, for every server alike.
+ */
+function percentile(out: string, pct: number, skip = 0): number {
   const lat: number[] = []
-  for (const m of out.matchAll(/^> \S+ \S+ \S+ ([\d.]+)$/gm)) lat.push(Number(m[1]))
+  let n = 0
+  for (const m of out.matchAll(/^> \S+ \S+ \S+ ([\d.]+)$/gm)) if (n++ >= skip) lat.push(Number(m[1]))
   if (lat.length === 0) return NaN
   lat.sort((a, b) => a - b)
-  return lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.99))]! * 1000
+  return lat[Math.min(lat.length - 1, Math.floor(lat.length * pct))]! * 1000
 }
+
+/** Seconds of answers at the start of a p99 run not counted (dnsperf's ramp-up). */
+const RAMP_UP_S = 0.5
 
 /** Max rate at < 0.1% loss (closed loop first; if it loses more, throttle below what it achieved), then p99 at half. */
 async function measure(pid: number, p: number, file: string): Promise<PerfRun> {
@@ -228,9 +236,10 @@ async function measure(pid: number, p: number, file: string): Promise<PerfRun> {
     rate = run.qps * 0.85
   }
   const half = Math.max(100, best!.qps / 2)
-  const out = await dnsperf(p, file, Math.max(2, Math.round(SECONDS / 2)), { rate: half, verbose: true })
-  best!.p99Ms = p99(out)
-  log(`    p99 at ${Math.round(half)} qps: ${best!.p99Ms.toFixed(3)} ms`)
+  const out = await dnsperf(p, file, SECONDS, { rate: half, verbose: true })
+  const skip = Math.round(half * RAMP_UP_S)
+  best!.p99Ms = percentile(out, 0.99, skip)
+  log(`    p99 at ${Math.round(half)} qps: ${best!.p99Ms.toFixed(3)} ms (p50 ${percentile(out, 0.5, skip).toFixed(3)}, p99.9 ${percentile(out, 0.999, skip).toFixed(3)}; first ${RAMP_UP_S} s left out)`)
   return best!
 }
 
@@ -346,7 +355,7 @@ await stop(upstream)
 
 const f = (n: number | undefined, d = 0) => (n === undefined || Number.isNaN(n) ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }))
 const lines: string[] = []
-lines.push(`${DOMAINS.toLocaleString('en-US')} listed names, median of ${RUNS} run(s) of ${SECONDS} s, dnsperf -c ${args.clients} -q ${args.outstanding} on core ${CLIENT_CPU}, server on core ${SERVER_CPU}; max rate at < 0.1% loss, p99 at half that rate.`)
+lines.push(`${DOMAINS.toLocaleString('en-US')} listed names, median of ${RUNS} run(s) of ${SECONDS} s, dnsperf -c ${args.clients} -q ${args.outstanding} on core ${CLIENT_CPU}, server on core ${SERVER_CPU}; max rate at < 0.1% loss, p99 at half that rate (${SECONDS} s, the first ${RAMP_UP_S} s left out).`)
 lines.push('')
 lines.push('| server | load (s) | RSS loaded (MiB) | RSS at end (MiB) | blocked qps | blocked p99 (ms) | blocked CPU/query (µs) | forwarded qps | forwarded p99 (ms) | forwarded CPU/query (µs) |')
 lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
