@@ -166,15 +166,21 @@ t.test('thousands of tries in flight: the deadline queue grows and wraps; answer
     if (Number(/^n(\d+)\./.exec(name)![1]) % 2 === 1) return
     half.send(dnsPacket.encode({ type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE, questions: q.questions, answers: [{ name, type: 'A', data: '192.0.2.7' }] }), rinfo.port, rinfo.address)
   })
-  const up = createUpstream({ servers: [{ address: '127.0.0.1', port: half.address().port }], log: silentLogger, timeoutMs: 1500, attempts: 1 })
+  const up = createUpstream({ servers: [{ address: '127.0.0.1', port: half.address().port }], log: silentLogger, timeoutMs: 3000, attempts: 1 })
   t.teardown(() => up.close())
-  // Two waves: the first grows the queue from 1024 slots, the second starts mid-ring and wraps. Sent
-  // in bursts of 100 so no socket buffer overflows (a dropped datagram would be a timeout too).
+  // Two waves: the first grows the queue from 1024 slots (answered tries stay queued until their
+  // deadline), the second starts mid-ring and wraps. Sent 50 at a time, each batch's answers awaited
+  // before the next, so no socket buffer overflows even on a loaded machine (a dropped datagram would
+  // look like a timeout).
   for (const [wave, n] of [[0, 3000], [1, 1500]] as const) {
     const pending: Promise<string>[] = []
-    for (let i = 0; i < n; i++) {
-      pending.push(up.query(query(`n${i}.w${wave}.example`), Q(`n${i}.w${wave}.example`)).then((r) => (dnsPacket.decode(r).answers![0] as { data: string }).data))
-      if (i % 100 === 99) await new Promise((r) => setTimeout(r, 5))
+    for (let i = 0; i < n; i += 50) {
+      const batch: Promise<string>[] = []
+      for (let j = i; j < i + 50; j++) {
+        batch.push(up.query(query(`n${j}.w${wave}.example`), Q(`n${j}.w${wave}.example`)).then((r) => (dnsPacket.decode(r).answers![0] as { data: string }).data))
+      }
+      pending.push(...batch)
+      await Promise.all(batch.filter((_, k) => k % 2 === 0))
     }
     const results = await Promise.allSettled(pending)
     const ok = results.filter((r, i) => r.status === 'fulfilled' && r.value === '192.0.2.7' && i % 2 === 0).length
