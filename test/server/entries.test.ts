@@ -47,6 +47,9 @@ t.test('add, list, remove, with the audit trail', async (t) => {
   const rms = events.filter((e) => e.action === 'entry.remove')
   t.same(rms.map((e) => [e.actor, e.target, e.reason ?? null]), [['admin', 'bad.example', null], ['admin', '198.51.100.0/24', 'false positive']], 'newest first')
   t.ok(events.every((e) => e.time === '2026-06-01T12:00:00.000Z'))
+  const versions = events.filter((e) => e.action === 'policy.version').map((e) => e.reason ?? '')
+  t.ok(versions.includes('1 entry removed by admin'), `singular for one entry: ${JSON.stringify(versions)}`)
+  t.notOk(versions.some((r) => /\b1 entries\b/.test(r)), 'never "1 entries"')
   t.equal((await f.app.inject({ url: '/v1/audit?limit=2', headers: f.auth.read })).json().events.length, 2)
 })
 

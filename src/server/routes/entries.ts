@@ -29,7 +29,7 @@ export default function entryRoutes(app: FastifyInstance, ctx: ServerContext): v
         throw errors.badInput(problems.length === 1 ? problems[0]!.message : `${problems.length} invalid entries; nothing was added`, { problems })
       }
       const added = await ctx.store.addEntries(out, { actor })
-      const policy = await ctx.policy.rebuild(`${added.length} entries added by ${actor}`)
+      const policy = await ctx.policy.rebuild(`${count(added.length, 'entry', 'entries')} added by ${actor}`)
       return reply.code(201).send({ entries: added, version: policy.version, ...(warnings.length ? { warnings } : {}) })
     },
   )
@@ -53,7 +53,7 @@ export default function entryRoutes(app: FastifyInstance, ctx: ServerContext): v
         throw errors.notFound(`no API entry has id or value ${JSON.stringify(key)}`)
       }
       const removed = await ctx.store.removeEntries(hits.map((e) => e.id), { actor, ...(req.query.reason ? { reason: req.query.reason } : {}) })
-      const policy = await ctx.policy.rebuild(`${removed.length} entries removed by ${actor}`)
+      const policy = await ctx.policy.rebuild(`${count(removed.length, 'entry', 'entries')} removed by ${actor}`)
       return { removed, version: policy.version }
     },
   )
@@ -75,4 +75,9 @@ export default function entryRoutes(app: FastifyInstance, ctx: ServerContext): v
       return { version: p.version, entries }
     },
   )
+}
+
+/** `1 entry`, `3 entries`: the policy version's reason is read by people (audit log, dashboard). */
+function count(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`
 }
