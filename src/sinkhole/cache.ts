@@ -16,8 +16,8 @@ export interface CacheOptions {
 interface Item {
   buf: Buffer
   /** Offsets of every TTL field except OPT's (whose "TTL" is flags) and their stored values. */
-  ttlOffs: number[]
-  ttls: number[]
+  ttlOffs: readonly number[]
+  ttls: readonly number[]
   stored: number
   expires: number
 }
@@ -31,6 +31,13 @@ export interface DnsCache {
   readonly size: number
 }
 
+/** Seconds an answer may be cached, and where its TTL fields are (with their stored values). */
+export interface Lifetime {
+  ttl: number
+  ttlOffs: readonly number[]
+  ttls: readonly number[]
+}
+
 /** Everything that changes the upstream's answer: name, type, class, and the EDNS/DO/CD bits. */
 export function cacheKey(q: Query): string {
   const bits = (q.edns ? 1 : 0) | (q.edns?.do ? 2 : 0) | (q.flags & 0x0010 ? 4 : 0)
@@ -41,7 +48,7 @@ export function cacheKey(q: Query): string {
  * How long an answer may be cached, seconds; 0 when it must not be: truncated, an rcode other than
  * NOERROR/NXDOMAIN, malformed, or negative without a SOA (RFC 2308 5: no SOA, no negative caching).
  */
-export function cacheLifetime(resp: Buffer): { ttl: number; ttlOffs: number[]; ttls: number[] } {
+export function cacheLifetime(resp: Buffer): Lifetime {
   if (resp.length < HEADER || resp.readUInt16BE(2) & TC) return NOT_CACHEABLE
   const rcode = rcodeOf(resp)
   if (rcode !== RCODE.NOERROR && rcode !== RCODE.NXDOMAIN) return NOT_CACHEABLE
@@ -74,7 +81,7 @@ export function cacheLifetime(resp: Buffer): { ttl: number; ttlOffs: number[]; t
   return { ttl, ttlOffs, ttls }
 }
 
-const NOT_CACHEABLE: { ttl: number; ttlOffs: number[]; ttls: number[] } = Object.freeze({ ttl: 0, ttlOffs: Object.freeze([]) as unknown as number[], ttls: Object.freeze([]) as unknown as number[] })
+const NOT_CACHEABLE: Lifetime = Object.freeze({ ttl: 0, ttlOffs: Object.freeze([]), ttls: Object.freeze([]) })
 /** Shared: cacheLifetime is synchronous and not re-entrant. */
 const walker = new RecordWalker()
 

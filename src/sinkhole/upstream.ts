@@ -71,7 +71,6 @@ class Forwarded {
   attempt = 0
   /** Identifies the current UDP try in the deadline queue (an ID alone may be reused later). */
   serial = 0
-  id = 0
   server: UpstreamServer | undefined = undefined
   lastAnswer: Buffer | undefined = undefined
   lastErr: Error | undefined = undefined
@@ -276,7 +275,6 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
     for (let i = 0; ps.pending.has(id) && i < 16; i++) id = randomId()
     if (ps.pending.has(id)) return tryFailed(f, errors.upstream('too many queries in flight'))
     f.packet.writeUInt16BE(id, 0)
-    f.id = id
     f.server = server
     f.serial = serial = (serial + 1) >>> 0
     ps.pending.set(id, f)
@@ -367,9 +365,7 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
 
   function forward(packet: Buffer, q: Question, cb: UpstreamCallback): void {
     // One copy per query: tries write their own ID into it.
-    const f = new Forwarded(Buffer.from(packet), q, cb)
-    if (closed) return finish(f, errors.upstream('upstream forwarder is closed'), undefined)
-    attempt(f)
+    attempt(new Forwarded(Buffer.from(packet), q, cb))
   }
 
   return {
