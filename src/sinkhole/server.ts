@@ -86,6 +86,15 @@ function ipLiteral(address: string, _family: unknown, cb: (err: NodeJS.ErrnoExce
   cb(null, address, address.includes(':') ? 6 : 4)
 }
 
+/**
+ * SO_RCVBUF asked for on every UDP socket (listeners and the upstream pool). Linux's default (212,992
+ * bytes) holds only ~200 small datagrams at their in-kernel size, so a few milliseconds' stall (a GC
+ * pause, the VM descheduled) at tens of thousands of queries per second dropped queries: clients then
+ * wait out their whole retry timeout. The kernel caps it at net.core.rmem_max silently; it is a limit,
+ * not memory taken up front.
+ */
+export const UDP_RECV_BUFFER = 4 * 1024 * 1024
+
 export function createDnsServer(opts: ServerOptions): DnsServer {
   const log = opts.log.child({ component: 'dns-server' })
   const idleMs = opts.tcpIdleMs ?? 10_000
@@ -111,7 +120,7 @@ export function createDnsServer(opts: ServerOptions): DnsServer {
 
   function bindUdp(addr: ListenAddress): Promise<dgram.Socket> {
     return new Promise((resolve, reject) => {
-      const sock = dgram.createSocket({ type: net.isIPv6(addr.address) ? 'udp6' : 'udp4', lookup: ipLiteral })
+      const sock = dgram.createSocket({ type: net.isIPv6(addr.address) ? 'udp6' : 'udp4', lookup: ipLiteral, recvBufferSize: UDP_RECV_BUFFER })
       const onErr = (e: Error): void => {
         sock.close()
         reject(e)

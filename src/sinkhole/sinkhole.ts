@@ -47,9 +47,22 @@ export interface SinkholeOptions {
 
 type Reply = (r: Buffer | undefined) => void
 
+/** Slots of the coalescing table (a power of two): far more than the questions usually in flight. */
+const COALESCE_SLOTS = 4096
+
+/** FNV-1a of the cache key, folded to a coalescing slot. */
+export function coalesceSlot(key: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
+  return (h >>> 0) & (COALESCE_SLOTS - 1)
+}
+
 /** A client waiting for a forwarded answer: the one object kept per forwarded query. */
 class Waiting {
+  /** Clients that asked the same question while this one's upstream query was in flight. */
+  joined: Waiting[] | undefined = undefined
   constructor(
+    readonly key: string,
     readonly msg: Buffer,
     readonly q: Query,
     readonly check: boolean,
@@ -130,9 +143,11 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
   }
 
   // Identical questions in flight share one upstream query (a retrying client, many containers asking
-  // for the same name at once): the upstream sees each question once per round trip. The map holds
-  // the first asker, or all of them once a second one joins.
-  const inflight = new Map<string, Waiting | Waiting[]>()
+  // for the same name at once): the upstream sees each question once per round trip. A direct-mapped
+  // table, not a Map: a slot holds the first asker of a question (the others join it), and a question
+  // whose slot is taken by a different one is simply forwarded on its own. A Map with an entry set and
+  // deleted per query kept promoting its rehashed tables into the old generation (see id-table.ts).
+  const coalescing: Array<Waiting | undefined> = new Array<Waiting | undefined>(COALESCE_SLOTS).fill(undefined)
 
   function forward(msg: Buffer, q: Query, check: boolean, alertHit: HitInfo | undefined, client: ClientInfo, reply: Reply): void {
     // An alert-mode name is a hit whatever happens next (upstream failure, or a block via the answer):
@@ -147,24 +162,24 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
     }
     if (cache) m?.cacheMiss()
     st.forwarded++
-    const w = new Waiting(msg, q, check, alertHit, client, reply)
-    const prev = inflight.get(key)
-    if (prev !== undefined) {
+    const w = new Waiting(key, msg, q, check, alertHit, client, reply)
+    const slot = coalesceSlot(key)
+    const first = coalescing[slot]
+    if (first !== undefined && first.key === key) {
       st.coalesced++
-      if (Array.isArray(prev)) prev.push(w)
-      else inflight.set(key, [prev, w])
+      if (first.joined) first.joined.push(w)
+      else first.joined = [w]
       return
     }
-    inflight.set(key, w)
+    if (first === undefined) coalescing[slot] = w
     const t0 = m ? performance.now() : 0
     upstream.forward(withoutEdnsOptions(msg, q), q, (err, shared) => {
-      const all = inflight.get(key)
-      inflight.delete(key)
+      if (coalescing[slot] === w) coalescing[slot] = undefined
       m?.upstreamLatency((performance.now() - t0) / 1000)
       if (!err) cache?.set(key, shared!)
       else log.debug({ domain: q.qname, err: err.message }, 'upstream failed: SERVFAIL')
-      if (Array.isArray(all)) for (const x of all) settle(x, err, shared)
-      else if (all) settle(all, err, shared)
+      settle(w, err, shared)
+      if (w.joined) for (const x of w.joined) settle(x, err, shared)
     })
   }
 

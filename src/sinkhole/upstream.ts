@@ -8,6 +8,8 @@ import net from 'node:net'
 import { randomFillSync } from 'node:crypto'
 import { errors } from '../errors.js'
 import type { Logger } from '../log.js'
+import { IdTable } from './id-table.js'
+import { UDP_RECV_BUFFER } from './server.js'
 import { HEADER, QR, RCODE, TC, nameEquals, rcodeOf, skipName } from './wire.js'
 
 export interface UpstreamServer {
@@ -93,7 +95,7 @@ interface PoolSocket {
   sock: dgram.Socket
   /** Index into the forwarder's socket list (kept in the deadline queue instead of a reference). */
   index: number
-  pending: Map<number, Forwarded>
+  pending: IdTable<Forwarded>
 }
 
 /** Does this answer belong to that question (name compared case-insensitively, RFC 4343)? */
@@ -208,8 +210,8 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
       const socks: PoolSocket[] = []
       const waits: Promise<void>[] = []
       for (let i = 0; i < poolSize; i++) {
-        const sock = dgram.createSocket(net.isIPv6(server.address) ? 'udp6' : 'udp4')
-        const ps: PoolSocket = { sock, index: allSocks.length, pending: new Map() }
+        const sock = dgram.createSocket({ type: net.isIPv6(server.address) ? 'udp6' : 'udp4', recvBufferSize: UDP_RECV_BUFFER })
+        const ps: PoolSocket = { sock, index: allSocks.length, pending: new IdTable<Forwarded>() }
         allSocks.push(ps)
         sock.on('message', (msg, rinfo) => onMessage(ps, msg, rinfo))
         // ICMP "port unreachable" on a connected socket shows up here: nothing listens there, so every
@@ -217,7 +219,7 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
         sock.on('error', (e) => {
           log.debug({ err: e.message }, 'upstream socket error')
           if ((e as NodeJS.ErrnoException).code !== 'ECONNREFUSED') return
-          const lost = [...ps.pending.values()] // retries may land on this socket again: not in this loop
+          const lost = ps.pending.values() // a copy: retries may land on this socket again
           ps.pending.clear()
           for (const f of lost) tryFailed(f, errors.upstream(`${server.address}:${server.port}: ${e.message}`))
         })
@@ -273,11 +275,10 @@ export function createUpstream(opts: UpstreamOptions): Upstream {
     const ps = p.socks[rr++ % p.socks.length]!
     let id = randomId()
     for (let i = 0; ps.pending.has(id) && i < 16; i++) id = randomId()
-    if (ps.pending.has(id)) return tryFailed(f, errors.upstream('too many queries in flight'))
+    if (!ps.pending.set(id, f)) return tryFailed(f, errors.upstream('too many queries in flight'))
     f.packet.writeUInt16BE(id, 0)
     f.server = server
     f.serial = serial = (serial + 1) >>> 0
-    ps.pending.set(id, f)
     enqueueDeadline(performance.now() + timeoutMs, (ps.index << 16) | id, f.serial)
     st.sent++
     try {

@@ -6,7 +6,9 @@ import dnsPacket from 'dns-packet'
 import { capabilities, requires } from '../helpers/caps.js'
 import { dig, startDnsmasq } from '../helpers/dnsmasq.js'
 import { createUpstream, matchesQuestion } from '../../src/sinkhole/upstream.js'
-import { createSinkhole } from '../../src/sinkhole/sinkhole.js'
+import { coalesceSlot, createSinkhole } from '../../src/sinkhole/sinkhole.js'
+import { cacheKey } from '../../src/sinkhole/cache.js'
+import { parseQuery } from '../../src/sinkhole/wire.js'
 import { buildMatcher } from '../../src/policy/matcher.js'
 import { silentLogger } from '../../src/log.js'
 
@@ -135,6 +137,53 @@ t.test('identical questions in flight share one upstream query; each client gets
   t.equal(got.get(101)!.questions![0]!.name, 'SAME.example', 'each gets its own question case back')
   t.equal(got.get(100)!.questions![0]!.name, 'same.example')
   t.same([...got.values()].map((d) => (d.answers![0] as { data: string }).data), Array(20).fill('192.0.2.44'))
+})
+
+t.test('different questions that share a coalescing slot are forwarded on their own, each answered for itself', async (t) => {
+  const keyOf = (name: string) => {
+    const p = parseQuery(query(name))
+    if (!p.ok) throw new Error('bad test query')
+    return cacheKey(p.query)
+  }
+  // Two names whose questions land in the same slot of the direct-mapped coalescing table.
+  const a = 'a.example'
+  let b = ''
+  for (let i = 0; !b; i++) if (coalesceSlot(keyOf(`c${i}.example`)) === coalesceSlot(keyOf(a))) b = `c${i}.example`
+  const slow = dgram.createSocket('udp4')
+  t.teardown(() => slow.close())
+  await new Promise<void>((r) => slow.bind(0, '127.0.0.1', () => r()))
+  const asked: string[] = []
+  slow.on('message', (msg, rinfo) => {
+    const q = dnsPacket.decode(msg)
+    const name = q.questions![0]!.name
+    asked.push(name)
+    const data = name === a ? '192.0.2.1' : '192.0.2.2'
+    setTimeout(() => slow.send(dnsPacket.encode({ type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE, questions: q.questions, answers: [{ name, type: 'A', ttl: 60, data }] }), rinfo.port, rinfo.address), 300)
+  })
+  const s = createSinkhole({ listen: [{ address: '127.0.0.1', port: 0 }], upstreams: [{ address: '127.0.0.1', port: slow.address().port }], matcher: buildMatcher([]), log: silentLogger, cache: false })
+  await s.start()
+  t.teardown(() => s.stop())
+  const port = s.addresses()[0]!.port
+  const client = dgram.createSocket('udp4')
+  t.teardown(() => client.close())
+  const got = new Map<number, dnsPacket.DecodedPacket>()
+  client.on('message', (m) => {
+    const d = dnsPacket.decode(m)
+    got.set(d.id!, d)
+  })
+  await new Promise<void>((r) => client.bind(0, '127.0.0.1', () => r()))
+  // a (takes the slot), b (same slot, different question: on its own), a again (joins the first).
+  client.send(query(a, 'A', 1), port, '127.0.0.1')
+  client.send(query(b, 'A', 2), port, '127.0.0.1')
+  client.send(query(a, 'A', 3), port, '127.0.0.1')
+  const deadline = Date.now() + 4000
+  while (got.size < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  const answer = (id: number) => [got.get(id)?.questions?.[0]?.name, (got.get(id)?.answers?.[0] as { data?: string } | undefined)?.data]
+  t.same(answer(1), [a, '192.0.2.1'])
+  t.same(answer(2), [b, '192.0.2.2'], 'the colliding question gets its own answer')
+  t.same(answer(3), [a, '192.0.2.1'])
+  t.same(asked.sort(), [a, b].sort(), 'the upstream saw each question once')
+  t.equal(s.stats().coalesced, 1, 'only the identical question joined')
 })
 
 t.test('a refused upstream (ICMP port unreachable) fails its tries at once, not after the timeout', async (t) => {
