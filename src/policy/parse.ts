@@ -346,7 +346,9 @@ export class BlocklistParser {
       if (looksLikeAddress(first) && isSinkAddress(first) && !first.includes('/')) {
         // hosts-file form: `0.0.0.0 a.example b.example`; each name is its own entry.
         for (const name of rest) {
-          if (HOSTS_LOCAL_NAMES.has(name.toLowerCase())) {
+          // Compared after normalisation too: `localhost.` or `LOCALHOST` is still the machine itself.
+          const norm = normalizeName(name)
+          if (HOSTS_LOCAL_NAMES.has(name.toLowerCase()) || (norm.ok && !norm.subdomainsOnly && HOSTS_LOCAL_NAMES.has(norm.name))) {
             this.problem({ severity: 'warning', code: 'hosts-local-name', message: `hosts-file name ${JSON.stringify(name)} is the machine itself; skipped` })
             continue
           }

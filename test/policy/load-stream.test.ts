@@ -127,6 +127,16 @@ t.test('a generated list: the fast path takes most lines, and onFileStart counts
   t.equal(r.lines, lines, 'Loaded.lines')
 })
 
+t.test('hosts-file local names with a trailing dot are skipped on the streaming path too (the sinkhole loads this way)', async (t) => {
+  const d = tempDir(t)
+  const file = join(d, 'hosts.txt')
+  writeFileSync(file, '127.0.0.1 localhost.\n0.0.0.0 localhost.localdomain.\n0.0.0.0 ads.example\n')
+  const rec = await same(t, [file], undefined, 'local names')
+  t.same(rec.entries.map((e) => e.value), ['ads.example'], 'localhost. and localhost.localdomain. are skipped')
+  const r = await loadBlocklists([file], { now: NOW, sink: recorder().sink })
+  t.same(r.problems.map((p) => p.code), ['hosts-local-name', 'hosts-local-name'])
+})
+
 t.test('a comment directly above a plain line becomes its reason (slow path); a blank line or `#` alone does not', async (t) => {
   const d = tempDir(t)
   const file = join(d, 'c.txt')

@@ -46,6 +46,13 @@ t.test('hosts-file lines: every name after the address, localhost-style names sk
   t.equal(parse('0.0.0.0 a.example bad$name.example').entries.length, 1, 'the good names of a hosts line still count')
 })
 
+t.test('hosts-file local names are skipped in every spelling (trailing dot, case)', async (t) => {
+  const r = parse('127.0.0.1 localhost.\n0.0.0.0 LOCALHOST.LOCALDOMAIN.\n::1 ip6-localhost. real.example\n')
+  t.same(r.entries.map((e) => e.value), ['real.example'], 'localhost. never becomes a blocked name')
+  t.same(r.problems.map((p) => p.code), ['hosts-local-name', 'hosts-local-name', 'hosts-local-name'])
+  t.same(r.problems.map((p) => p.line), [1, 2, 3])
+})
+
 t.test('adblock ||name^ and @@||name^; $options skip the line with a warning', async (t) => {
   t.match(one(t, '||ads.example^'), { kind: 'domain', value: 'ads.example', allow: false })
   t.match(one(t, '@@||good.example^'), { kind: 'domain', value: 'good.example', allow: true })
