@@ -123,9 +123,12 @@ export function createHostsFile(path: string, opts: HostsFileOptions = {}): Host
     return p
   }
 
+  // The file is bytes, not UTF-8: a Latin-1 comment or any stray byte outside the managed block must
+  // survive a rewrite unchanged. 'latin1' maps each byte to one code unit and back, and everything the
+  // block itself holds (markers, punycode names, addresses) is ASCII.
   async function read(): Promise<string> {
     try {
-      return await readFile(path, 'utf8')
+      return await readFile(path, 'latin1')
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return ''
       throw errors.fileUnreadable(`${path}: cannot read: ${(e as Error).message}`)
@@ -160,7 +163,7 @@ export function createHostsFile(path: string, opts: HostsFileOptions = {}): Host
     try {
       const fh = await open(tmp, 'wx', mode)
       try {
-        await fh.writeFile(text, 'utf8')
+        await fh.writeFile(text, 'latin1')
         // The umask trimmed the mode given to open(); set it exactly, then the owner.
         await fh.chmod(mode)
         if (owner && (owner.uid !== process.getuid?.() || owner.gid !== process.getgid?.())) await fh.chown(owner.uid, owner.gid)
@@ -176,7 +179,7 @@ export function createHostsFile(path: string, opts: HostsFileOptions = {}): Host
         // A bind-mounted file (a container's /etc/hosts) cannot be replaced by rename (EBUSY):
         // fall back to rewriting it in place, which is not crash-safe but is the only way there.
         if ((e as NodeJS.ErrnoException).code !== 'EBUSY') throw e
-        await writeFile(file, text, 'utf8')
+        await writeFile(file, text, 'latin1')
       }
       // fsync the directory so the rename itself survives a power cut.
       const dh = await open(dir, 'r').catch(() => undefined)

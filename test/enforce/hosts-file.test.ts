@@ -145,3 +145,26 @@ t.test('a symlinked hosts file stays a symlink; its target gets the block', asyn
   t.equal(readFileSync(real, 'utf8'), ORIGINAL + '\n')
   t.same(readdirSync(join(dir, 'real')), ['hosts'])
 })
+
+t.test('bytes that are not UTF-8 outside the block survive apply and remove byte for byte', async (t) => {
+  const dir = tmp(t)
+  const path = join(dir, 'hosts')
+  // A Latin-1 "é" (0xE9, invalid as UTF-8), a real UTF-8 "ü", a BOM, a lone continuation byte.
+  const original = Buffer.concat([
+    Buffer.from([0xef, 0xbb, 0xbf]),
+    Buffer.from('127.0.0.1 localhost\n# caf'),
+    Buffer.from([0xe9]),
+    Buffer.from(' printer\n192.0.2.5 b\u00fccher.lan # '),
+    Buffer.from([0x80, 0xff]),
+    Buffer.from('\n'),
+  ])
+  writeFileSync(path, original)
+  const h = createHostsFile(path)
+  t.same(await h.apply(['evil.example']), { changed: true })
+  const after = readFileSync(path)
+  t.ok(after.subarray(0, original.length).equals(original), 'every byte before the block kept (no U+FFFD)')
+  t.ok(after.subarray(original.length).toString('latin1').startsWith(BEGIN_MARKER), 'the block follows')
+  t.same(await h.verify(['evil.example']), [])
+  await h.remove()
+  t.ok(readFileSync(path).equals(original), 'remove restores the original bytes exactly')
+})
