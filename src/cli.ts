@@ -21,6 +21,7 @@ const commands: Record<string, () => Promise<{ default: Command }>> = {
   hosts: () => import('./commands/hosts.js'),
   hits: () => import('./commands/hits.js'),
   token: () => import('./commands/token.js'),
+  profile: () => import('./commands/profile.js'),
 }
 
 function usage(): string {

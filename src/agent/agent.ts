@@ -5,7 +5,7 @@ import type { Logger } from '../log.js'
 import type { Entry, Matcher, Policy } from '../policy/types.js'
 import type { Hit } from '../sinkhole/types.js'
 import type { ReportBody } from '../client/api-types.js'
-import { createPolicySync, type BackoffOptions, type LocalSource, type PolicyClient, type PolicySync, type SyncStatus } from './sync.js'
+import { createPolicySync, type BackoffOptions, type LocalSource, type PolicyClient, type PolicySync, type PolicySyncOptions, type SyncStatus } from './sync.js'
 import type { PolicyCache } from './policy-cache.js'
 import { countEntries, createReporter, type Reporter } from './reporter.js'
 import { createHitUploader, type HitClient, type HitUploader } from './hit-uploader.js'
@@ -57,8 +57,8 @@ export interface AgentDeps {
   client?: PolicyClient & { report(body: ReportBody, signal?: AbortSignal): Promise<void> } & HitClient
   /** A local blocklist directory merged with the server policy by `combine`. */
   local?: LocalSource
-  combine?: (server: Policy | undefined, local: Entry[]) => Policy
-  etagOf?: (entries: Entry[]) => string
+  combine?: PolicySyncOptions['combine']
+  etagOf?: PolicySyncOptions['etagOf']
   sinkhole?: AgentSinkhole
   buildMatcher?: (entries: Entry[]) => Matcher
   hits?: AgentHitSource

@@ -3,6 +3,7 @@
 import type { Entry, Policy } from '../policy/types.js'
 import { parseCidr, reservedOverlap } from '../policy/net.js'
 import { normalizeName } from '../policy/names.js'
+import { cleanProfiles, profilesProblems } from '../profiles/check.js'
 
 /** The policy core's own name rules (normalizeName), so the agent and the server agree on what a name is. */
 function checkName(v: string): string | undefined {
@@ -55,10 +56,15 @@ export function policyProblems(x: unknown): string[] {
     const why = entryProblem(e)
     if (why) out.push(`entries[${i}] ${JSON.stringify(String((e as Entry)?.value ?? '').slice(0, 80))}: ${why}`)
   })
+  // A bad profile rejects the policy as a bad entry does: enforcing half a profile could cut off a service.
+  for (const why of profilesProblems(p.profiles)) out.push(why)
   return out
 }
 
 /** Only the documented fields, so nothing unexpected from the wire travels further. */
 export function cleanPolicy(p: Policy): Policy {
-  return { version: p.version, etag: p.etag, generatedAt: p.generatedAt, entries: p.entries }
+  const out: Policy = { version: p.version, etag: p.etag, generatedAt: p.generatedAt, entries: p.entries }
+  // Only when there are some: a policy without profiles stays byte-identical (cache checksums, etags).
+  if (p.profiles !== undefined && p.profiles.length > 0) out.profiles = cleanProfiles(p.profiles)
+  return out
 }

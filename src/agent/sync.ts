@@ -3,7 +3,7 @@
 // policy to the enforcement callback and caches it once applied. While the server is unreachable it
 // retries with exponential backoff and full jitter and keeps what is enforced: it never removes rules.
 import type { Logger } from '../log.js'
-import type { Entry, Policy } from '../policy/types.js'
+import type { Entry, Policy, Profile } from '../policy/types.js'
 import type { PolicyBody, PolicyDiffBody } from '../client/api-types.js'
 import type { PolicyCache } from './policy-cache.js'
 import { cleanPolicy, policyProblems } from './policy-check.js'
@@ -30,6 +30,8 @@ export interface BackoffOptions {
 /** A local blocklist directory: entries are merged with the server's (see combine). */
 export interface LocalSource {
   load(): Promise<Entry[]>
+  /** The profiles (`DIR/profiles/NAME.txt`) read by the last load(); absent: the source has none. */
+  profiles?(): Profile[]
   /** Re-read period when there is no server to long-poll (default 5 s). */
   pollMs?: number
 }
@@ -50,9 +52,9 @@ export interface PolicySyncOptions {
    * Server policy (may be undefined: no server, or none yet) + local entries -> the policy to enforce.
    * Required with `local`. The agent builds it with buildPolicy over the union of both entry lists.
    */
-  combine?: (server: Policy | undefined, local: Entry[]) => Policy
-  /** etag of an entry list as the server computes it; enables `since` diffs (verified against it). */
-  etagOf?: (entries: Entry[]) => string
+  combine?: (server: Policy | undefined, local: Entry[], localProfiles?: Profile[]) => Policy
+  /** etag of an entry list (and profiles) as the server computes it; enables `since` diffs (verified against it). */
+  etagOf?: (entries: Entry[], profiles?: Profile[]) => string
   /** Abortable sleep (tests replace it to run without waiting). */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>
 }
@@ -129,6 +131,7 @@ export function createPolicySync(opts: PolicySyncOptions): PolicySync {
 
   let server: Policy | undefined
   let local: Entry[] | undefined
+  let localProfiles: Profile[] = []
   let localKey: string | undefined
   let applied: Policy | undefined
   let failures = 0
@@ -174,9 +177,11 @@ export function createPolicySync(opts: PolicySyncOptions): PolicySync {
     if (r.status === 304) return server
     if (r.diff && server) {
       const entries = applyDiff(server, r.diff)
-      if (entries && opts.etagOf!(entries) === r.diff.etag) {
+      // A diff carries every profile whole; the etag check covers them with the entries.
+      const profiles = r.diff.profiles ?? []
+      if (entries && opts.etagOf!(entries, profiles) === r.diff.etag) {
         diffs++
-        return validated({ version: r.diff.version, etag: r.diff.etag, generatedAt: r.diff.generatedAt, entries })
+        return validated({ version: r.diff.version, etag: r.diff.etag, generatedAt: r.diff.generatedAt, entries, ...(profiles.length > 0 ? { profiles } : {}) })
       }
       diffMismatches++
       log.warn({ since: r.diff.since, version: r.diff.version }, 'diff does not reproduce the server etag; fetching the full policy')
@@ -191,9 +196,11 @@ export function createPolicySync(opts: PolicySyncOptions): PolicySync {
   async function loadLocal(): Promise<boolean> {
     if (!opts.local) return false
     const entries = await opts.local.load()
-    const key = JSON.stringify(entries)
+    const profiles = opts.local.profiles?.() ?? []
+    const key = JSON.stringify(profiles.length > 0 ? [entries, profiles] : entries)
     if (key === localKey) return false
     local = entries
+    localProfiles = profiles
     localKey = key
     return true
   }
@@ -201,7 +208,7 @@ export function createPolicySync(opts: PolicySyncOptions): PolicySync {
   function effective(srv: Policy | undefined): Policy | undefined {
     if (!opts.local) return srv
     if (local === undefined) return srv
-    return opts.combine!(srv, local)
+    return opts.combine!(srv, local, localProfiles)
   }
 
   async function round(): Promise<SyncResult> {

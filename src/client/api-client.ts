@@ -4,7 +4,7 @@ import { Agent, fetch as undiciFetch } from 'undici'
 import { EgError, errors } from '../errors.js'
 import type {
   AuditEvent, CreatedToken, EntriesQuery, Entry, Hit, HitsQuery, HostsBody, NewEntry, PolicyBody, PolicyDiffBody,
-  ReportBody, Role, TokenInfo,
+  ProfilesBody, ReportBody, Role, TokenInfo,
 } from './api-types.js'
 
 export interface GetPolicyOptions {
@@ -33,6 +33,8 @@ export interface ApiClient {
   addEntries(entries: NewEntry[]): Promise<{ entries: Entry[]; version: number }>
   removeEntry(idOrValue: string, reason?: string): Promise<{ removed: Entry[]; version: number }>
   listEntries(q?: EntriesQuery): Promise<{ version: number; entries: Entry[] }>
+  /** `GET /v1/profiles`; a server from before profiles answers 404 (EG_NOT_FOUND). */
+  listProfiles(): Promise<ProfilesBody>
   hosts(): Promise<HostsBody>
   audit(limit?: number): Promise<{ events: AuditEvent[] }>
   createToken(body: { role: Role; host?: string; name?: string }): Promise<CreatedToken>
@@ -134,6 +136,7 @@ export function createApiClient(opts: { url: string; token: string; timeoutMs?: 
     addEntries: (entries) => json(request('POST', '/v1/entries', { body: { entries } })),
     removeEntry: (idOrValue, reason) => json(request('DELETE', `/v1/entries/${encodeURIComponent(idOrValue)}` + qs({ reason }))),
     listEntries: (q = {}) => json(request('GET', '/v1/entries' + qs(q as Query))),
+    listProfiles: () => json(request('GET', '/v1/profiles')),
     hosts: () => json(request('GET', '/v1/hosts')),
     audit: (limit) => json(request('GET', '/v1/audit' + qs({ limit }))),
     createToken: (body) => json(request('POST', '/v1/tokens', { body })),

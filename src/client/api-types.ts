@@ -1,6 +1,7 @@
 // Wire shapes of the HTTP API (v1), shared by the server's routes, the API client, the agent and the
 // admin commands, so one change to the contract is one change here. Types only.
 import type { Entry } from '../policy/types.js'
+import type { Profile, ProfileMode, ProfileRule } from '../profiles/types.js'
 import type { Hit } from '../sinkhole/types.js'
 
 export type Role = 'admin' | 'agent' | 'read'
@@ -11,6 +12,8 @@ export interface PolicyBody {
   etag: string
   generatedAt: string
   entries: Entry[]
+  /** Present when the policy has profiles (see Policy.profiles); `etag` covers them. */
+  profiles?: Profile[]
 }
 
 /** `GET /v1/policy?since=V` answer when the server still has version V (header `X-Policy-Diff: 1`). */
@@ -22,6 +25,8 @@ export interface PolicyDiffBody {
   added: Entry[]
   /** Entry ids present at `since` and gone now. */
   removed: string[]
+  /** Every profile of the new version, whole (they are small), when it has any; absent: none. */
+  profiles?: Profile[]
 }
 
 export interface ReportCounts {
@@ -111,4 +116,32 @@ export interface EntriesQuery {
   allow?: boolean
 }
 
-export type { Entry, Hit }
+/** A container held to a profile, as an agent reports it (a later phase fills these). */
+export interface ProfileHolder {
+  host: string
+  container: { id: string; name: string }
+}
+
+/** One item of `GET /v1/profiles`. */
+export interface ProfileListItem {
+  name: string
+  mode: ProfileMode
+  /** Destination lines (after merging duplicates): rules.length. */
+  lines: number
+  /** The file, labelled (`blocklists/profiles/web.txt`). */
+  source: string
+  rules: ProfileRule[]
+  /**
+   * The containers held to the profile, per host. Hook for the per-container phase: absent until
+   * agents report their labelled containers; `profile ls` shows a CONTAINERS column once any is present.
+   */
+  containers?: ProfileHolder[]
+}
+
+/** `GET /v1/profiles`. */
+export interface ProfilesBody {
+  version: number
+  profiles: ProfileListItem[]
+}
+
+export type { Entry, Hit, Profile, ProfileMode, ProfileRule }

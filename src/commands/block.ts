@@ -4,6 +4,7 @@ import { helpText, loadOptions, type Spec } from '../config.js'
 import { errors } from '../errors.js'
 import type { Entry, NewEntry } from '../client/api-types.js'
 import { adminClient, adminSpec, formatTable } from '../client/admin-options.js'
+import { listProfilesOrNone, profileTable } from './profile.js'
 
 const spec = {
   ...adminSpec,
@@ -72,16 +73,21 @@ const command: Command = {
     if (sub === 'ls') {
       if (values.length) throw errors.usage('block ls takes no values; use --q TEXT to filter')
       if (o.source !== undefined && o.source !== 'api' && o.source !== 'file') throw errors.usage('--source must be api or file')
-      const r = await (await adminClient(o)).listEntries({
+      const api = await adminClient(o)
+      const r = await api.listEntries({
         ...(o.source ? { source: o.source as 'api' | 'file' } : {}),
         ...(o.q ? { q: o.q } : {}),
         ...(o.alert ? { mode: 'alert' as const } : {}),
         ...(o.allow ? { allow: true } : {}),
       })
-      if (o.json) io.stdout(JSON.stringify(r) + '\n')
+      // The profiles beside the entries: what the fleet allows labelled containers, in the same policy.
+      const profiles = (await listProfilesOrNone(api))?.profiles ?? []
+      const filtered = o.source !== undefined || o.q !== undefined || o.alert || o.allow
+      if (o.json) io.stdout(JSON.stringify({ ...r, profiles }) + '\n')
       else {
         io.stdout(entryTable(r.entries))
-        io.stderr(`${r.entries.length} entries; policy version ${r.version}\n`)
+        if (profiles.length > 0 && !filtered) io.stdout('\nProfiles\n' + profileTable(profiles))
+        io.stderr(`${r.entries.length} entries${profiles.length > 0 ? `, ${profiles.length} ${profiles.length === 1 ? 'profile' : 'profiles'}` : ''}; policy version ${r.version}\n`)
       }
       return 0
     }

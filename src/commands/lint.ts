@@ -1,5 +1,7 @@
-// `egress-guard lint [PATH...]`: check blocklist files before they reach the fleet (CI, pre-commit).
-// Problems go to stdout as `file:line: message`, the summary to stderr; exit 1 on any error.
+// `egress-guard lint [PATH...]`: check blocklist files and profiles before they reach the fleet (CI,
+// pre-commit). Problems go to stdout as `file:line: message`, the summary to stderr; exit 1 on any error.
+import { stat } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
 import type { Command } from './types.js'
 import { helpText, loadOptions, type Spec } from '../config.js'
 import { errors } from '../errors.js'
@@ -7,7 +9,10 @@ import { loadBlocklists, DEFAULT_MAX_BYTES, BLOCKLIST_EXTENSIONS } from '../poli
 import { buildPolicy } from '../policy/merge.js'
 import { countProblems, formatProblem } from '../policy/problems.js'
 import { duplicateProblem } from '../policy/parse.js'
-import type { Problem } from '../policy/types.js'
+import type { Problem, Profile } from '../policy/types.js'
+import { PROFILES_DIR, loadProfileDir, readProfileFile } from '../profiles/load.js'
+import { profileNameOf } from '../profiles/parse.js'
+import { policyEtag } from '../profiles/etag.js'
 
 const spec = {
   'max-file-size': { type: 'string', help: `per-file size limit: bytes, or with K/M/G (binary) suffix (default ${DEFAULT_MAX_BYTES / 1024 / 1024}M)` },
@@ -15,7 +20,9 @@ const spec = {
 
 const USAGE = `usage: egress-guard lint [PATH...]   (default ./blocklists)
 
-Checks blocklist files, and directories of them (${BLOCKLIST_EXTENSIONS.map((e) => '*' + e).join(' ')}, README* skipped).
+Checks blocklist files, and directories of them (${BLOCKLIST_EXTENSIONS.map((e) => '*' + e).join(' ')}, README* skipped),
+and profiles: a directory's ${PROFILES_DIR}/ sub-directory (${PROFILES_DIR}/NAME.txt), a ${PROFILES_DIR} directory itself,
+or a file inside one named on the command line.
 Prints one "file:line: message" per problem. Exit 1 on any error, 0 with warnings only, 2 on usage errors.`
 
 /** `1048576`, `512K`, `64M`, `1G` -> bytes. */
@@ -36,8 +43,62 @@ function sortProblems(problems: Problem[], extra: Problem[], files: readonly str
   for (const p of all) problems.push(p)
 }
 
+const isDir = async (p: string): Promise<boolean> => (await stat(p).catch(() => undefined))?.isDirectory() === true
+
+/**
+ * Which paths are profiles: a directory named `profiles`, a file inside one, and the `profiles`
+ * sub-directory of a blocklist directory (checked beside it). The rest are blocklists.
+ */
+async function splitPaths(paths: readonly string[]): Promise<{ lists: string[]; profileDirs: string[]; profileFiles: string[] }> {
+  const out = { lists: [] as string[], profileDirs: [] as string[], profileFiles: [] as string[] }
+  for (const p of paths) {
+    const dir = await isDir(p)
+    if (dir && basename(p.replace(/\/+$/, '')) === PROFILES_DIR) out.profileDirs.push(p)
+    else if (!dir && basename(dirname(p)) === PROFILES_DIR) out.profileFiles.push(p)
+    else {
+      out.lists.push(p)
+      if (dir && (await isDir(join(p, PROFILES_DIR)))) out.profileDirs.push(join(p, PROFILES_DIR))
+    }
+  }
+  return out
+}
+
+/** Every profile of the given directories and files, with problems (a name defined twice is one). */
+async function lintProfiles(dirs: readonly string[], files: readonly string[]): Promise<{ profiles: Profile[]; problems: Problem[]; files: string[] }> {
+  const out = { profiles: [] as Profile[], problems: [] as Problem[], files: [] as string[] }
+  const add = (profile: Profile | undefined, problems: Problem[]): void => {
+    for (const p of problems) out.problems.push(p)
+    if (!profile) return
+    const first = out.profiles.find((x) => x.name === profile.name)
+    if (first) {
+      out.problems.push({ file: profile.source, line: 0, severity: 'error', code: 'duplicate-profile', message: `profile ${JSON.stringify(profile.name)} is also defined in ${first.source}; the server would use that one and ignore this file` })
+      return
+    }
+    out.profiles.push(profile)
+  }
+  for (const d of dirs) {
+    const l = await loadProfileDir(d)
+    for (const f of l.files) out.files.push(f)
+    // Per file, in order: each profile with its own problems.
+    for (const f of l.files) add(l.profiles.find((p) => p.source === f), l.problems.filter((p) => p.file === f))
+    for (const p of l.problems) if (!l.files.includes(p.file)) out.problems.push(p)
+  }
+  for (const f of files) {
+    if (out.files.includes(f)) continue
+    out.files.push(f)
+    const n = profileNameOf(basename(f))
+    if (!n.ok) {
+      out.problems.push({ file: f, line: 0, severity: 'error', code: 'profile-file-name', message: n.message })
+      continue
+    }
+    const r = await readProfileFile(f, f, n.name)
+    add(r.profile, r.problems)
+  }
+  return out
+}
+
 const command: Command = {
-  summary: 'check blocklist files: file:line: message per problem; exit 1 on any error',
+  summary: 'check blocklist files and profiles: file:line: message per problem; exit 1 on any error',
   async run(argv, io) {
     const { options, positionals } = loadOptions(argv, spec, { env: io.env, section: 'lint' })
     if (options.help) {
@@ -50,7 +111,9 @@ const command: Command = {
       if (n === undefined) throw errors.usage(`--max-file-size must be a size like 1048576, 512K, 64M or 1G; got ${JSON.stringify(options['max-file-size'])}`)
       maxBytes = n
     }
-    const paths = positionals.length > 0 ? [...positionals] : ['blocklists']
+    const split = await splitPaths(positionals.length > 0 ? [...positionals] : ['blocklists'])
+    // Only profile paths given: no blocklist summary of nothing.
+    const paths = split.lists
     const now = new Date()
     let loaded
     let policy
@@ -75,10 +138,12 @@ const command: Command = {
       for (const p of loaded.problems) if (p.code === 'duplicate') dups++
       entryCount = listed - dups
     }
+    const prof = await lintProfiles(split.profileDirs, split.profileFiles)
+    for (const p of prof.problems) loaded.problems.push(p)
     const counts = countProblems(loaded.problems)
-    const summary = { entries: entryCount, files: loaded.files.length, errors: counts.error, warnings: counts.warning }
+    const summary = { entries: entryCount, files: loaded.files.length, profiles: prof.profiles.length, errors: counts.error, warnings: counts.warning }
     if (options.json) {
-      io.stdout(JSON.stringify({ entries: policy!.entries, files: loaded.files, problems: loaded.problems, summary, etag: policy!.etag }) + '\n')
+      io.stdout(JSON.stringify({ entries: policy!.entries, files: loaded.files, problems: loaded.problems, summary, etag: policyEtag(policy!.etag, prof.profiles), profiles: prof.profiles, profileFiles: prof.files }) + '\n')
     } else {
       // Built in pieces: one write per problem would be slow for a list with many thousands of them.
       let text = ''
@@ -92,7 +157,8 @@ const command: Command = {
       if (text) io.stdout(text)
     }
     const plural = (n: number, w: string): string => `${n} ${w}${n === 1 ? '' : 's'}`
-    io.stderr(`${plural(summary.entries, 'entry').replace('entrys', 'entries')} from ${plural(summary.files, 'file')}: ${plural(summary.errors, 'error')}, ${plural(summary.warnings, 'warning')}\n`)
+    const profiles = prof.files.length > 0 ? `, ${plural(summary.profiles, 'profile')}` : ''
+    io.stderr(`${plural(summary.entries, 'entry').replace('entrys', 'entries')} from ${plural(summary.files, 'file')}${profiles}: ${plural(summary.errors, 'error')}, ${plural(summary.warnings, 'warning')}\n`)
     return counts.error > 0 ? 1 : 0
   },
 }

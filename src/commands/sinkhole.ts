@@ -17,7 +17,7 @@ import { parseBlockMode } from '../sinkhole/answer.js'
 import { DEFAULT_ALLOW_CLIENTS } from '../sinkhole/acl.js'
 import { createSinkhole } from '../sinkhole/sinkhole.js'
 import { createHitLog, type HitLog } from '../sinkhole/hit-log.js'
-import { createDockerContainers, type DockerContainers } from '../sinkhole/containers.js'
+import { createDockerContainers, type DockerContainers } from '../docker/containers.js'
 
 const spec = {
   listen: { type: 'string', multiple: true, default: ['127.0.0.1:53'], help: 'ADDR:PORT to serve on, UDP and TCP (repeatable; [v6]:port)' },

@@ -27,10 +27,10 @@ export interface ParseOptions {
   onEntry?: (e: Entry, file: string, line: number) => void
 }
 
-type Flaw = { severity: 'error' | 'warning'; code: string; message: string }
+export type Flaw = { severity: 'error' | 'warning'; code: string; message: string }
 
 /** A single value (no hosts-file form) after validation. */
-type Value =
+export type Value =
   | { ok: true; kind: 'domain'; value: string; subdomainsOnly: boolean; warning?: Flaw }
   | { ok: true; kind: 'net'; value: string }
   | { ok: false; flaw: Flaw }
@@ -48,7 +48,7 @@ function isSinkAddress(text: string): boolean {
 }
 
 /** Looks like an address or a network rather than a name (a name's last label is never all digits). */
-function looksLikeAddress(t: string): boolean {
+export function looksLikeAddress(t: string): boolean {
   return t.includes(':') || t.includes('/') || /^[0-9.]+$/.test(t)
 }
 
@@ -146,7 +146,7 @@ function checkName(text: string): Value {
  * cannot honour; applying them as a whole-name block would over-block, so such lines are skipped
  * with a warning (`adblock-options`).
  */
-function checkValue(token: string, force: boolean): Value {
+export function checkValue(token: string, force: boolean): Value {
   if (token.startsWith('||')) {
     let t = token.slice(2)
     const dollar = t.indexOf('$')
@@ -170,7 +170,7 @@ interface LineOptions {
 }
 
 /** Replace control characters (terminal escapes, NUL) in free text with spaces. */
-function cleanText(s: string): string | undefined {
+export function cleanText(s: string): string | undefined {
   // eslint-disable-next-line no-control-regex
   const t = s.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').trim()
   return t === '' ? undefined : t
@@ -397,7 +397,7 @@ export function duplicateProblem(kept: Entry, dup: Entry): Problem {
 }
 
 /** Index of the character that starts a trailing reason (`;`, or `#` after whitespace), or -1. */
-function reasonStart(line: string): number {
+export function reasonStart(line: string): number {
   const semi = line.indexOf(';')
   let hash = line.indexOf('#')
   while (hash > 0 && !/\s/.test(line[hash - 1]!)) hash = line.indexOf('#', hash + 1)

@@ -1,4 +1,7 @@
 // The policy model every other part reads: entries, problems, policies and verdicts. Types only.
+import type { Profile } from '../profiles/types.js'
+
+export type { Profile, ProfileMode, ProfileRule } from '../profiles/types.js'
 
 /** One blocklist entry after parsing and normalisation. */
 export interface Entry {
@@ -52,6 +55,12 @@ export interface Policy {
   entries: Entry[]
   /** RFC 3339: when this policy was built. */
   generatedAt: string
+  /**
+   * Default-deny profiles (`<blocklists dir>/profiles/NAME.txt`), sorted by name, names unique.
+   * Absent means none (a policy without profiles has the etag of its entries alone; see
+   * src/profiles/etag.ts); with profiles, `etag` covers them too.
+   */
+  profiles?: Profile[]
 }
 
 export type Action = 'block' | 'alert' | 'allow'

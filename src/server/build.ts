@@ -23,6 +23,7 @@ import entryRoutes from './routes/entries.js'
 import adminRoutes from './routes/admin.js'
 import opsRoutes from './routes/ops.js'
 import dashboardRoutes from './routes/dashboard.js'
+import profileRoutes from './routes/profiles.js'
 
 export interface BuildServerDeps {
   store: Store
@@ -185,6 +186,7 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
   fleetRoutes(app, ctx)
   hitRoutes(app, ctx)
   entryRoutes(app, ctx)
+  profileRoutes(app, ctx)
   adminRoutes(app, ctx)
   opsRoutes(app, ctx, { registry, openMetrics: deps.openMetrics ?? false })
   dashboardRoutes(app)

@@ -1,12 +1,13 @@
 // The server's policy: blocklist files (re-read on change or reload()) + API entries (store), merged
 // into one versioned policy. Every content change bumps the persisted version, records the step for
 // diffs, and wakes the long-polls. Rebuilds run one at a time, in the order they were asked for.
-// A blocklist file that cannot be read keeps the entries it had; a deleted file drops them.
+// A blocklist file that cannot be read keeps the entries it had; a deleted file drops them. Profiles
+// (`<dir>/profiles/NAME.txt`) are read, kept and distributed the same way, inside the same version.
 import { watch, type FSWatcher } from 'node:fs'
-import { readdir } from 'node:fs/promises'
+import { readdir, stat } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import type { Logger } from '../log.js'
-import type { Entry, Problem } from '../policy/types.js'
+import type { Entry, Problem, Profile } from '../policy/types.js'
 import type { PolicyBody } from '../client/api-types.js'
 import type { Store } from '../store/types.js'
 import { formatProblem } from '../policy/problems.js'
@@ -14,6 +15,8 @@ import { buildPolicy, entryId } from '../policy/merge.js'
 import { loadBlocklists, pickBlocklistFiles } from '../policy/load.js'
 import { PolicyHistory, type Diff } from './policy-history.js'
 import { ChangeWaiters } from './waiters.js'
+import { PROFILES_DIR, pickProfileFiles, readProfileFile } from '../profiles/load.js'
+import { policyEtag } from '../profiles/etag.js'
 
 export interface PolicyServiceOptions {
   store: Store
@@ -45,6 +48,12 @@ export class PolicyService {
   #now: () => Date
   #files = new Map<string, Entry[]>()
   #fileProblems = new Map<string, Problem[]>()
+  /** Profile file path -> its profile (kept while the file cannot be read). */
+  #profileFiles = new Map<string, Profile>()
+  /** The profiles of the policy: the first directory's wins a name given in two. */
+  #profiles: Profile[] = []
+  /** Watched profiles directories (path -> watcher and the inode it watches). */
+  #profileWatchers = new Map<string, { w: FSWatcher; ino: number }>()
   #current: PolicyBody = { version: 0, etag: '', generatedAt: new Date(0).toISOString(), entries: [] }
   #chain: Promise<unknown> = Promise.resolve()
   #watchers: FSWatcher[] = []
@@ -93,6 +102,8 @@ export class PolicyService {
     this.#closed = true
     for (const w of this.#watchers) w.close()
     this.#watchers = []
+    for (const { w } of this.#profileWatchers.values()) w.close()
+    this.#profileWatchers.clear()
     clearTimeout(this.#debounce)
     clearTimeout(this.#expiryTimer)
     this.waiters.close()
@@ -149,8 +160,68 @@ export class PolicyService {
         for (const p of problems) log.warn({ file: p.file, line: p.line, code: p.code }, formatProblem(p))
       }
     }
+    for (const dir of this.#o.blocklistDirs) await this.#readProfiles(dir, seen)
     for (const f of [...this.#files.keys()]) if (!seen.has(f)) this.#files.delete(f)
+    for (const f of [...this.#profileFiles.keys()]) if (!seen.has(f)) this.#profileFiles.delete(f)
     for (const f of [...this.#fileProblems.keys()]) if (!seen.has(f)) this.#fileProblems.delete(f)
+    // Directories in the configured order, files by name: a name given twice is the first one's.
+    const byName = new Map<string, { profile: Profile; file: string }>()
+    for (const [file, profile] of this.#profileFiles) {
+      const first = byName.get(profile.name)
+      if (first) {
+        const p: Problem = { file: profile.source, line: 0, severity: 'error', code: 'duplicate-profile', message: `profile ${JSON.stringify(profile.name)} is also defined in ${first.profile.source}, which is used; this file is ignored` }
+        this.#fileProblems.set(file, [...(this.#fileProblems.get(file) ?? []), p])
+        log.warn({ file: p.file, code: p.code }, formatProblem(p))
+        continue
+      }
+      byName.set(profile.name, { profile, file })
+    }
+    this.#profiles = [...byName.values()].map((x) => x.profile).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    if (this.#o.watch && !this.#closed) await this.#watchProfileDirs()
+  }
+
+  /** `<dir>/profiles/*.txt` into #profileFiles, with the reading rules of blocklist files. */
+  async #readProfiles(dir: string, seen: Set<string>): Promise<void> {
+    const log = this.#o.log
+    const pdir = join(dir, PROFILES_DIR)
+    let names: string[]
+    try {
+      names = []
+      for (const d of await readdir(pdir, { withFileTypes: true })) if (d.isFile() || d.isSymbolicLink()) names.push(d.name)
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException
+      if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return // no profiles here
+      log.error({ dir: pdir, err: err.message }, 'cannot read profiles directory; keeping its previous profiles')
+      for (const f of this.#profileFiles.keys()) if (f.startsWith(join(pdir, '/'))) seen.add(f)
+      return
+    }
+    const label = (name: string): string => `${basename(dir)}/${PROFILES_DIR}/${name}`
+    const picked = pickProfileFiles(names)
+    for (const m of picked.misnamed) {
+      const file = join(pdir, m.fileName)
+      seen.add(file)
+      const p: Problem = { file: label(m.fileName), line: 0, severity: 'error', code: 'profile-file-name', message: m.message }
+      this.#fileProblems.set(file, [p])
+      log.warn({ file: p.file, code: p.code }, formatProblem(p))
+    }
+    for (const f of picked.files) {
+      const file = join(pdir, f.fileName)
+      seen.add(file)
+      const r = await readProfileFile(file, label(f.fileName), f.name)
+      if (r.failed) {
+        if (r.failed.code === 'unreadable' && /no such file/.test(r.failed.message)) {
+          seen.delete(file) // removed between listing and reading: its profile goes
+          continue
+        }
+        const kept = this.#profileFiles.has(file)
+        this.#fileProblems.set(file, [{ ...r.failed, message: `${r.failed.message}; ${kept ? 'keeping its previous content' : 'no profile from it'}` }])
+        log.error({ file, problem: r.failed.message, kept }, 'cannot read profile file; keeping its previous content')
+        continue
+      }
+      this.#profileFiles.set(file, r.profile!)
+      this.#fileProblems.set(file, r.problems)
+      for (const p of r.problems) log.warn({ file: p.file, line: p.line, code: p.code }, formatProblem(p))
+    }
   }
 
   async #rebuild(why: string): Promise<PolicyBody> {
@@ -162,14 +233,16 @@ export class PolicyService {
     // buildPolicy's etag covers what enforcement depends on, not sources or ids: moving a line in a
     // file is not a new policy, so it neither bumps the version nor wakes the fleet.
     const entries = built.entries.map(withId)
-    const etag = built.etag
+    const profiles = this.#profiles
+    // Without profiles the etag is the entries' own; with them it covers both (src/profiles/etag.ts).
+    const etag = policyEtag(built.etag, profiles)
     const before = this.#current
     const version = await this.#o.store.commitPolicy(etag, why)
     this.#scheduleExpiry(all, now)
     if (etag === before.etag && version === before.version) return before
-    this.#current = { version, etag, generatedAt: now.toISOString(), entries }
+    this.#current = { version, etag, generatedAt: now.toISOString(), entries, ...(profiles.length > 0 ? { profiles } : {}) }
     this.history.push(version, entries)
-    this.#o.log.info({ version, entries: entries.length, why }, 'policy version')
+    this.#o.log.info({ version, entries: entries.length, profiles: profiles.length, why }, 'policy version')
     this.waiters.notify()
     this.#o.onChange?.(this.#current)
     return this.#current
@@ -192,14 +265,46 @@ export class PolicyService {
     this.#expiryTimer.unref()
   }
 
-  #startWatching(): void {
-    const debounceMs = this.#o.debounceMs ?? 250
-    const kick = (): void => {
-      clearTimeout(this.#debounce)
-      this.#debounce = setTimeout(() => {
-        void this.reload('files changed').catch((e: Error) => this.#o.log.error({ err: e.message }, 'reload after file change failed'))
-      }, debounceMs)
+  #kick = (): void => {
+    clearTimeout(this.#debounce)
+    if (this.#closed) return
+    this.#debounce = setTimeout(() => {
+      void this.reload('files changed').catch((e: Error) => this.#o.log.error({ err: e.message }, 'reload after file change failed'))
+    }, this.#o.debounceMs ?? 250)
+  }
+
+  /**
+   * A watch on a blocklist directory does not see changes inside its profiles/ sub-directory: each
+   * profiles directory gets its own, (re)made after every read (it may appear, vanish or be replaced
+   * by a new directory of the same name, e.g. by a git checkout).
+   */
+  async #watchProfileDirs(): Promise<void> {
+    for (const dir of this.#o.blocklistDirs) {
+      const pdir = join(dir, PROFILES_DIR)
+      const had = this.#profileWatchers.get(pdir)
+      let ino: number | undefined
+      try {
+        const st = await stat(pdir)
+        if (st.isDirectory()) ino = st.ino
+      } catch {
+        /* absent: nothing to watch; the parent's watch sees it appear */
+      }
+      if (had && had.ino === ino) continue
+      had?.w.close()
+      this.#profileWatchers.delete(pdir)
+      if (ino === undefined || this.#closed) continue
+      try {
+        const w = watch(pdir, { persistent: false }, this.#kick)
+        w.on('error', (e) => this.#o.log.warn({ dir: pdir, err: e.message }, 'watch error; SIGHUP still reloads'))
+        this.#profileWatchers.set(pdir, { w, ino })
+      } catch (e) {
+        this.#o.log.warn({ dir: pdir, err: (e as Error).message }, 'cannot watch profiles directory; SIGHUP still reloads')
+      }
     }
+  }
+
+  #startWatching(): void {
+    const kick = this.#kick
     for (const dir of this.#o.blocklistDirs) {
       try {
         const w = watch(dir, { persistent: false }, kick)

@@ -1,24 +1,9 @@
-// Shapes shared by the sinkhole's parts: hits and container attribution. Types only.
+// Shapes shared by the sinkhole's parts: hits and where they go. Types only.
 
-export interface ContainerInfo {
-  id: string
-  name: string
-  image: string
-  /** com.docker.compose.service label, when present. */
-  service?: string
-  /** com.docker.compose.project label, when present. */
-  project?: string
-}
+// Container identity lives in src/docker/ (used by the sinkhole, profiles and quarantine alike).
+import type { ContainerInfo } from '../docker/types.js'
 
-/** Client address -> container; implementations keep it current from Docker's /events. */
-export interface ContainerLookup {
-  byIp(ip: string): ContainerInfo | undefined
-  /**
-   * Who held `ip` at `timeMs` (epoch ms): the current holder, else a container removed shortly before
-   * (its last lookups can be recorded after it is gone). Used off the hot path by the hit log.
-   */
-  byIpAt?(ip: string, timeMs: number): ContainerInfo | undefined
-}
+export type { ContainerInfo, ContainerLookup } from '../docker/types.js'
 
 /** One blocked or alert lookup (or an aggregate of repeats within an interval). */
 export interface Hit {

@@ -74,7 +74,7 @@ t.test('--json prints {entries, files, problems}', async (t) => {
     { file: join(bad, 'binary.list'), line: 0, severity: 'error', code: 'not-text' },
     { file: join(bad, 'one-bad-line.txt'), line: 2, severity: 'error', code: 'non-canonical-cidr', message: '203.0.113.7/24 has host bits set; did you mean 203.0.113.0/24?' },
   ])
-  t.same(j.summary, { entries: 5, files: 3, errors: 2, warnings: 0 })
+  t.same(j.summary, { entries: 5, files: 3, profiles: 0, errors: 2, warnings: 0 })
 })
 
 t.test('usage errors: exit 2', async (t) => {
@@ -114,4 +114,53 @@ t.test('text and --json report the same duplicates and count (text skips buildPo
   t.equal(text.stderr, json.stderr)
   t.match(text.stderr, /^8 entries from 2 files: 0 errors, 6 warnings/)
   t.equal(text.code, json.code)
+})
+
+t.test('profiles: a directory\'s profiles/ beside its lists, a profiles directory, one profile file', async (t) => {
+  const d = join(dir, 'withprof')
+  const pd = join(d, 'profiles')
+  mkdirSync(pd, { recursive: true })
+  writeFileSync(join(d, 'a.txt'), 'evil.example\n')
+  writeFileSync(join(pd, 'web.txt'), '# the API\napi.example port=443\n@@cdn.example\nstatic.example port=99999\nmode=learn\nmode=enforce\nold.example expires=2030-01-01\n')
+  writeFileSync(join(pd, 'db.txt'), 'mode=alert\n198.51.100.0/24 port=5432 # the database\n')
+  writeFileSync(join(pd, 'Bad Name.txt'), 'x.example\n')
+  writeFileSync(join(pd, 'README.md'), 'how profiles work\n')
+  writeFileSync(join(pd, '.web.txt.swp'), 'junk\n')
+  const web = join(pd, 'web.txt')
+  const r = await runCli(['lint', d])
+  t.equal(r.code, 1, r.stdout + r.stderr)
+  t.equal(r.stdout, [
+    `${join(pd, 'Bad Name.txt')}:0: "Bad Name.txt" is not a profile file name: want NAME.txt, NAME of a-z 0-9 _ - starting with a letter or digit, at most 63 characters; skipped`,
+    `${web}:3: "@@" has no meaning in a profile: every line allows, and a fleet-wide block still wins`,
+    `${web}:4: invalid port "99999" in port=99999 (want 1..65535)`,
+    `${web}:6: mode= given twice in a profile (first at ${web}:5); this line is ignored`,
+    `${web}:7: expires= is not supported in a profile: a line applies until it is removed from the file`,
+    '',
+  ].join('\n'))
+  t.equal(r.stderr, '1 entry from 1 file, 2 profiles: 5 errors, 0 warnings\n')
+
+  const json = await runCli(['lint', '--json', d])
+  const j = JSON.parse(json.stdout) as { summary: Record<string, number>; profiles: Array<{ name: string; mode: string; rules: Array<{ value: string; ports?: number[]; reason?: string }> }> }
+  t.same(j.summary, { entries: 1, files: 1, profiles: 2, errors: 5, warnings: 0 })
+  t.same(j.profiles.map((p) => [p.name, p.mode, p.rules.map((r) => [r.value, r.ports, r.reason])]), [
+    ['db', 'alert', [['198.51.100.0/24', [5432], 'the database']]],
+    ['web', 'learn', [['api.example', [443], 'the API']]],
+  ], 'the good lines apply; a second mode= line does not change the first')
+
+  // The profiles directory itself: its files are profiles, not blocklists.
+  const only = await runCli(['lint', pd])
+  t.equal(only.code, 1)
+  t.equal(only.stdout, r.stdout)
+  t.equal(only.stderr, '0 entries from 0 files, 2 profiles: 5 errors, 0 warnings\n')
+  // One profile file named on the command line.
+  const one = await runCli(['lint', join(pd, 'db.txt')])
+  t.equal(one.code, 0, one.stdout)
+  t.equal(one.stdout, '')
+  t.equal(one.stderr, '0 entries from 0 files, 1 profile: 0 errors, 0 warnings\n')
+  const misnamed = await runCli(['lint', join(pd, 'Bad Name.txt')])
+  t.equal(misnamed.code, 1)
+  t.match(misnamed.stdout, /Bad Name\.txt:0: "Bad Name\.txt" is not a profile file name/)
+  // Without a profiles/ sub-directory nothing about profiles is said (the existing output holds).
+  const plain = await runCli(['lint', clean])
+  t.equal(plain.stderr, '2 entries from 1 file: 0 errors, 0 warnings\n')
 })

@@ -39,6 +39,8 @@ t.test('dashboard in chromium against a real server and agent', async (t) => {
   const lists = join(tmp, 'lists')
   mkdirSync(lists)
   writeFileSync(join(lists, 'base.txt'), 'evil.example # miner pool\n*.ads.example # ad network\n203.0.113.66 # known C2 address\nxss.example # <img src=x onerror="document.title=\'pwned\'"> markup in a reason\n')
+  mkdirSync(join(lists, 'profiles'))
+  writeFileSync(join(lists, 'profiles', 'web.txt'), 'mode=learn\napi.example port=443\n*.cdn.example\n')
   writeFileSync(join(tmp, 'hosts'), '127.0.0.1 localhost\n')
   const dns = await startDnsmasq(t, { hosts: { 'blocked.example': ['198.51.100.20'], 'ok.example': ['198.51.100.10'] } })
   const port = await freePort()
@@ -114,6 +116,11 @@ t.test('dashboard in chromium against a real server and agent', async (t) => {
   // A reason is data from a file: shown as text, never parsed as markup.
   t.match(await page.locator('#policy-table tr[data-value="xss.example"]').textContent(), /<img src=x onerror=/, 'markup in a reason is shown as text')
   t.equal(await page.locator('#policy-table img').count(), 0, 'and does not become an element')
+  // Profiles: name, mode, number of destination lines and the file, below the entries.
+  const prof = page.locator('#profiles-table tr[data-profile="web"]')
+  await prof.waitFor()
+  t.match(await prof.textContent(), /^web\s*learn\s*2\s*lists\/profiles\/web\.txt$/, 'the profile with its mode, lines and file')
+  t.match(await page.textContent('#profiles-summary'), /1 profile;/)
   await page.fill('#add-value', 'blocked.example')
   await page.fill('#add-reason', 'incident 42: exfiltration')
   await page.fill('#add-expires', '4h')

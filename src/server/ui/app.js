@@ -187,6 +187,8 @@ const refresh = {
     if (source) params.set('source', source)
     const d = await api('GET', `/v1/entries${params.size ? `?${params}` : ''}`)
     renderPolicy(d, q || source)
+    // A server from before profiles answers 404: no section then, the rest of the view still works.
+    renderProfiles(await api('GET', '/v1/profiles').catch((e) => (e.status === 404 ? undefined : Promise.reject(e))))
   },
   hits: () => refreshHits(),
   async audit() {
@@ -269,6 +271,27 @@ function renderPolicy(d, filtered) {
     }),
   )
   $('policy-summary').textContent = `Policy v${d.version}: ${d.entries.length} ${filtered ? 'matching ' : ''}entr${d.entries.length === 1 ? 'y' : 'ies'}${admin ? '' : ' (read role: viewing only)'}`
+}
+
+/** The policy's profiles (default-deny sets for labelled containers): name, mode, lines, file. */
+function renderProfiles(d) {
+  const list = d?.profiles ?? []
+  $('profiles-table').tBodies[0].replaceChildren(
+    ...list.map((p) =>
+      h(
+        'tr',
+        { 'data-profile': p.name },
+        h('td', { 'data-label': 'Profile', class: 'mono' }, p.name),
+        h('td', { 'data-label': 'Mode' }, badge(p.mode)),
+        h('td', { 'data-label': 'Lines' }, String(p.lines)),
+        h('td', { 'data-label': 'Source', class: 'mono' }, p.source),
+      ),
+    ),
+  )
+  $('profiles-table').hidden = list.length === 0
+  $('profiles-summary').textContent = list.length === 0
+    ? 'No profiles (blocklists/profiles/NAME.txt): containers are held to none.'
+    : `${list.length} profile${list.length === 1 ? '' : 's'}; a container labelled egress-guard.profile=NAME is held to its profile.`
 }
 
 // ---- policy changes --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-// Container attribution against a fake Docker engine: a node:http server on a unix socket that serves
+// Container identity against a fake Docker engine: a node:http server on a unix socket that serves
 // /containers/json, /containers/{id}/json and a streamed /events, so reuse, reconnects and a missing
 // socket can be driven exactly. The real engine is exercised by docker-e2e.test.ts.
 import t, { type Test } from 'tap'
@@ -7,8 +7,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { createDockerContainers } from '../../src/sinkhole/containers.js'
+import { createDockerContainers } from '../../src/docker/containers.js'
 import { createLogger, silentLogger } from '../../src/log.js'
+import type { ContainerChange } from '../../src/docker/types.js'
 
 interface FakeContainer {
   id: string
@@ -287,4 +288,100 @@ t.test('stop() then start() again follows one stream, not two', async (t) => {
   t.equal(fake.openStreams, 1, 'exactly one events stream open')
   fake.run({ id: ID_A, name: 'after-restart', image: 'i', running: true, nets: { bridge: { ip: '172.17.0.8' } } })
   await until(() => c.byIp('172.17.0.8') !== undefined, 'events still applied')
+})
+
+/** Changes as `type name addresses` strings, for compact comparisons. */
+function recorder(c: { onChange(fn: (ch: ContainerChange) => void): () => void }) {
+  const seen: ContainerChange[] = []
+  const off = c.onChange((ch) => void seen.push(ch))
+  return { seen, off, text: () => seen.map((ch) => `${ch.type} ${ch.record.name} ${ch.record.addresses.join(',')}`) }
+}
+
+t.test('records: labels, the profile label, every network; onChange from the first listing on', async (t) => {
+  const sock = tmpSock(t)
+  const fake = await fakeDocker(t, sock)
+  fake.containers.set(ID_A, { id: ID_A, name: 'shop-web-1', image: 'nginx:1.27', labels: { 'egress-guard.profile': 'web', 'com.docker.compose.service': 'web', odd: 7 as unknown as string }, running: true, nets: { bridge: { ip: '172.17.0.2', ip6: '2001:DB8:1::2' }, backend: { ip: '172.18.0.5' } } })
+  fake.containers.set(ID_B, { id: ID_B, name: 'plain', image: 'x', running: true, nets: { bridge: { ip: '172.17.0.3' } } })
+  fake.containers.set(ID_C, { id: ID_C, name: 'empty-label', image: 'x', labels: { 'egress-guard.profile': '' }, running: true, nets: { bridge: { ip: '172.17.0.4' } } })
+  const c = createDockerContainers({ socketPath: sock, log: silentLogger })
+  t.teardown(() => c.stop())
+  const r = recorder(c)
+  await c.start()
+  t.same(r.text().sort(), ['added empty-label 172.17.0.4', 'added plain 172.17.0.3', 'added shop-web-1 172.17.0.2,172.18.0.5,2001:db8:1::2'])
+  t.same(c.get(ID_A), {
+    id: ID_A, name: 'shop-web-1', image: 'nginx:1.27', service: 'web',
+    labels: { 'egress-guard.profile': 'web', 'com.docker.compose.service': 'web' },
+    profile: 'web',
+    addresses: ['172.17.0.2', '172.18.0.5', '2001:db8:1::2'],
+    networks: [{ name: 'backend', ipv4: '172.18.0.5' }, { name: 'bridge', ipv4: '172.17.0.2', ipv6: '2001:db8:1::2' }],
+  }, 'a non-string label value is dropped; addresses canonical')
+  t.notOk('profile' in c.get(ID_B)!, 'unlabelled: no profile')
+  t.equal(c.get(ID_C)!.profile, '', 'an empty label is still a label (it names no profile: fail closed later)')
+  t.equal(c.recordByIp('::ffff:172.18.0.5')?.id, ID_A)
+  t.equal(c.recordByIp('2001:0db8:1::2')?.id, ID_A)
+  t.equal(c.recordByIp('172.17.0.99'), undefined)
+  t.ok(Object.isFrozen(c.get(ID_A)) && Object.isFrozen(c.get(ID_A)!.addresses), 'records are immutable snapshots')
+  t.same(c.byIp('172.17.0.2'), { id: ID_A, name: 'shop-web-1', image: 'nginx:1.27', service: 'web' }, 'a hit\'s container info stays small (no labels)')
+  t.equal(c.list().length, 3)
+})
+
+t.test('onChange: connect/disconnect update, a taken-over address updates its old holder, removal, unsubscribe', async (t) => {
+  const sock = tmpSock(t)
+  const fake = await fakeDocker(t, sock)
+  const c = createDockerContainers({ socketPath: sock, log: silentLogger, graceMs: 0 })
+  t.teardown(() => c.stop())
+  await c.start()
+  // A listener that throws is logged; the others still hear every change.
+  c.onChange(() => {
+    throw new Error('listener bug')
+  })
+  const r = recorder(c)
+  const a: FakeContainer = { id: ID_A, name: 'a', image: 'i', labels: { 'egress-guard.profile': 'web' }, running: true, nets: { bridge: { ip: '172.17.0.2' } } }
+  fake.run(a)
+  await until(() => r.seen.length === 1, 'added')
+  a.nets.extra = { ip: '172.20.0.7' }
+  fake.emit({ Type: 'network', Action: 'connect', Actor: { ID: 'n2', Attributes: { container: ID_A } } })
+  await until(() => r.seen.length === 2, 'connect')
+  const up = r.seen[1]!
+  t.equal(up.type, 'updated')
+  t.same(up.type === 'updated' && up.previous.addresses, ['172.17.0.2'])
+  t.same(up.record.addresses, ['172.17.0.2', '172.20.0.7'])
+  t.equal(up.record.profile, 'web')
+  // Same state again (a restart event after start): nothing to report.
+  fake.emit({ Type: 'container', Action: 'restart', Actor: { ID: ID_A, Attributes: {} } })
+  // B takes 172.20.0.7 before A's disconnect is seen: A's record loses it at once.
+  fake.run({ id: ID_B, name: 'b', image: 'i', running: true, nets: { extra: { ip: '172.20.0.7' } } })
+  await until(() => r.seen.length === 4, 'B added and A updated')
+  t.same(r.text().slice(2), ['updated a 172.17.0.2', 'added b 172.20.0.7'])
+  t.same(c.get(ID_A)!.networks, [{ name: 'bridge', ipv4: '172.17.0.2' }, { name: 'extra' }])
+  // Rename (A's late disconnect from extra is already reflected by the engine): a fresh inspect.
+  delete a.nets.extra
+  a.name = 'a2'
+  fake.emit({ Type: 'container', Action: 'rename', Actor: { ID: ID_A, Attributes: { name: 'a2', oldName: '/a' } } })
+  await until(() => r.seen.length === 5, 'rename')
+  t.same(r.text()[4], 'updated a2 172.17.0.2', 'a fresh inspect shows what the engine says now')
+  t.same(c.get(ID_A)!.networks, [{ name: 'bridge', ipv4: '172.17.0.2' }])
+  fake.remove(ID_B)
+  await until(() => r.seen.length === 6, 'removed')
+  t.same(r.text()[5], 'removed b 172.20.0.7')
+  r.off()
+  fake.remove(ID_A)
+  await until(() => c.get(ID_A) === undefined, 'A removed')
+  t.equal(r.seen.length, 6, 'nothing after unsubscribing')
+})
+
+t.test('after a reconnect only the differences are reported', async (t) => {
+  const sock = tmpSock(t)
+  const fake = await fakeDocker(t, sock)
+  const c = createDockerContainers({ socketPath: sock, log: silentLogger, backoffMs: { min: 20, max: 100 } })
+  t.teardown(() => c.stop())
+  fake.containers.set(ID_A, { id: ID_A, name: 'stays', image: 'i', running: true, nets: { bridge: { ip: '172.17.0.2' } } })
+  fake.containers.set(ID_B, { id: ID_B, name: 'goes', image: 'i', running: true, nets: { bridge: { ip: '172.17.0.3' } } })
+  await c.start()
+  const r = recorder(c)
+  fake.dropStreams()
+  fake.containers.delete(ID_B)
+  fake.containers.set(ID_C, { id: ID_C, name: 'new', image: 'i', labels: { 'egress-guard.profile': 'db' }, running: true, nets: { bridge: { ip: '172.17.0.3' } } })
+  await until(() => c.get(ID_C) !== undefined && c.get(ID_B) === undefined, 're-listed')
+  t.same(r.text().sort(), ['added new 172.17.0.3', 'removed goes 172.17.0.3'], 'the unchanged container is not reported')
 })

@@ -1,10 +1,12 @@
-// Client address -> Docker container, so every hit names the container that asked. A full listing at
-// (re)connect plus the engine's /events stream keep one Map current; byIp() on the hot path is a Map get.
+// Container identity from the Docker API: client address -> container, so every hit names the
+// container that asked, and a record per running container (labels, every address on every network)
+// with change notifications, which profile enforcement and quarantine follow. A full listing at
+// (re)connect plus the engine's /events stream keep it current; byIp() on the hot path is a Map get.
 import type { Logger } from '../log.js'
 import type { SinkholeMetrics } from '../metrics.js'
 import { formatIp, parseIp } from '../policy/net.js'
 import { createDockerTransport, type DockerTransport } from './docker-api.js'
-import type { ContainerInfo, ContainerLookup } from './types.js'
+import { PROFILE_LABEL, type ContainerChange, type ContainerInfo, type ContainerLookup, type ContainerNetwork, type ContainerRecord } from './types.js'
 
 export interface DockerContainersOptions {
   /** The engine's API socket, e.g. /var/run/docker.sock. */
@@ -35,14 +37,31 @@ export interface DockerContainers extends ContainerLookup {
   /** Known addresses (for tests and `doctor`). */
   size(): number
   byIpAt(ip: string, timeMs: number): ContainerInfo | undefined
+  /** The running containers' records (a snapshot). */
+  list(): ContainerRecord[]
+  /** A running container's record by its full id. */
+  get(id: string): ContainerRecord | undefined
+  /** The record of the running container holding `ip` now (any spelling Docker or a socket uses). */
+  recordByIp(ip: string): ContainerRecord | undefined
+  /**
+   * Call `fn` after every change (see ContainerChange), in the order they happen, synchronously after
+   * the lookups reflect it. A listener that throws is logged and does not stop the others. Returns
+   * the function that unsubscribes. Subscribe before start() to see the first listing as `added`.
+   */
+  onChange(fn: (change: ContainerChange) => void): () => void
 }
 
 interface Held {
   info: ContainerInfo
   ips: Set<string>
+  record: ContainerRecord
 }
 
-/** The events that can change which container holds which address. */
+/**
+ * The events that can change which container holds which address, or its record: container start,
+ * unpause, restart, rename, die and destroy; network connect and disconnect. (stop and kill are
+ * followed by die; a restart is die then start.)
+ */
 const EVENTS_PATH = '/events?filters=' + encodeURIComponent(JSON.stringify({ type: ['container', 'network'] }))
 
 function canonical(ip: string): string | undefined {
@@ -61,27 +80,55 @@ function obj(v: unknown): Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {}
 }
 
-/** Every address a container holds, across all its networks (IPv4 and global IPv6). */
-function addressesOf(networkSettings: unknown): Set<string> {
-  const out = new Set<string>()
-  for (const n of Object.values(obj(obj(networkSettings).Networks))) {
-    for (const k of ['IPAddress', 'GlobalIPv6Address']) {
-      const a = str(obj(n)[k])
-      const c = a ? canonical(a) : undefined
-      if (c) out.add(c)
-    }
+/** Every network a container is attached to and the addresses it holds there (IPv4 and global IPv6). */
+function networksOf(networkSettings: unknown): ContainerNetwork[] {
+  const out: ContainerNetwork[] = []
+  for (const [name, n] of Object.entries(obj(obj(networkSettings).Networks))) {
+    const net: ContainerNetwork = { name }
+    const v4 = str(obj(n).IPAddress)
+    const v6 = str(obj(n).GlobalIPv6Address)
+    const c4 = v4 ? canonical(v4) : undefined
+    const c6 = v6 ? canonical(v6) : undefined
+    if (c4) net.ipv4 = c4
+    if (c6) net.ipv6 = c6
+    out.push(net)
   }
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+}
+
+/** Labels with string values only (the API promises strings; anything else is dropped, never coerced). */
+function labelsOf(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [k, x] of Object.entries(obj(v))) if (typeof x === 'string') out[k] = x
   return out
 }
 
-function infoFrom(id: string, name: string | undefined, image: string | undefined, labels: unknown): ContainerInfo {
-  const l = obj(labels)
+function held(id: string, name: string | undefined, image: string | undefined, rawLabels: unknown, networkSettings: unknown, networkMode: unknown): Held {
+  const labels = labelsOf(rawLabels)
   const info: ContainerInfo = { id, name: (name ?? '').replace(/^\//, ''), image: image ?? '' }
-  const service = str(l['com.docker.compose.service'])
-  const project = str(l['com.docker.compose.project'])
+  const service = str(labels['com.docker.compose.service'])
+  const project = str(labels['com.docker.compose.project'])
   if (service) info.service = service
   if (project) info.project = project
-  return info
+  const networks = networksOf(networkSettings)
+  const ips = new Set<string>()
+  for (const n of networks) {
+    if (n.ipv4) ips.add(n.ipv4)
+    if (n.ipv6) ips.add(n.ipv6)
+  }
+  const record: ContainerRecord = { ...info, labels: Object.freeze(labels), addresses: [...ips].sort(), networks }
+  // Present even when empty: a label that names nothing still asks for a profile (fail closed).
+  if (Object.hasOwn(labels, PROFILE_LABEL)) record.profile = labels[PROFILE_LABEL]
+  const mode = str(networkMode)
+  if (mode) record.networkMode = mode
+  return { info, ips, record: freezeRecord(record) }
+}
+
+function freezeRecord(r: ContainerRecord): ContainerRecord {
+  for (const n of r.networks) Object.freeze(n)
+  Object.freeze(r.networks)
+  Object.freeze(r.addresses)
+  return Object.freeze(r)
 }
 
 /** A `/containers/json` element. */
@@ -90,7 +137,7 @@ function fromListItem(c: unknown): Held | undefined {
   const id = str(o.Id)
   if (!id) return undefined
   const names = Array.isArray(o.Names) ? o.Names : []
-  return { info: infoFrom(id, str(names[0]), str(o.Image), o.Labels), ips: addressesOf(o.NetworkSettings) }
+  return held(id, str(names[0]), str(o.Image), o.Labels, o.NetworkSettings, obj(o.HostConfig).NetworkMode)
 }
 
 /** A `/containers/{id}/json` document. */
@@ -99,7 +146,23 @@ function fromInspect(c: unknown): Held | undefined {
   const id = str(o.Id)
   if (!id) return undefined
   const config = obj(o.Config)
-  return { info: infoFrom(id, str(o.Name), str(config.Image), config.Labels), ips: addressesOf(o.NetworkSettings) }
+  return held(id, str(o.Name), str(config.Image), config.Labels, o.NetworkSettings, obj(o.HostConfig).NetworkMode)
+}
+
+/** Same content (records are built in a fixed key order from sorted parts, so JSON compares them). */
+function sameRecord(a: ContainerRecord, b: ContainerRecord): boolean {
+  return JSON.stringify(a) === JSON.stringify(b)
+}
+
+/** `r` without the addresses in `gone` (another container took them over). */
+function withoutAddresses(r: ContainerRecord, gone: ReadonlySet<string>): ContainerRecord {
+  const networks = r.networks.map((n) => {
+    const m: ContainerNetwork = { name: n.name }
+    if (n.ipv4 && !gone.has(n.ipv4)) m.ipv4 = n.ipv4
+    if (n.ipv6 && !gone.has(n.ipv6)) m.ipv6 = n.ipv6
+    return m
+  })
+  return freezeRecord({ ...r, addresses: r.addresses.filter((a) => !gone.has(a)), networks })
 }
 
 export function createDockerContainers(opts: DockerContainersOptions): DockerContainers {
@@ -120,6 +183,17 @@ export function createDockerContainers(opts: DockerContainersOptions): DockerCon
   let abort = new AbortController()
   let loopDone: Promise<void> | undefined
   let reportedDown = false
+  const listeners = new Set<(c: ContainerChange) => void>()
+
+  function emit(change: ContainerChange): void {
+    for (const fn of listeners) {
+      try {
+        fn(change)
+      } catch (e) {
+        log.error({ err: (e as Error).message, container: change.record.id.slice(0, 12), change: change.type }, 'container change listener failed')
+      }
+    }
+  }
 
   // Events are applied one at a time, in arrival order: an inspect for an older event must never land
   // after a newer one (start -> die -> start of a reused address would otherwise flap).
@@ -150,11 +224,15 @@ export function createDockerContainers(opts: DockerContainersOptions): DockerCon
     const id = h.info.id
     const old = byId.get(id)
     if (old) for (const ip of old.ips) if (!h.ips.has(ip)) release(ip, id, old.info)
+    const taken = new Map<string, Set<string>>() // previous holder -> addresses it lost to this one
     for (const ip of h.ips) {
       const prev = owner.get(ip)
       if (prev !== undefined && prev !== id) {
         // Two live containers cannot hold one address: the newer event wins, the older record is stale.
         byId.get(prev)?.ips.delete(ip)
+        let s = taken.get(prev)
+        if (!s) taken.set(prev, (s = new Set()))
+        s.add(ip)
         log.debug({ ip, container: id, previous: prev }, 'address reassigned')
       }
       live.set(ip, h.info)
@@ -163,6 +241,15 @@ export function createDockerContainers(opts: DockerContainersOptions): DockerCon
     }
     byId.set(id, h)
     publish()
+    for (const [prev, ips] of taken) {
+      const p = byId.get(prev)
+      if (!p) continue
+      const previous = p.record
+      p.record = withoutAddresses(previous, ips)
+      emit({ type: 'updated', record: p.record, previous })
+    }
+    if (!old) emit({ type: 'added', record: h.record })
+    else if (!sameRecord(old.record, h.record)) emit({ type: 'updated', record: h.record, previous: old.record })
   }
 
   function removeContainer(id: string): void {
@@ -172,6 +259,7 @@ export function createDockerContainers(opts: DockerContainersOptions): DockerCon
     byId.delete(id)
     if (recent.size > 4096) sweepRecent()
     publish()
+    emit({ type: 'removed', record: old.record })
   }
 
   async function inspect(id: string): Promise<void> {
@@ -191,14 +279,17 @@ export function createDockerContainers(opts: DockerContainersOptions): DockerCon
   async function refresh(): Promise<void> {
     const r = await api.getJson('/containers/json')
     if (r.status !== 200 || !Array.isArray(r.body)) throw new Error(`list containers: HTTP ${r.status}`)
-    const seen = new Set<string>()
+    const listed: Held[] = []
     for (const c of r.body) {
       const h = fromListItem(c)
-      if (!h) continue
-      seen.add(h.info.id)
-      setContainer(h)
+      if (h) listed.push(h)
     }
+    // Gone ones first: an address that moved to a new container while we were not listening is then
+    // reported once (removed with the old holder, added with the new), not also as an update of a
+    // container that is about to be removed.
+    const seen = new Set(listed.map((h) => h.info.id))
     for (const id of [...byId.keys()]) if (!seen.has(id)) removeContainer(id)
+    for (const h of listed) setContainer(h)
     sweepRecent()
     log.debug({ containers: byId.size, addresses: live.size }, 'containers listed')
   }
@@ -212,7 +303,8 @@ export function createDockerContainers(opts: DockerContainersOptions): DockerCon
       const id = str(actor.ID) ?? str(e.id)
       if (!id) return
       // die covers stop/kill/crash; destroy covers `rm -f` of a running container; both free the address.
-      if (action === 'start' || action === 'unpause') void enqueue(() => inspect(id))
+      // restart follows a start (already inspected; harmless); rename changes the record's name.
+      if (action === 'start' || action === 'unpause' || action === 'restart' || action === 'rename') void enqueue(() => inspect(id))
       else if (action === 'die' || action === 'destroy') void enqueue(() => removeContainer(id))
     } else if (type === 'network') {
       const id = str(obj(actor.Attributes).container)
@@ -313,5 +405,16 @@ export function createDockerContainers(opts: DockerContainersOptions): DockerCon
     },
     refresh: () => enqueue(refresh),
     size: () => live.size,
+    list: () => [...byId.values()].map((h) => h.record),
+    get: (id) => byId.get(id)?.record,
+    recordByIp(ip) {
+      const c = live.has(ip) ? ip : canonical(ip)
+      const id = c === undefined ? undefined : owner.get(c)
+      return id === undefined ? undefined : byId.get(id)?.record
+    },
+    onChange(fn) {
+      listeners.add(fn)
+      return () => void listeners.delete(fn)
+    },
   }
 }
