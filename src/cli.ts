@@ -3,6 +3,7 @@
 // (the only place that does), and turns coded errors into a message and an exit code.
 import { EventEmitter } from 'node:events'
 import { isEgError } from './errors.js'
+import { terminalSafe } from './server/ui/printable.js'
 import type { Command, CommandIO } from './commands/types.js'
 
 // One line per command; modules load lazily so `lint` does not pay for fastify.
@@ -41,7 +42,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const load = commands[name]
   if (!load) {
-    process.stderr.write(`egress-guard: unknown command ${JSON.stringify(name)}\n` + usage())
+    process.stderr.write(`egress-guard: unknown command ${terminalSafe(JSON.stringify(name))}\n` + usage())
     return 2
   }
   const ac = new AbortController()
@@ -51,9 +52,11 @@ export async function main(argv: string[]): Promise<number> {
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
   process.on('SIGHUP', onHup)
+  // Commands print values from servers, DNS packets and blocklist files: whatever a command forgot to
+  // escape, no control character reaches the operator's terminal (JSON output stays valid JSON).
   const io: CommandIO = {
-    stdout: (t) => void process.stdout.write(t),
-    stderr: (t) => void process.stderr.write(t),
+    stdout: (t) => void process.stdout.write(terminalSafe(t)),
+    stderr: (t) => void process.stderr.write(terminalSafe(t)),
     env: process.env,
     signal: ac.signal,
     onReload: (cb) => {
@@ -66,10 +69,10 @@ export async function main(argv: string[]): Promise<number> {
     return await cmd.run(rest, io)
   } catch (e) {
     if (isEgError(e)) {
-      process.stderr.write(`egress-guard ${name}: ${e.message}\n`)
+      process.stderr.write(`egress-guard ${name}: ${terminalSafe(e.message)}\n`)
       return e.code === 'EG_USAGE' || e.code === 'EG_CONFIG' ? 2 : 1
     }
-    process.stderr.write(`egress-guard ${name}: internal error: ${(e as Error)?.stack ?? String(e)}\n`)
+    process.stderr.write(`egress-guard ${name}: internal error: ${terminalSafe((e as Error)?.stack ?? String(e))}\n`)
     return 1
   } finally {
     process.off('SIGINT', onSignal)

@@ -24,6 +24,10 @@ export const errors = {
   usage: def('EG_USAGE', 400),
   config: def('EG_CONFIG', 400),
   badInput: def('EG_BAD_INPUT', 400),
+  /** A control, format or separator character (ESC, C1, U+202E...) in free text people will read. */
+  controlChar: def('EG_CONTROL_CHAR', 400),
+  /** A request body that is not valid UTF-8. */
+  badUtf8: def('EG_BAD_UTF8', 400),
   notFound: def('EG_NOT_FOUND', 404),
   unauthorized: def('EG_UNAUTHORIZED', 401),
   forbidden: def('EG_FORBIDDEN', 403),

@@ -6,6 +6,7 @@ import { mkdir, open, readFile, rename, rm, appendFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { Logger } from '../log.js'
 import type { Hit } from '../sinkhole/types.js'
+import { hitForUpload } from './api-text.js'
 
 /** The part of the API client the uploader uses. */
 export interface HitClient {
@@ -119,7 +120,7 @@ export function createHitUploader(opts: HitUploaderOptions): HitUploader {
   }
 
   async function send(hits: Hit[]): Promise<void> {
-    const r = await opts.client.uploadHits(opts.host, hits)
+    const r = await opts.client.uploadHits(opts.host, hits.map(hitForUpload))
     uploaded += hits.length
     if (r.accepted !== hits.length) log.warn({ sent: hits.length, accepted: r.accepted }, 'server accepted fewer hits than sent')
   }

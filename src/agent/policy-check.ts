@@ -30,7 +30,11 @@ export function entryProblem(x: unknown): string | undefined {
   const e = x as Entry
   if (e.kind !== 'domain' && e.kind !== 'net') return 'kind must be domain or net'
   if (typeof e.value !== 'string') return 'value must be a string'
+  // Booleans must be booleans: `force: "no"` is truthy and would let a /4 through.
   if (typeof e.allow !== 'boolean') return 'allow must be a boolean'
+  for (const k of ['subdomainsOnly', 'force'] as const) {
+    if (e[k] !== undefined && typeof e[k] !== 'boolean') return `${k} must be a boolean`
+  }
   if (e.mode !== 'block' && e.mode !== 'alert') return 'mode must be block or alert'
   if (typeof e.source !== 'string') return 'source must be a string'
   for (const k of ['reason', 'expires', 'id', 'added', 'actor'] as const) {

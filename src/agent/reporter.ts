@@ -4,6 +4,7 @@
 import type { Logger } from '../log.js'
 import type { Entry, Policy } from '../policy/types.js'
 import type { ReportBody, ReportCounts } from '../client/api-types.js'
+import { apiText } from './api-text.js'
 
 export interface ReportClient {
   report(body: ReportBody, signal?: AbortSignal): Promise<void>
@@ -67,9 +68,10 @@ export function createReporter(opts: ReporterOptions): Reporter {
 
   async function once(): Promise<boolean> {
     const body: ReportBody = { host: opts.host, agentVersion: opts.agentVersion, ...opts.state() }
-    // The API takes short lists; a host in trouble must not send megabytes.
-    body.drift = body.drift.slice(0, 100).map((s) => s.slice(0, 500))
-    body.errors = body.errors.slice(0, 100).map((s) => s.slice(0, 500))
+    // The API takes short lists; a host in trouble must not send megabytes. Escaped: the API refuses
+    // control characters, and an error may quote what a container or a tool printed.
+    body.drift = body.drift.slice(0, 100).map((s) => apiText(s, 500))
+    body.errors = body.errors.slice(0, 100).map((s) => apiText(s, 500))
     try {
       await opts.client.report(body, AbortSignal.timeout(15_000))
       sent++

@@ -1,6 +1,7 @@
 // What every admin command shares: where the server is and which token to use (flag, EG_SERVER /
 // EG_TOKEN_FILE, or the config file, through loadOptions), and a small table printer for humans.
 import { readFile } from 'node:fs/promises'
+import { printable } from '../server/ui/printable.js'
 import type { Spec } from '../config.js'
 import { errors } from '../errors.js'
 import { createApiClient, type ApiClient } from './api-client.js'
@@ -37,10 +38,13 @@ export async function adminClient(o: { server: string | undefined; 'token-file':
   return createApiClient({ url, token, ...(ca ? { ca } : {}) })
 }
 
-/** Left-aligned columns, two spaces apart; cells are single-line (newlines and tabs become spaces). */
+/**
+ * Left-aligned columns, two spaces apart. Cells hold server data (DNS names as a container sent them,
+ * agent reports): every control or hidden character is shown escaped (`\x1b`, `\n`), so a cell is
+ * one line and nothing in it can drive the terminal.
+ */
 export function formatTable(header: string[], rows: string[][]): string {
-  const clean = (s: string): string => s.replace(/[\r\n\t]+/g, ' ')
-  const all = [header, ...rows].map((r) => r.map(clean))
+  const all = [header, ...rows].map((r) => r.map(printable))
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)))
   return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n') + '\n'
 }

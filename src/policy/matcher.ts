@@ -238,11 +238,16 @@ export class CompactMatcher implements Matcher {
     return this.verdict()
   }
 
-  /** Non-ASCII input (not what DNS carries, but what a person types): compare in punycode. */
+  /**
+   * Non-ASCII input. What a person types (`bücher.example`) is compared in punycode. What is no valid
+   * IDN, such as a DNS name read byte by byte with a C1 byte in a label (`\x9b31m.evil.example`),
+   * still falls under the names above it: its non-ASCII characters become `?`, which no entry holds,
+   * so those labels match nothing and the suffixes decide (else the name would be forwarded upstream).
+   */
   private matchUnicode(name: string): Verdict | undefined {
     const a = domainToASCII(name)
-    if (a === '' || /[^\x00-\x7f]/.test(a)) return undefined
-    return this.matchName(a)
+    if (a !== '' && !/[^\x00-\x7f]/.test(a)) return this.matchName(a)
+    return this.matchName(name.replace(/[^\x00-\x7f]/g, '?'))
   }
 
   matchIp(ip: string): Verdict | undefined {

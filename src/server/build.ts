@@ -16,6 +16,7 @@ import { createServerMetrics } from './metrics.js'
 import { hostStatuses } from './fleet.js'
 import { PolicyService } from './policy-service.js'
 import { entrySchema } from './schemas.js'
+import { isPrintable } from './ui/printable.js'
 import policyRoutes from './routes/policy.js'
 import fleetRoutes from './routes/fleet.js'
 import hitRoutes from './routes/hits.js'
@@ -61,11 +62,16 @@ function toEgError(e: FastifyError | EgError | Error): EgError {
   if (isEgError(e)) return e
   const fe = e as FastifyError
   if (fe.validation) {
+    let hidden = false
     const problems = fe.validation.map((v) => {
       const m = /^\/(?:entries|hits)\/(\d+)/.exec(v.instancePath)
-      return { ...(m ? { index: Number(m[1]) } : {}), path: `${fe.validationContext ?? ''}${v.instancePath}`, message: `${fe.validationContext ?? ''}${v.instancePath} ${v.message ?? 'is invalid'}` }
+      const path = `${fe.validationContext ?? ''}${v.instancePath}`
+      const isHidden = v.keyword === 'format' && (v.params as { format?: string }).format === 'printable'
+      hidden ||= isHidden
+      const message = isHidden ? `${path} contains a control or invisible character (send it escaped, e.g. \\x1b)` : `${path} ${v.message ?? 'is invalid'}`
+      return { ...(m ? { index: Number(m[1]) } : {}), path, message }
     })
-    return errors.badInput(fe.message, { problems })
+    return hidden ? errors.controlChar(problems.map((p) => p.message).join('; '), { problems }) : errors.badInput(fe.message, { problems })
   }
   const status = fe.statusCode ?? 500
   if (status === 413) return errors.tooLarge(fe.message)
@@ -103,7 +109,8 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
     bodyLimit: limits.bodyBytes,
     ...(deps.https ? { https: deps.https } : {}),
     // Unknown fields are an error, not silently dropped; query strings still need type coercion.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    // format `printable`: free text that people will read carries no control characters (schemas.ts).
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, formats: { printable: { type: 'string', validate: isPrintable } } } },
     // close(): preClose answers every long-poll (304) and gives the answers a moment to flush; then
     // every connection is cut, so a client that vanished mid-request cannot hold close() for the
     // 72 s keep-alive timeout.
@@ -132,6 +139,21 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
   }
 
   app.decorate('eg', { reload: () => policy.reload('reload'), policy })
+  // JSON bodies are decoded strictly: fastify's own parser reads them as a string, which turns invalid
+  // UTF-8 into U+FFFD, so a name or reason would be stored as something the sender never wrote.
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  const utf8 = new TextDecoder('utf-8', { fatal: true })
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
+    let text: string
+    try {
+      text = utf8.decode(body as Buffer)
+    } catch {
+      done(errors.badUtf8('the body is not valid UTF-8 (JSON text must be UTF-8, RFC 8259)'), undefined)
+      return
+    }
+    parseJson(req, text, done)
+  })
   app.addSchema(entrySchema)
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
@@ -178,7 +200,8 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
       // A token's id is the key (agents behind one NAT are separate); requests without a valid
       // token share their address's budget. One SHA-256 and a Map lookup: cheap enough twice.
       keyGenerator: (req) => tokens.lookup(req.headers.authorization)?.id ?? req.ip,
-      errorResponseBuilder: (_req, c) => errors.rateLimited(`rate limit: at most ${c.max} requests per ${c.after}; retry later`),
+      // c.after is the time left until this key's window resets, not the window (always a minute).
+      errorResponseBuilder: (_req, c) => errors.rateLimited(`rate limit: at most ${c.max} requests per minute; retry in ${c.after}`),
     })
   }
 

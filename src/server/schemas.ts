@@ -1,6 +1,12 @@
 // JSON schemas of the API's bodies and queries: fastify validates every request with them and the
 // OpenAPI document is generated from the same objects, so the docs cannot drift from the checks.
 const str = (maxLength = 256) => ({ type: 'string', maxLength }) as const
+/**
+ * Free text that is stored and later shown to people: no control, format or separator characters
+ * (ESC, C1, U+202E, U+2028...; see printable.js). Refused with 400 EG_CONTROL_CHAR; agents send
+ * theirs escaped (`\x1b`). Registered on the server's ajv in build.ts.
+ */
+const text = (maxLength = 256) => ({ type: 'string', maxLength, format: 'printable' }) as const
 const hostName = { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' } as const
 
 export const entrySchema = {
@@ -30,24 +36,25 @@ export const hitSchema = {
     time: { type: 'string', format: 'date-time' },
     lastTime: { type: 'string', format: 'date-time' },
     count: { type: 'integer', minimum: 1 },
-    client: str(128),
+    client: text(128),
     container: {
       type: 'object',
       required: ['id', 'name', 'image'],
-      properties: { id: str(128), name: str(256), image: str(512), service: str(256), project: str(256) },
+      properties: { id: text(128), name: text(256), image: text(512), service: text(256), project: text(256) },
     },
-    // Generous: a name a container asked for may carry escapes, and a refused batch would be retried
-    // by the agent forever. The server keeps `host` from the upload, not from each hit.
+    // The name exactly as the container asked (one character per byte), control bytes and all: it is
+    // the evidence, and every output escapes it. Generous: a refused batch would be retried by the
+    // agent forever. The server keeps `host` from the upload, not from each hit.
     name: str(1024),
-    qtype: str(16),
+    qtype: text(16),
     action: { type: 'string', enum: ['block', 'alert'] },
     entry: {
       type: 'object',
       required: ['value', 'source', 'mode'],
-      properties: { value: str(4096), source: str(4096), reason: str(1024), id: str(64), mode: { type: 'string', enum: ['block', 'alert'] } },
+      properties: { value: text(4096), source: text(4096), reason: text(1024), id: text(64), mode: { type: 'string', enum: ['block', 'alert'] } },
     },
-    answer: str(128),
-    host: str(253),
+    answer: text(128),
+    host: text(253),
   },
 } as const
 
@@ -67,7 +74,7 @@ export const reportBody = {
   properties: {
     host: hostName,
     version: { type: 'integer', minimum: 0 },
-    etag: str(128),
+    etag: text(128),
     counts: {
       type: 'object',
       additionalProperties: false,
@@ -75,9 +82,9 @@ export const reportBody = {
       properties: Object.fromEntries(['entries', 'domains', 'nets', 'v4', 'v6'].map((k) => [k, { type: 'integer', minimum: 0 }])),
     },
     repairs: { type: 'integer', minimum: 0 },
-    drift: { type: 'array', maxItems: 1000, items: str(1024) },
-    errors: { type: 'array', maxItems: 1000, items: str(2048) },
-    agentVersion: str(64),
+    drift: { type: 'array', maxItems: 1000, items: text(1024) },
+    errors: { type: 'array', maxItems: 1000, items: text(2048) },
+    agentVersion: text(64),
   },
 } as const
 
@@ -116,8 +123,8 @@ export const entriesBody = {
         required: ['value', 'reason'],
         properties: {
           value: { type: 'string', minLength: 1, maxLength: 4096 },
-          reason: { type: 'string', minLength: 1, maxLength: 1024 },
-          expires: { type: 'string', maxLength: 64, description: '4h, 7d, 2026-12-31 or an RFC 3339 time' },
+          reason: { type: 'string', minLength: 1, maxLength: 1024, format: 'printable' },
+          expires: { type: 'string', maxLength: 64, format: 'printable', description: '4h, 7d, 2026-12-31 or an RFC 3339 time' },
           mode: { type: 'string', enum: ['block', 'alert'] },
           allow: { type: 'boolean' },
           force: { type: 'boolean' },
@@ -147,7 +154,7 @@ export const removeEntryParams = {
 export const reasonQuery = {
   type: 'object',
   additionalProperties: false,
-  properties: { reason: str(1024) },
+  properties: { reason: text(1024) },
 } as const
 
 export const limitQuery = {
@@ -160,7 +167,7 @@ export const tokenBody = {
   type: 'object',
   additionalProperties: false,
   required: ['role'],
-  properties: { role: { type: 'string', enum: ['admin', 'agent', 'read'] }, host: hostName, name: str(128) },
+  properties: { role: { type: 'string', enum: ['admin', 'agent', 'read'] }, host: hostName, name: text(128) },
 } as const
 
 export const idParams = {

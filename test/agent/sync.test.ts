@@ -237,3 +237,26 @@ t.test('wake() ends a long-poll wait and applies a local change at once', async 
   await sync.stop()
   t.ok(waits >= 2, 'and the long-poll resumed')
 })
+
+t.test('booleans from the server must be booleans: force "no" or subdomainsOnly "false" refuse the policy', async (t) => {
+  // Truthy strings: before the check, "no" passed as force (a /7 accepted) and "false" turned a block
+  // of the name itself into a block of the names under it only.
+  const notBool = [
+    { kind: 'net', value: '10.0.0.0/7', allow: false, mode: 'block', source: 'api:t', id: 'x', force: 'no' },
+    { kind: 'domain', value: 'evil.example', allow: false, mode: 'block', source: 'api:t', id: 'y', subdomainsOnly: 'false' },
+  ] as unknown as Entry[]
+  for (const e of notBool) {
+    const bad = pol(2, [...p1.entries, e])
+    const { sync, applied, cache } = setup(t, [{ status: 200, policy: p1, etag: p1.etag }, { status: 200, policy: bad, etag: bad.etag }])
+    t.equal(await sync.syncOnce(), 'updated')
+    t.equal(await sync.syncOnce(), 'error', `${e.value}: refused`)
+    t.match(sync.status().lastError, /invalid policy.*(force|subdomainsOnly) must be a boolean/)
+    t.same(applied, [p1], 'never applied')
+    t.same(await cache.read(), p1, 'the last good policy stays cached')
+  }
+  // The same entries with real booleans are fine.
+  const good = pol(2, [...p1.entries, { ...notBool[0]!, force: true }, { ...notBool[1]!, subdomainsOnly: false }])
+  const { sync, applied } = setup(t, [{ status: 200, policy: good, etag: good.etag }])
+  t.equal(await sync.syncOnce(), 'updated')
+  t.same(applied, [good])
+})

@@ -7,7 +7,7 @@ import Fastify from 'fastify'
 
 t.test('page, script and styles: no token, strict headers, right types', async (t) => {
   const f = await makeServer(t)
-  for (const [url, type] of [['/', /text\/html/], ['/ui/', /text\/html/], ['/ui/app.js', /text\/javascript/], ['/ui/style.css', /text\/css/]] as const) {
+  for (const [url, type] of [['/', /text\/html/], ['/ui/', /text\/html/], ['/ui/app.js', /text\/javascript/], ['/ui/printable.js', /text\/javascript/], ['/ui/style.css', /text\/css/]] as const) {
     const r = await f.app.inject({ url })
     t.equal(r.statusCode, 200, url)
     t.match(r.headers['content-type'], type, `${url} content type`)
@@ -36,7 +36,7 @@ t.test('page, script and styles: no token, strict headers, right types', async (
 t.test('the files are found next to the routes or in src', async (t) => {
   const dir = findUiDir()
   t.ok(dir, 'a ui directory exists')
-  t.same([...loadUiFiles(dir).keys()].sort(), ['app.js', 'index.html', 'style.css'])
+  t.same([...loadUiFiles(dir).keys()].sort(), ['app.js', 'index.html', 'printable.js', 'style.css'])
 })
 
 t.test('a build without the files answers 404 with a reason, never a crash', async (t) => {

@@ -54,6 +54,17 @@ t.test('non-ASCII queries are compared in punycode', async (t) => {
   t.equal(m.matchName('bucher.example'), undefined)
 })
 
+t.test('a name that is no valid IDN (bytes as the sinkhole reads them) is still under its blocked parent', async (t) => {
+  // Before: domainToASCII refused these, the lookup said "no match" and the sinkhole forwarded them.
+  const m = buildMatcher([dom('evil.example'), dom('ads.example', { subdomainsOnly: true }), dom('ok.evil.example', { allow: true })])
+  t.equal(m.matchName('\u009b31m.evil.example')?.entry.value, 'evil.example', 'a C1 byte in a label')
+  t.equal(m.matchName('x\x1b]0;t\x07.\u0080\u00ff.evil.example')?.action, 'block', 'ESC, BEL and high bytes')
+  t.equal(m.matchName('\u00c3\u00a9.ads.example')?.action, 'block', 'UTF-8 bytes read one per character, under a *. entry')
+  t.equal(m.matchName('\u009b.ok.evil.example')?.action, 'allow', 'an allow below still wins')
+  t.equal(m.matchName('evil\u009b.example'), undefined, 'a label that only looks like a listed one matches nothing')
+  t.equal(m.matchName('\u009b.example'), undefined)
+})
+
 t.test('allow wins over block both ways; the rest stays blocked', async (t) => {
   const m = buildMatcher([dom('evil.example'), dom('good.evil.example', { allow: true, reason: 'ours' })])
   t.equal(m.matchName('good.evil.example')?.action, 'allow')

@@ -48,6 +48,14 @@ t.test('rate limits per token answer 429 with a code', async (t) => {
   const r = await f.app.inject({ url: '/v1/hosts', headers: f.auth.read })
   t.equal(r.json().code, 'EG_RATE_LIMITED')
   t.ok(r.headers['retry-after'])
+  // The window is a minute; what is left of it is the wait. A moment into the window the two differ
+  // (the message used to say "at most 3 requests per 59 seconds; retry later").
+  await new Promise((res) => setTimeout(res, 1100))
+  const late = await f.app.inject({ url: '/v1/hosts', headers: f.auth.read })
+  const m = /^rate limit: at most 3 requests per minute; retry in (\d+) seconds$/.exec(late.json().message)
+  t.ok(m, `message states the window and the wait: ${late.json().message}`)
+  t.equal(m?.[1], String(late.headers['retry-after']), 'the wait is the Retry-After header')
+  t.ok(Number(m?.[1]) < 60, 'and less than the window')
   t.equal((await f.app.inject({ url: '/v1/hosts', headers: f.auth.admin })).statusCode, 200, 'another token has its own budget')
 })
 

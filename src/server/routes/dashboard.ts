@@ -1,8 +1,8 @@
-// The web dashboard's static files (src/server/ui: index.html, app.js, style.css) served at `/` and
-// `/ui/*` without a token: they hold no data; every number the page shows comes from the token-checked
-// /v1 API, called by app.js with `Authorization: Bearer`. Served with a strict Content-Security-Policy
-// (no inline script or style, nothing from another origin), so a value from a blocklist or a DNS
-// packet that ever reached the page as markup could still not run.
+// The web dashboard's static files (src/server/ui: index.html, app.js, printable.js, style.css)
+// served at `/` and `/ui/*` without a token: they hold no data; every number the page shows comes
+// from the token-checked /v1 API, called by app.js with `Authorization: Bearer`. Served with a strict
+// Content-Security-Policy (no inline script or style, nothing from another origin), so a value from
+// a blocklist or a DNS packet that ever reached the page as markup could still not run.
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance, FastifyReply } from 'fastify'
@@ -14,6 +14,7 @@ export const DASHBOARD_CSP =
 const FILES: Record<string, string> = {
   'index.html': 'text/html; charset=utf-8',
   'app.js': 'text/javascript; charset=utf-8',
+  'printable.js': 'text/javascript; charset=utf-8',
   'style.css': 'text/css; charset=utf-8',
 }
 
@@ -26,7 +27,7 @@ export function findUiDir(): string | undefined {
   return candidates.find((d) => existsSync(`${d}index.html`) && existsSync(`${d}app.js`))
 }
 
-/** Read once at startup: three small files, answered from memory. */
+/** Read once at startup: four small files, answered from memory. */
 export function loadUiFiles(dir: string | undefined = findUiDir()): Map<string, { body: Buffer; type: string }> {
   const m = new Map<string, { body: Buffer; type: string }>()
   if (!dir) return m
@@ -56,6 +57,7 @@ export default function dashboardRoutes(app: FastifyInstance, opts: { files?: Ma
   app.get('/', { schema }, serve('index.html'))
   app.get('/ui/', { schema }, serve('index.html'))
   app.get('/ui/app.js', { schema }, serve('app.js'))
+  app.get('/ui/printable.js', { schema }, serve('printable.js'))
   app.get('/ui/style.css', { schema }, serve('style.css'))
   // Browsers ask for it on their own; an empty answer keeps a 404 out of the console.
   app.get('/favicon.ico', { schema }, async (_req, reply) => secure(reply).code(204).send())

@@ -1,7 +1,11 @@
 // egress-guard dashboard: a dependency-free ES module that renders the fleet, policy, hits and audit
 // views from the /v1 API. Every value from the API goes into the page as text (textContent, SVG
 // attributes), never as markup: names, reasons and sources come from blocklists, agents and DNS.
-// The token lives in sessionStorage (this tab only) and travels only in the Authorization header.
+// Text goes through printable() (the CLI's rule too): a control, bidi or other hidden character shows
+// as `\x1b` / `\u202e`, so a name reads as what it is. The token lives in sessionStorage (this tab
+// only) and travels only in the Authorization header.
+
+import { printable } from './printable.js'
 
 const TOKEN_KEY = 'egress-guard.token'
 const ROLE_KEY = 'egress-guard.role'
@@ -13,19 +17,27 @@ const HIT_BUCKETS = 30
 
 const $ = (id) => document.getElementById(id)
 
+/** Attributes a person reads (tooltips, screen readers): escaped like text. data-* keep exact values. */
+const READ_ATTRS = new Set(['title', 'aria-label', 'placeholder'])
+
 /** h('td', {class: 'x', 'data-label': 'Host'}, 'text', node...): build elements, children as text. */
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag)
   for (const [k, v] of Object.entries(attrs)) {
     if (v === undefined || v === null || v === false) continue
-    if (k === 'text') el.textContent = String(v)
-    else el.setAttribute(k, v === true ? '' : String(v))
+    if (k === 'text') el.textContent = printable(v)
+    else el.setAttribute(k, v === true ? '' : READ_ATTRS.has(k) ? printable(v) : String(v))
   }
   for (const c of children.flat()) {
     if (c === undefined || c === null || c === false) continue
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)))
+    el.append(c instanceof Node ? c : document.createTextNode(printable(c)))
   }
   return el
+}
+
+/** Set an element's text (messages that quote server values), escaped like every other text. */
+function setText(el, text) {
+  el.textContent = printable(text ?? '')
 }
 
 function svg(tag, attrs = {}, text) {
@@ -95,7 +107,7 @@ function refusal(e, doing) {
 
 function banner(text, kind = 'warn') {
   const b = $('banner')
-  b.textContent = text ?? ''
+  setText(b, text)
   b.hidden = !text
   b.className = `banner ${kind === 'error' ? 'error' : ''}`
 }
@@ -309,7 +321,7 @@ function clearAddErrors() {
 
 function fieldError(field, message) {
   const el = $(`add-${field}-error`)
-  el.textContent = el.textContent ? `${el.textContent}; ${message}` : message
+  setText(el, el.textContent ? `${el.textContent}; ${message}` : message)
   $(`add-${field}`).setAttribute('aria-invalid', 'true')
 }
 
@@ -335,7 +347,7 @@ async function addEntry(ev) {
   if (!item.reason) return fieldError('reason', 'a reason is required (it goes to the audit log)')
   try {
     const r = await api('POST', '/v1/entries', { body: { entries: [item] } })
-    $('add-result').textContent = `Added ${r.entries.map(written).join(', ')}: policy version ${r.version}. Hosts catch up in the Fleet view.${r.warnings?.length ? ` Warning: ${r.warnings.map((w) => w.message).join('; ')}` : ''}`
+    setText($('add-result'), `Added ${r.entries.map(written).join(', ')}: policy version ${r.version}. Hosts catch up in the Fleet view.${r.warnings?.length ? ` Warning: ${r.warnings.map((w) => w.message).join('; ')}` : ''}`)
     for (const f of FIELDS) $(`add-${f}`).value = ''
     propagationTarget = r.version
     propagationDone = false
@@ -346,7 +358,7 @@ async function addEntry(ev) {
     } else if (e.status === 400) {
       fieldError('value', e.message)
     } else {
-      $('add-error').textContent = refusal(e, 'adding entries')
+      setText($('add-error'), refusal(e, 'adding entries'))
     }
   }
 }
@@ -366,12 +378,12 @@ function askRemove(button) {
     const reason = input.value.trim()
     try {
       const r = await api('DELETE', `/v1/entries/${encodeURIComponent(id)}${reason ? `?reason=${encodeURIComponent(reason)}` : ''}`)
-      $('add-result').textContent = `Removed ${r.removed.map(written).join(', ')}: policy version ${r.version}. Hosts catch up in the Fleet view.`
+      setText($('add-result'), `Removed ${r.removed.map(written).join(', ')}: policy version ${r.version}. Hosts catch up in the Fleet view.`)
       propagationTarget = r.version
       propagationDone = false
       await tick()
     } catch (e) {
-      err.textContent = refusal(e, 'removing entries')
+      setText(err, refusal(e, 'removing entries'))
     }
   })
   button.closest('td').append(form)
@@ -540,7 +552,7 @@ async function signIn(ev) {
   } catch (e) {
     if (e.status === 401) err.textContent = 'That token was refused (401): it is unknown or revoked. Check that you copied all of it.'
     else if (e.status === 403) err.textContent = 'That is an agent token (403): agents cannot use the dashboard. Use a read or admin token.'
-    else err.textContent = `Cannot sign in: ${e.message}`
+    else setText(err, `Cannot sign in: ${e.message}`)
     return
   }
   let role = 'read'
@@ -566,7 +578,7 @@ function signOut(message) {
   $('nav').hidden = true
   $('who').hidden = true
   banner('')
-  $('signin-error').textContent = message ?? ''
+  setText($('signin-error'), message)
   if (location.hash) history.replaceState(null, '', location.pathname)
   show('signin')
 }
@@ -589,7 +601,7 @@ function debounce(fn, ms) {
 }
 
 function init() {
-  $('signin-form').addEventListener('submit', (ev) => void signIn(ev).catch((e) => ($('signin-error').textContent = `Cannot sign in: ${e.message}`)))
+  $('signin-form').addEventListener('submit', (ev) => void signIn(ev).catch((e) => setText($('signin-error'), `Cannot sign in: ${e.message}`)))
   $('sign-out').addEventListener('click', () => signOut())
   $('add-form').addEventListener('submit', (ev) => void addEntry(ev))
   $('policy-table').addEventListener('click', (ev) => {
