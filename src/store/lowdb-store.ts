@@ -17,7 +17,7 @@ import type { Hit } from '../sinkhole/types.js'
 import type { AuditEvent } from '../client/api-types.js'
 import { readJsonFile, removeStaleTemp, writeFileAtomic } from './atomic-file.js'
 import { lockDirectory } from './dir-lock.js'
-import { checkStoredEntries, hitsShapeProblem, mainShapeProblem, type CheckedEntries } from './validate.js'
+import { checkEntry, checkStoredEntries, hitsShapeProblem, mainShapeProblem, type CheckedEntries } from './validate.js'
 import { STORE_SCHEMA, type Actor, type AgentRecord, type ApiEntry, type HitFilter, type PolicySeal, type Store, type StoredToken } from './types.js'
 
 interface MainData {
@@ -153,7 +153,8 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
   try {
     mainRead = await openFile<MainData>(mainFile, ['entries', 'tokens', 'agents', 'audit'], mainShapeProblem)
     hitsRead = await openFile<HitsData>(hitsFile, ['hits'], hitsShapeProblem)
-    // Only now, with the lock held: a temp file is a write that a crash cut short, never one in flight.
+    // After the lock (the server always takes it): a temp file is then a write that a crash cut short,
+    // never one in flight.
     await removeStaleTemp(mainFile)
     await removeStaleTemp(hitsFile)
   } catch (e) {
@@ -170,9 +171,9 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
     await unlock()
     throw e
   }
-  /** After each write of the main file: which entries are served, and the lines of those that are not. */
-  const recheck = (next: MainData, text: string): void => {
-    if (checked.problems.length > 0 || next.entries.length !== checked.served.size) checked = checkStoredEntries(next.entries, mainFile, text)
+  /** After a write of the main file: the invalid entries' problems follow their lines (rare: only when there are some). */
+  const reline = (next: MainData, text: string): void => {
+    if (checked.problems.length > 0) checked = checkStoredEntries(next.entries, mainFile, text)
   }
 
   const softFlushMs = opts.softFlushMs ?? 2000
@@ -224,27 +225,44 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
       return servedEntries().map((e) => ({ ...e }))
     },
     addEntries(entries: Entry[], by: Actor, seal?: PolicySeal) {
+      let served: { entry: ApiEntry; raw: ApiEntry }[] = []
+      const done = (next: MainData, text: string): void => {
+        for (const x of served) checked.served.set(x.entry.id, x)
+        reline(next, text)
+      }
       return m.change((cur) => {
         const time = iso()
         const added: ApiEntry[] = entries.map((e) => ({ ...e, id: `api-${randomBytes(6).toString('hex')}`, added: time, actor: by.actor, source: `api:${by.actor}` }))
-        const v = sealed(cur, [...servedEntries(), ...added], seal)
+        // What the store would not serve after a restart it does not take now (the API has validated
+        // these already: this is the same check, so the two cannot drift apart).
+        served = added.map((raw) => {
+          const c = checkEntry(raw, checked.served)
+          if ('code' in c) throw errors.badInput(`entry ${JSON.stringify(raw.value.slice(0, 120))}: ${c.message}; nothing was added`)
+          return { entry: c.entry, raw }
+        })
+        const v = sealed(cur, [...servedEntries(), ...served.map((x) => x.entry)], seal)
         const events = added.map((e) => auditEvent({ time, actor: by.actor, action: 'entry.add', target: e.value, reason: e.reason ?? by.reason, details: { id: e.id, kind: e.kind, mode: e.mode, allow: e.allow, ...(e.expires ? { expires: e.expires } : {}) } }))
         const next: MainData = { ...cur, version: v.version, etag: v.etag, entries: [...cur.entries, ...added], audit: [...cur.audit, ...events, ...v.events] }
-        return { next, result: added.map((e) => ({ ...e })) }
-      }, recheck)
+        return { next, result: served.map((x) => ({ ...x.entry })) }
+      }, done)
     },
     removeEntries(ids: string[], by: Actor, seal?: PolicySeal) {
+      let removed: { entry: ApiEntry; raw: ApiEntry }[] = []
+      const done = (next: MainData, text: string): void => {
+        for (const x of removed) checked.served.delete(x.entry.id)
+        reline(next, text)
+      }
       return m.change((cur) => {
         const want = new Set(ids)
-        const removed = [...checked.served.values()].filter((s) => want.has(s.entry.id))
+        removed = [...checked.served.values()].filter((x) => want.has(x.entry.id))
         if (removed.length === 0) return { result: [] as ApiEntry[] }
-        const raws = new Set(removed.map((s) => s.raw))
+        const raws = new Set(removed.map((x) => x.raw))
         const time = iso()
         const v = sealed(cur, servedEntries().filter((e) => !want.has(e.id)), seal)
         const events = removed.map(({ entry: e }) => auditEvent({ time, actor: by.actor, action: 'entry.remove', target: e.value, ...(by.reason !== undefined ? { reason: by.reason } : {}), details: { id: e.id, addedBy: e.actor, added: e.added } }))
         const next: MainData = { ...cur, version: v.version, etag: v.etag, entries: cur.entries.filter((r) => !raws.has(r)), audit: [...cur.audit, ...events, ...v.events] }
-        return { next, result: removed.map((s) => ({ ...s.entry })) }
-      }, recheck)
+        return { next, result: removed.map((x) => ({ ...x.entry })) }
+      }, done)
     },
     async problems(): Promise<Problem[]> {
       return checked.problems.map((p) => ({ ...p }))

@@ -104,7 +104,7 @@ const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/
 
 /** Why a stored entry of the right shape cannot be served, or its entry as served (normalised). */
-function checkEntry(raw: ApiEntry, seen: Set<string>): { entry: ApiEntry } | { code: string; message: string } {
+export function checkEntry(raw: ApiEntry, seen: { has(id: string): boolean }): { entry: ApiEntry } | { code: string; message: string } {
   if (!SAFE_ID.test(raw.id)) return { code: 'invalid-id', message: `id ${JSON.stringify(raw.id.slice(0, 80))} is not a store id` }
   if (seen.has(raw.id)) return { code: 'duplicate-id', message: `id ${raw.id} is used by an earlier entry too` }
   if (raw.actor === '' || raw.actor.length > 256 || CONTROL.test(raw.actor)) return { code: 'invalid-actor', message: `actor ${JSON.stringify(raw.actor.slice(0, 80))} is not a valid actor` }

@@ -116,3 +116,17 @@ t.test('a wrong shape stops start-up naming the file, which is left untouched', 
     t.same(await readdir(s.data), before, `${name}: nothing written beside it`)
   }
 })
+
+t.test('the store does not take an entry it would refuse to serve after a restart', async (t) => {
+  const dir = await tempDir(t, 'load')
+  const s = await openLowdbStore(dir)
+  t.teardown(() => s.close())
+  const before = await readFile(join(dir, MAIN_FILE), 'utf8')
+  const err = await s
+    .addEntries([{ kind: 'domain', value: 'ok.example', allow: false, mode: 'block', source: 'x' }, { kind: 'net', value: '0.0.0.0/0', allow: false, mode: 'block', source: 'x', force: true }], { actor: 'a' })
+    .then(() => undefined, (e: { code: string; message: string }) => e)
+  t.equal(err?.code, 'EG_BAD_INPUT')
+  t.match(err?.message, /"0\.0\.0\.0\/0": .*covers.*nothing was added/)
+  t.same(await s.listEntries(), [], 'all or nothing')
+  t.equal(await readFile(join(dir, MAIN_FILE), 'utf8'), before, 'nothing written')
+})
