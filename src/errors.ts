@@ -36,6 +36,8 @@ export const errors = {
   rateLimited: def('EG_RATE_LIMITED', 429),
   fileUnreadable: def('EG_FILE', 400),
   storeCorrupt: def('EG_STORE_CORRUPT', 500),
+  /** A store write failed (disk full, I/O error): nothing of the change was kept, in memory or on disk. */
+  storeWrite: def('EG_STORE_WRITE', 503),
   exec: def('EG_EXEC', 500),
   missingTool: def('EG_MISSING_TOOL', 500),
   upstream: def('EG_UPSTREAM', 502),

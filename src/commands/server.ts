@@ -103,6 +103,8 @@ const command: Command = {
       const where = typeof addr === 'object' && addr ? `${https ? 'https' : 'http'}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : String(addr)
       log.info({ url: where, version: app.eg.policy.current.version }, 'server listening')
       io.stderr(`egress-guard server: listening on ${where} (policy version ${app.eg.policy.current.version})\n`)
+      const invalid = app.eg.policy.storeProblemCount
+      if (invalid > 0) io.stderr(`egress-guard server: ${invalid} stored ${invalid === 1 ? 'entry fails' : 'entries fail'} validation and ${invalid === 1 ? 'is' : 'are'} not served; see GET /v1/policy/problems\n`)
       if (!io.signal.aborted) await new Promise<void>((resolve) => io.signal.addEventListener('abort', () => resolve(), { once: true }))
       return 0
     } finally {

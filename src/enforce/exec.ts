@@ -1,6 +1,6 @@
 // The ONLY place that spawns processes. Argument arrays, never a shell; input on stdin; optional netns.
 // Nothing from a blocklist, an API body or a DNS packet can become shell syntax here because no shell runs.
-import { execa } from 'execa'
+import { execa, type Options } from 'execa'
 import { errors } from '../errors.js'
 
 export interface RunOptions {
@@ -13,6 +13,11 @@ export interface RunOptions {
   /** When false, a non-zero exit is returned rather than thrown. Default true. */
   reject?: boolean
   env?: Record<string, string>
+  /**
+   * Open file descriptors of ours the child gets as its fds 3, 4, ... (the same open file
+   * descriptions, so `flock -x -n 3` locks ours: see store/dir-lock.ts).
+   */
+  fds?: readonly number[]
 }
 
 export interface RunResult {
@@ -43,6 +48,8 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
       maxBuffer: 256 * 1024 * 1024,
       env: opts.env,
       extendEnv: true,
+      // execa hands any descriptor number to child_process; its types accept only literal ones.
+      ...(opts.fds?.length ? { stdio: ['pipe', 'pipe', 'pipe', ...opts.fds] as unknown as Options['stdio'] } : {}),
     })
     if (r.failed && r.exitCode === undefined) {
       // Spawn failure (ENOENT) or timeout: never a plain exit code.

@@ -126,6 +126,7 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
       version: () => policy.current.version,
       entries: () => policy.current.entries,
       waiting: () => policy.waiters.size,
+      invalidStoreEntries: () => policy.storeProblemCount,
       agentStates: async () => {
         const counts = { 'in-sync': 0, behind: 0, silent: 0, drift: 0 }
         for (const h of hostStatuses(await deps.store.listAgents(), policy.current.etag, now(), limits.silentAfterMs)) counts[h.state]++

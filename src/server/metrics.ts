@@ -17,6 +17,8 @@ export interface MetricSources {
   entries: () => readonly Entry[]
   agentStates: () => Promise<Record<HostState, number>>
   waiting: () => number
+  /** Stored API entries kept but not served because they fail validation. */
+  invalidStoreEntries: () => number
 }
 
 export function createServerMetrics(registry: Registry, src: MetricSources): ServerMetrics {
@@ -54,6 +56,14 @@ export function createServerMetrics(registry: Registry, src: MetricSources): Ser
     async collect() {
       const s = await src.agentStates()
       for (const [state, n] of Object.entries(s)) this.set({ state }, n)
+    },
+  })
+  new Gauge({
+    name: 'egress_guard_server_store_invalid_entries',
+    help: 'API entries in the store that fail validation: kept, not served (GET /v1/policy/problems names them)',
+    registers: [registry],
+    collect() {
+      this.set(src.invalidStoreEntries())
     },
   })
   new Gauge({

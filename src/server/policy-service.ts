@@ -3,13 +3,14 @@
 // diffs, and wakes the long-polls. Rebuilds run one at a time, in the order they were asked for.
 // A blocklist file that cannot be read keeps the entries it had; a deleted file drops them. Profiles
 // (`<dir>/profiles/NAME.txt`) are read, kept and distributed the same way, inside the same version.
+// An API change of entries and the version it makes are one store write (changeEntries): all or nothing.
 import { watch, type FSWatcher } from 'node:fs'
 import { readdir, stat } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import type { Logger } from '../log.js'
 import type { Entry, Problem, Profile } from '../policy/types.js'
 import type { PolicyBody } from '../client/api-types.js'
-import type { Store } from '../store/types.js'
+import type { ApiEntry, PolicySeal, Store } from '../store/types.js'
 import { formatProblem } from '../policy/problems.js'
 import { buildPolicy, entryId } from '../policy/merge.js'
 import { loadBlocklists, pickBlocklistFiles } from '../policy/load.js'
@@ -54,6 +55,7 @@ export class PolicyService {
   #profiles: Profile[] = []
   /** Watched profiles directories (path -> watcher and the inode it watches). */
   #profileWatchers = new Map<string, { w: FSWatcher; ino: number }>()
+  #storeProblems: Problem[] = []
   #current: PolicyBody = { version: 0, etag: '', generatedAt: new Date(0).toISOString(), entries: [] }
   #chain: Promise<unknown> = Promise.resolve()
   #watchers: FSWatcher[] = []
@@ -71,9 +73,17 @@ export class PolicyService {
     return this.#current
   }
 
-  /** Lint problems of the blocklist files, as values and as `file:line: message` text. */
+  /**
+   * Lint problems of the blocklist files, then stored API entries that are not served (the store's
+   * file named), as values and as `file:line: message` text.
+   */
   get problems(): (Problem & { text: string })[] {
-    return [...this.#fileProblems.values()].flat().map((p) => ({ ...p, text: formatProblem(p) }))
+    return [...[...this.#fileProblems.values()].flat(), ...this.#storeProblems].map((p) => ({ ...p, text: formatProblem(p) }))
+  }
+
+  /** How many stored API entries are kept but not served (invalid): for /metrics. */
+  get storeProblemCount(): number {
+    return this.#storeProblems.length
   }
 
   diff(since: number): Diff | undefined {
@@ -81,6 +91,8 @@ export class PolicyService {
   }
 
   async init(): Promise<void> {
+    this.#storeProblems = await this.#o.store.problems()
+    for (const p of this.#storeProblems) this.#o.log.error({ file: p.file, line: p.line, code: p.code }, `${formatProblem(p)}`)
     await this.reload('startup')
     if (this.#o.watch) this.#startWatching()
   }
@@ -96,6 +108,34 @@ export class PolicyService {
   /** Rebuild from the current files and the store's entries (after an API change). */
   rebuild(why: string): Promise<PolicyBody> {
     return this.#serial(() => this.#rebuild(why))
+  }
+
+  /**
+   * Change API entries and publish the policy they make, in one store write: `write` passes the seal
+   * to the store's addEntries/removeEntries, which computes the etag of the policy-to-be with it and
+   * writes the entries, the version and their audit records together. When the write fails, neither
+   * the store nor the served policy changed.
+   */
+  changeEntries<R>(why: string, write: (seal: PolicySeal) => Promise<R>): Promise<{ result: R; policy: PolicyBody }> {
+    return this.#serial(async () => {
+      const now = this.#now()
+      const fileEntries = this.#fileEntries()
+      let built: { all: Entry[]; policy: ReturnType<typeof buildPolicy> } | undefined
+      const seal: PolicySeal = {
+        why,
+        etagFor: (api: ApiEntry[]) => {
+          const all = [...fileEntries, ...api]
+          built = { all, policy: buildPolicy(all, { now }) }
+          // The store versions the served etag, which covers the profiles too (src/profiles/etag.ts).
+          return policyEtag(built.policy.etag, this.#profiles)
+        },
+      }
+      const result = await write(seal)
+      this.#storeProblems = await this.#o.store.problems() // their lines move as the file is rewritten
+      if (!built) return { result, policy: this.#current }
+      const { version } = await this.#o.store.policyVersion()
+      return { result, policy: this.#publish(built.all, built.policy, version, now, why) }
+    })
   }
 
   close(): void {
@@ -224,20 +264,29 @@ export class PolicyService {
     }
   }
 
+  #fileEntries(): Entry[] {
+    return [...this.#files.values()].flat().map(withId)
+  }
+
   async #rebuild(why: string): Promise<PolicyBody> {
     const now = this.#now()
-    const fileEntries = [...this.#files.values()].flat().map(withId)
     const apiEntries = await this.#o.store.listEntries()
-    const all: Entry[] = [...fileEntries, ...apiEntries]
+    const all: Entry[] = [...this.#fileEntries(), ...apiEntries]
     const built = buildPolicy(all, { now })
     // buildPolicy's etag covers what enforcement depends on, not sources or ids: moving a line in a
     // file is not a new policy, so it neither bumps the version nor wakes the fleet.
+    // The version follows the served etag: entries and profiles (a profile change is a new version).
+    const version = await this.#o.store.commitPolicy(policyEtag(built.etag, this.#profiles), why)
+    return this.#publish(all, built, version, now, why)
+  }
+
+  /** Serve a built policy under its committed version (unchanged content: the same object). */
+  #publish(all: Entry[], built: ReturnType<typeof buildPolicy>, version: number, now: Date, why: string): PolicyBody {
     const entries = built.entries.map(withId)
     const profiles = this.#profiles
     // Without profiles the etag is the entries' own; with them it covers both (src/profiles/etag.ts).
     const etag = policyEtag(built.etag, profiles)
     const before = this.#current
-    const version = await this.#o.store.commitPolicy(etag, why)
     this.#scheduleExpiry(all, now)
     if (etag === before.etag && version === before.version) return before
     this.#current = { version, etag, generatedAt: now.toISOString(), entries, ...(profiles.length > 0 ? { profiles } : {}) }

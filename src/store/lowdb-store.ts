@@ -1,20 +1,24 @@
 // The embedded Store: two lowdb JSON files in a data directory (egress-guard.json for entries, tokens,
 // agents, audit and the version counter; hits.json for hits, capped, so the main file stays small).
-// Writes are atomic because lowdb's writer (steno) writes `.<name>.tmp` beside the file and renames
-// it over the old one: a process killed mid-write leaves the last complete file (rename(2) is atomic
-// on one filesystem). steno does not fsync, so a power cut can still lose the last writes; a crash
-// of this process cannot tear the file. A file that cannot be read or parsed stops startup with
-// EG_STORE_CORRUPT naming it, and is never written over.
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+// A change is all or nothing: each one builds the next state beside the current one, writes it
+// (atomic-file.ts: temp file, fsync, rename) and only then makes it current, one write at a time, so
+// a write that fails (a full disk) leaves memory and the file as they were, and the caller gets
+// EG_STORE_WRITE. A process killed mid-write leaves the last complete file and a temp file that the
+// next open removes. Agents' reports and hits are soft state: kept in memory at once, written within
+// softFlushMs, and a failed flush is retried by the next. A file that cannot be read, parsed, or has
+// the wrong shape stops startup with EG_STORE_CORRUPT naming it, and is never written over; an API
+// entry that fails validation (validate.ts) is reported and not served.
+import { mkdir } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import { Low } from 'lowdb'
-import { JSONFile } from 'lowdb/node'
 import { errors } from '../errors.js'
-import type { Entry } from '../policy/types.js'
+import type { Entry, Problem } from '../policy/types.js'
 import type { Hit } from '../sinkhole/types.js'
 import type { AuditEvent } from '../client/api-types.js'
-import { STORE_SCHEMA, type Actor, type AgentRecord, type ApiEntry, type HitFilter, type Store, type StoredToken } from './types.js'
+import { readJsonFile, removeStaleTemp, writeFileAtomic } from './atomic-file.js'
+import { lockDirectory } from './dir-lock.js'
+import { checkEntry, checkStoredEntries, hitsShapeProblem, mainShapeProblem, type CheckedEntries } from './validate.js'
+import { STORE_SCHEMA, type Actor, type AgentRecord, type ApiEntry, type HitFilter, type PolicySeal, type Store, type StoredToken } from './types.js'
 
 interface MainData {
   schema: number
@@ -45,61 +49,31 @@ export interface LowdbStoreOptions {
    */
   softFlushMs?: number
   /**
-   * Take DIR/.lock (holding this pid) so two processes cannot write the same store: lowdb keeps the
-   * data in memory and the last writer would win. A lock whose pid is gone is taken over.
+   * Lock the directory (dir-lock.ts) so two processes cannot write the same store: lowdb keeps the
+   * data in memory and the last writer would win. The lock dies with the process that holds it.
    */
   lock?: boolean
 }
 
-export const LOCK_FILE = '.lock'
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-async function takeLock(dir: string): Promise<() => Promise<void>> {
-  const file = join(dir, LOCK_FILE)
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 })
-      return async () => {
-        await rm(file, { force: true })
-      }
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw errors.storeCorrupt(`store directory ${dir}: cannot create ${file}: ${(e as Error).message}`)
-      const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim())
-      if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) {
-        throw errors.conflict(`store directory ${dir} is in use by process ${pid} (a running server?); stop it first, or use --server with the running one`)
-      }
-      // Stale: the process that held it is gone (killed). Take it over.
-      await rm(file, { force: true })
-    }
-  }
-  throw errors.conflict(`store directory ${dir}: could not take ${file}`)
-}
+export { LOCK_FILE } from './dir-lock.js'
 
 export const MAIN_FILE = 'egress-guard.json'
 export const HITS_FILE = 'hits.json'
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
-/** Read one lowdb file; ENOENT means a new store, anything else unreadable is fatal and leaves the file alone. */
-async function openFile<T extends { schema: number }>(file: string, fresh: T, arrays: (keyof T)[]): Promise<{ db: Low<T>; created: boolean }> {
-  const db = new Low<T>(new JSONFile<T>(file), fresh)
+/** Read one store file; ENOENT means a new store, anything unreadable or misshapen is fatal and leaves the file alone. */
+async function openFile<T extends { schema: number }>(file: string, arrays: (keyof T)[], shape: (d: Record<string, unknown>) => string | undefined): Promise<{ data: T; text: string } | undefined> {
+  let read: Awaited<ReturnType<typeof readJsonFile>>
   try {
-    await db.read()
+    read = await readJsonFile(file)
   } catch (e) {
     const err = e as NodeJS.ErrnoException
     const what = err instanceof SyntaxError ? `not valid JSON (${err.message})` : `cannot read it (${err.code ?? err.message})`
     throw errors.storeCorrupt(`store file ${file}: ${what}; the server will not start and will not overwrite it: restore it from a backup or move it away`)
   }
-  const data: unknown = db.data
-  if (data === fresh) return { db, created: true }
+  if (!read) return undefined
+  const data = read.value
   if (!isObj(data) || typeof data.schema !== 'number') {
     throw errors.storeCorrupt(`store file ${file}: not an egress-guard store (no schema version); not starting and not overwriting it`)
   }
@@ -109,7 +83,56 @@ async function openFile<T extends { schema: number }>(file: string, fresh: T, ar
   for (const k of arrays) {
     if (!Array.isArray(data[k as string])) throw errors.storeCorrupt(`store file ${file}: "${String(k)}" is missing or not a list; not starting and not overwriting it`)
   }
-  return { db, created: false }
+  const bad = shape(data)
+  if (bad) throw errors.storeCorrupt(`store file ${file}: ${bad}; not as egress-guard writes it: not starting and not overwriting it (fix or restore it, or move it away)`)
+  return { data: data as unknown as T, text: read.text }
+}
+
+/** One file of the store: its current (committed) data, written whole, one write at a time. */
+class StoreFile<T> {
+  data: T
+  #chain: Promise<unknown> = Promise.resolve()
+  constructor(
+    readonly file: string,
+    data: T,
+  ) {
+    this.data = data
+  }
+
+  /**
+   * Run `fn` after every earlier change of this file. It gets the current data and returns the next
+   * (a new object: the current one is never modified) or undefined for "no change"; the next becomes
+   * current only once it is on disk. `onWritten` sees the text written (for line numbers).
+   */
+  change<R>(fn: (cur: T) => { next?: T; result: R }, onWritten?: (next: T, text: string) => void): Promise<R> {
+    const p = this.#chain.then(async () => {
+      const { next, result } = fn(this.data)
+      if (next !== undefined) {
+        const text = await this.#write(next)
+        this.data = next
+        onWritten?.(next, text)
+      }
+      return result
+    })
+    this.#chain = p.catch(() => {})
+    return p
+  }
+
+  /** Write the current data as it is (soft state changed in place, a new file, close). */
+  flush(): Promise<void> {
+    return this.change((cur) => ({ next: cur, result: undefined }))
+  }
+
+  async #write(next: T): Promise<string> {
+    const text = JSON.stringify(next, null, 2)
+    try {
+      await writeFileAtomic(this.file, text)
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException
+      throw errors.storeWrite(`store file ${this.file}: cannot write it (${err.code ?? err.message}); the change was not made`)
+    }
+    return text
+  }
 }
 
 /** Open (or create) the store in `dir`. */
@@ -122,104 +145,151 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
   } catch (e) {
     throw errors.storeCorrupt(`store directory ${dir}: ${(e as Error).message}`)
   }
-  const unlock = opts.lock ? await takeLock(dir) : async () => {}
+  const unlock = opts.lock ? await lockDirectory(dir) : async () => {}
   const mainFile = join(dir, MAIN_FILE)
   const hitsFile = join(dir, HITS_FILE)
-  let main: Awaited<ReturnType<typeof openFile<MainData>>>
-  let hitsDb: Awaited<ReturnType<typeof openFile<HitsData>>>
+  let mainRead: Awaited<ReturnType<typeof openFile<MainData>>>
+  let hitsRead: Awaited<ReturnType<typeof openFile<HitsData>>>
   try {
-    main = await openFile<MainData>(mainFile, { schema: STORE_SCHEMA, version: 0, etag: '', entries: [], tokens: [], agents: [], audit: [] }, ['entries', 'tokens', 'agents', 'audit'])
-    hitsDb = await openFile<HitsData>(hitsFile, { schema: STORE_SCHEMA, hits: [] }, ['hits'])
+    mainRead = await openFile<MainData>(mainFile, ['entries', 'tokens', 'agents', 'audit'], mainShapeProblem)
+    hitsRead = await openFile<HitsData>(hitsFile, ['hits'], hitsShapeProblem)
+    // After the lock (the server always takes it): a temp file is then a write that a crash cut short,
+    // never one in flight.
+    await removeStaleTemp(mainFile)
+    await removeStaleTemp(hitsFile)
   } catch (e) {
     await unlock()
     throw e
   }
-  if (main.created) await main.db.write()
-  if (hitsDb.created) await hitsDb.db.write()
-  const m = main.db
-  const h = hitsDb.db
-  if (typeof m.data.version !== 'number') m.data.version = 0
-  if (typeof m.data.etag !== 'string') m.data.etag = ''
+  const m = new StoreFile<MainData>(mainFile, mainRead?.data ?? { schema: STORE_SCHEMA, version: 0, etag: '', entries: [], tokens: [], agents: [], audit: [] })
+  const h = new StoreFile<HitsData>(hitsFile, hitsRead?.data ?? { schema: STORE_SCHEMA, hits: [] })
+  let checked: CheckedEntries = checkStoredEntries(m.data.entries, mainFile, mainRead?.text ?? '')
+  try {
+    if (!mainRead) await m.flush()
+    if (!hitsRead) await h.flush()
+  } catch (e) {
+    await unlock()
+    throw e
+  }
+  /** After a write of the main file: the invalid entries' problems follow their lines (rare: only when there are some). */
+  const reline = (next: MainData, text: string): void => {
+    if (checked.problems.length > 0) checked = checkStoredEntries(next.entries, mainFile, text)
+  }
 
   const softFlushMs = opts.softFlushMs ?? 2000
-  const timers = new Map<Low<unknown>, NodeJS.Timeout>()
-  /** Write soft state later (coalesced); a forced write of the same file cancels the pending one. */
-  const soon = async (db: Low<MainData> | Low<HitsData>): Promise<void> => {
-    if (softFlushMs <= 0) return db.write()
-    const key = db as Low<unknown>
+  const timers = new Map<StoreFile<unknown>, NodeJS.Timeout>()
+  /** Write soft state later (coalesced); a failed write leaves it in memory for the next flush. */
+  const soon = async (f: StoreFile<MainData> | StoreFile<HitsData>): Promise<void> => {
+    if (softFlushMs <= 0) return f.flush()
+    const key = f as StoreFile<unknown>
     if (timers.has(key)) return
     const t = setTimeout(() => {
       timers.delete(key)
-      void db.write().catch(() => {})
+      void f.flush().catch(() => {})
     }, softFlushMs)
     t.unref()
     timers.set(key, t)
   }
   const iso = (): string => now().toISOString()
-  const audit = (e: Omit<AuditEvent, 'time'> & { time?: string }): void => {
-    m.data.audit.push({ time: e.time ?? iso(), actor: e.actor, action: e.action, target: e.target, ...(e.reason !== undefined ? { reason: e.reason } : {}), ...(e.details !== undefined ? { details: e.details } : {}) })
+  const auditEvent = (e: Omit<AuditEvent, 'time'> & { time?: string }): AuditEvent => ({
+    time: e.time ?? iso(),
+    actor: e.actor,
+    action: e.action,
+    target: e.target,
+    ...(e.reason !== undefined ? { reason: e.reason } : {}),
+    ...(e.details !== undefined ? { details: e.details } : {}),
+  })
+  /** The version fields and audit record a change of entries makes, when sealed with the policy. */
+  const sealed = (cur: MainData, served: ApiEntry[], seal: PolicySeal | undefined): Pick<MainData, 'version' | 'etag'> & { events: AuditEvent[] } => {
+    if (!seal) return { version: cur.version, etag: cur.etag, events: [] }
+    const etag = seal.etagFor(served)
+    if (etag === cur.etag) return { version: cur.version, etag, events: [] }
+    const version = cur.version + 1
+    return { version, etag, events: [auditEvent({ actor: 'server', action: 'policy.version', target: String(version), reason: seal.why, details: { etag } })] }
   }
+  const servedEntries = (): ApiEntry[] => [...checked.served.values()].map((s) => s.entry)
 
   function trimHits(): void {
+    const hits = h.data.hits
     const cutoff = now().getTime() - maxHitAgeMs
-    let drop = Math.max(0, h.data.hits.length - maxHits)
+    let drop = Math.max(0, hits.length - maxHits)
     // Arrival order is close to time order; drop from the front while too many or too old.
-    while (drop < h.data.hits.length && Date.parse(h.data.hits[drop]!.lastTime) < cutoff) drop++
-    if (drop > 0) h.data.hits.splice(0, drop)
+    while (drop < hits.length && Date.parse(hits[drop]!.lastTime) < cutoff) drop++
+    if (drop > 0) hits.splice(0, drop)
   }
 
   return {
     schema: STORE_SCHEMA,
     location: dir,
     async listEntries() {
-      return m.data.entries.map((e) => ({ ...e }))
+      return servedEntries().map((e) => ({ ...e }))
     },
-    async addEntries(entries: Entry[], by: Actor) {
-      const time = iso()
-      const added: ApiEntry[] = entries.map((e) => ({
-        ...e,
-        id: `api-${randomBytes(6).toString('hex')}`,
-        added: time,
-        actor: by.actor,
-        source: `api:${by.actor}`,
-      }))
-      m.data.entries.push(...added)
-      for (const e of added) audit({ time, actor: by.actor, action: 'entry.add', target: e.value, reason: e.reason ?? by.reason, details: { id: e.id, kind: e.kind, mode: e.mode, allow: e.allow, ...(e.expires ? { expires: e.expires } : {}) } })
-      await m.write()
-      return added.map((e) => ({ ...e }))
+    addEntries(entries: Entry[], by: Actor, seal?: PolicySeal) {
+      let served: { entry: ApiEntry; raw: ApiEntry }[] = []
+      const done = (next: MainData, text: string): void => {
+        for (const x of served) checked.served.set(x.entry.id, x)
+        reline(next, text)
+      }
+      return m.change((cur) => {
+        const time = iso()
+        const added: ApiEntry[] = entries.map((e) => ({ ...e, id: `api-${randomBytes(6).toString('hex')}`, added: time, actor: by.actor, source: `api:${by.actor}` }))
+        // What the store would not serve after a restart it does not take now (the API has validated
+        // these already: this is the same check, so the two cannot drift apart).
+        served = added.map((raw) => {
+          const c = checkEntry(raw, checked.served)
+          if ('code' in c) throw errors.badInput(`entry ${JSON.stringify(raw.value.slice(0, 120))}: ${c.message}; nothing was added`)
+          return { entry: c.entry, raw }
+        })
+        const v = sealed(cur, [...servedEntries(), ...served.map((x) => x.entry)], seal)
+        const events = added.map((e) => auditEvent({ time, actor: by.actor, action: 'entry.add', target: e.value, reason: e.reason ?? by.reason, details: { id: e.id, kind: e.kind, mode: e.mode, allow: e.allow, ...(e.expires ? { expires: e.expires } : {}) } }))
+        const next: MainData = { ...cur, version: v.version, etag: v.etag, entries: [...cur.entries, ...added], audit: [...cur.audit, ...events, ...v.events] }
+        return { next, result: served.map((x) => ({ ...x.entry })) }
+      }, done)
     },
-    async removeEntries(ids: string[], by: Actor) {
-      const want = new Set(ids)
-      const removed = m.data.entries.filter((e) => want.has(e.id))
-      if (removed.length === 0) return []
-      m.data.entries = m.data.entries.filter((e) => !want.has(e.id))
-      const time = iso()
-      for (const e of removed) audit({ time, actor: by.actor, action: 'entry.remove', target: e.value, ...(by.reason !== undefined ? { reason: by.reason } : {}), details: { id: e.id, addedBy: e.actor, added: e.added } })
-      await m.write()
-      return removed
+    removeEntries(ids: string[], by: Actor, seal?: PolicySeal) {
+      let removed: { entry: ApiEntry; raw: ApiEntry }[] = []
+      const done = (next: MainData, text: string): void => {
+        for (const x of removed) checked.served.delete(x.entry.id)
+        reline(next, text)
+      }
+      return m.change((cur) => {
+        const want = new Set(ids)
+        removed = [...checked.served.values()].filter((x) => want.has(x.entry.id))
+        if (removed.length === 0) return { result: [] as ApiEntry[] }
+        const raws = new Set(removed.map((x) => x.raw))
+        const time = iso()
+        const v = sealed(cur, servedEntries().filter((e) => !want.has(e.id)), seal)
+        const events = removed.map(({ entry: e }) => auditEvent({ time, actor: by.actor, action: 'entry.remove', target: e.value, ...(by.reason !== undefined ? { reason: by.reason } : {}), details: { id: e.id, addedBy: e.actor, added: e.added } }))
+        const next: MainData = { ...cur, version: v.version, etag: v.etag, entries: cur.entries.filter((r) => !raws.has(r)), audit: [...cur.audit, ...events, ...v.events] }
+        return { next, result: removed.map((x) => ({ ...x.entry })) }
+      }, done)
+    },
+    async problems(): Promise<Problem[]> {
+      return checked.problems.map((p) => ({ ...p }))
     },
     async policyVersion() {
       return { version: m.data.version, etag: m.data.etag }
     },
-    async commitPolicy(etag: string, why: string) {
-      if (etag === m.data.etag) return m.data.version
-      m.data.version += 1
-      m.data.etag = etag
-      audit({ actor: 'server', action: 'policy.version', target: String(m.data.version), reason: why, details: { etag } })
-      await m.write()
-      return m.data.version
+    commitPolicy(etag: string, why: string) {
+      return m.change((cur) => {
+        if (etag === cur.etag) return { result: cur.version }
+        const version = cur.version + 1
+        const event = auditEvent({ actor: 'server', action: 'policy.version', target: String(version), reason: why, details: { etag } })
+        return { next: { ...cur, version, etag, audit: [...cur.audit, event] }, result: version }
+      })
     },
-    async appendAudit(e) {
-      audit(e)
-      await m.write()
+    appendAudit(e) {
+      return m.change((cur) => ({ next: { ...cur, audit: [...cur.audit, auditEvent(e)] }, result: undefined }))
     },
     async listAudit(limit: number) {
       return m.data.audit.slice(-Math.max(0, limit)).reverse()
     },
     async upsertAgent(r: AgentRecord) {
-      const i = m.data.agents.findIndex((a) => a.host === r.host)
-      if (i >= 0) m.data.agents[i] = r
-      else m.data.agents.push(r)
+      // Soft state: changed in place at once (the next write of the file, of any kind, carries it).
+      const agents = m.data.agents
+      const i = agents.findIndex((a) => a.host === r.host)
+      if (i >= 0) agents[i] = r
+      else agents.push(r)
       await soon(m)
     },
     async listAgents() {
@@ -238,8 +308,9 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
       const limit = f.limit ?? 1000
       const dom = f.domain?.toLowerCase().replace(/\.$/, '')
       const c = f.container?.toLowerCase()
-      for (let i = h.data.hits.length - 1; i >= 0 && out.length < limit; i--) {
-        const x = h.data.hits[i]!
+      const all = h.data.hits
+      for (let i = all.length - 1; i >= 0 && out.length < limit; i--) {
+        const x = all[i]!
         if (since !== undefined && Date.parse(x.lastTime) < since) continue
         if (f.host !== undefined && x.host !== f.host) continue
         if (dom !== undefined && x.name !== dom && !x.name.endsWith('.' + dom)) continue
@@ -252,28 +323,32 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
       // Arrival order is not exactly time order across hosts: sort the page newest first.
       return out.sort((a, b) => Date.parse(b.lastTime) - Date.parse(a.lastTime))
     },
-    async addToken(t: StoredToken, by: Actor) {
-      m.data.tokens.push({ ...t })
-      audit({ actor: by.actor, action: 'token.create', target: t.id, ...(by.reason !== undefined ? { reason: by.reason } : {}), details: { role: t.role, ...(t.host ? { host: t.host } : {}), ...(t.name ? { name: t.name } : {}) } })
-      await m.write()
+    addToken(t: StoredToken, by: Actor) {
+      return m.change((cur) => {
+        const event = auditEvent({ actor: by.actor, action: 'token.create', target: t.id, ...(by.reason !== undefined ? { reason: by.reason } : {}), details: { role: t.role, ...(t.host ? { host: t.host } : {}), ...(t.name ? { name: t.name } : {}) } })
+        return { next: { ...cur, tokens: [...cur.tokens, { ...t }], audit: [...cur.audit, event] }, result: undefined }
+      })
     },
     async listTokens() {
       return m.data.tokens.map((t) => ({ ...t }))
     },
-    async removeToken(id: string, by: Actor) {
-      const t = m.data.tokens.find((x) => x.id === id)
-      if (!t) return undefined
-      m.data.tokens = m.data.tokens.filter((x) => x.id !== id)
-      audit({ actor: by.actor, action: 'token.remove', target: id, ...(by.reason !== undefined ? { reason: by.reason } : {}), details: { role: t.role, ...(t.host ? { host: t.host } : {}) } })
-      await m.write()
-      return { ...t }
+    removeToken(id: string, by: Actor) {
+      return m.change((cur) => {
+        const t = cur.tokens.find((x) => x.id === id)
+        if (!t) return { result: undefined }
+        const event = auditEvent({ actor: by.actor, action: 'token.remove', target: id, ...(by.reason !== undefined ? { reason: by.reason } : {}), details: { role: t.role, ...(t.host ? { host: t.host } : {}) } })
+        return { next: { ...cur, tokens: cur.tokens.filter((x) => x.id !== id), audit: [...cur.audit, event] }, result: { ...t } }
+      })
     },
     async close() {
       // Flush soft state that is still waiting for its timer, then let go of the directory.
       for (const t of timers.values()) clearTimeout(t)
       timers.clear()
-      await Promise.all([m.write(), h.write()])
-      await unlock()
+      try {
+        await Promise.all([m.flush(), h.flush()])
+      } finally {
+        await unlock()
+      }
     },
   }
 }

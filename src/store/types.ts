@@ -1,8 +1,9 @@
 // The Store seam: everything the server persists (API entries, the policy version counter, the audit
 // log, agents' reports, hits, token hashes). lowdb implements it for one server; a shared database
 // can implement the same interface for several replicas. Each method that changes the policy also
-// writes its audit record in the same write, so the log and the data cannot disagree.
-import type { Entry } from '../policy/types.js'
+// writes its audit record (and, given a PolicySeal, the policy version it makes) in the same write,
+// so the log, the version and the data cannot disagree; a write that fails changes none of them.
+import type { Entry, Problem } from '../policy/types.js'
 import type { Hit } from '../sinkhole/types.js'
 import type { AuditEvent, ReportBody, Role } from '../client/api-types.js'
 
@@ -45,17 +46,33 @@ export interface Actor {
   reason?: string
 }
 
+/**
+ * Seals a change of API entries with the policy version it makes, in the same write: the store calls
+ * etagFor with the API entries as they will be after the change (the entries it serves), and bumps the
+ * version when the etag differs from the last one, as commitPolicy would.
+ */
+export interface PolicySeal {
+  etagFor(apiEntries: ApiEntry[]): string
+  /** Why, for the audit record of the new version. */
+  why: string
+}
+
 export interface Store {
   readonly schema: number
   /** Where the data lives, for messages. */
   readonly location: string
 
-  /** API entries, oldest first. */
+  /** API entries that are served, oldest first (not the ones `problems` reports). */
   listEntries(): Promise<ApiEntry[]>
   /** Adds all or nothing; ids/added/actor/source are filled in here. */
-  addEntries(entries: Entry[], by: Actor): Promise<ApiEntry[]>
+  addEntries(entries: Entry[], by: Actor, seal?: PolicySeal): Promise<ApiEntry[]>
   /** Removes the entries with these ids; returns what was removed. */
-  removeEntries(ids: string[], by: Actor): Promise<ApiEntry[]>
+  removeEntries(ids: string[], by: Actor, seal?: PolicySeal): Promise<ApiEntry[]>
+  /**
+   * Stored entries that fail validation (hand-edited, restored, or from a time of looser rules): kept
+   * in the store, never served, one `file:line` error each.
+   */
+  problems(): Promise<Problem[]>
 
   /** The persisted policy version counter and the etag it was given for. */
   policyVersion(): Promise<{ version: number; etag: string }>

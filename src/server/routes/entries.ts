@@ -28,8 +28,8 @@ export default function entryRoutes(app: FastifyInstance, ctx: ServerContext): v
       if (problems.length > 0) {
         throw errors.badInput(problems.length === 1 ? problems[0]!.message : `${problems.length} invalid entries; nothing was added`, { problems })
       }
-      const added = await ctx.store.addEntries(out, { actor })
-      const policy = await ctx.policy.rebuild(`${count(added.length, 'entry', 'entries')} added by ${actor}`)
+      // The entries, the version they make and the audit records: one store write, all or nothing.
+      const { result: added, policy } = await ctx.policy.changeEntries(`${count(out.length, 'entry', 'entries')} added by ${actor}`, (seal) => ctx.store.addEntries(out, { actor }, seal))
       return reply.code(201).send({ entries: added, version: policy.version, ...(warnings.length ? { warnings } : {}) })
     },
   )
@@ -52,8 +52,13 @@ export default function entryRoutes(app: FastifyInstance, ctx: ServerContext): v
         if (fromFile) throw errors.conflict(`${key} comes from ${fromFile.source}: edit the blocklist file to remove it`, { source: fromFile.source })
         throw errors.notFound(`no API entry has id or value ${JSON.stringify(key)}`)
       }
-      const removed = await ctx.store.removeEntries(hits.map((e) => e.id), { actor, ...(req.query.reason ? { reason: req.query.reason } : {}) })
-      const policy = await ctx.policy.rebuild(`${count(removed.length, 'entry', 'entries')} removed by ${actor}`)
+      const { result: removed, policy } = await ctx.policy.changeEntries(`${count(hits.length, 'entry', 'entries')} removed by ${actor}`, (seal) =>
+        ctx.store.removeEntries(
+          hits.map((e) => e.id),
+          { actor, ...(req.query.reason ? { reason: req.query.reason } : {}) },
+          seal,
+        ),
+      )
       return { removed, version: policy.version }
     },
   )

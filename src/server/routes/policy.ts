@@ -73,7 +73,7 @@ export default function policyRoutes(app: FastifyInstance, ctx: ServerContext): 
 
   app.get(
     '/v1/policy/problems',
-    { config: { roles: ['read', 'admin'] }, schema: { summary: 'Lint problems of the blocklist files', querystring: noQuery } },
+    { config: { roles: ['read', 'admin'] }, schema: { summary: 'Lint problems of the blocklist files, and stored entries not served because they fail validation', querystring: noQuery } },
     async () => ({ version: ctx.policy.current.version, problems: ctx.policy.problems }),
   )
 }
