@@ -27,7 +27,7 @@ const PORT = 8080
 const C2 = '203.0.113.10'
 const OTHER = '203.0.113.12'
 
-type T = Parameters<Parameters<typeof t.test>[1]>[0]
+type T = { teardown: (fn: () => unknown) => void }
 
 /** A host namespace and a target namespace with listeners on C2 and OTHER. */
 async function world(t: T) {
