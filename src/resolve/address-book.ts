@@ -189,6 +189,8 @@ export function createAddressBook(opts: AddressBookOptions): AddressBook {
       const at = now()
       const waits: Array<Promise<void>> = []
       const looked: string[] = []
+      const due: string[] = []
+      const failing: string[] = []
       for (const d of wanted) {
         const already = inflight.get(d)
         if (already) {
@@ -199,7 +201,11 @@ export function createAddressBook(opts: AddressBookOptions): AddressBook {
         }
         const b = books.get(d)
         if ((b?.expiresAt ?? 0) > at) continue
-        const p = slot(b?.error !== undefined, () => lookup(d, ropts.onChange)).finally(() => inflight.delete(d))
+        ;(b?.error !== undefined ? failing : due).push(d)
+      }
+      // Names that answered last time (or are new) take the free slots first.
+      for (const d of [...due, ...failing]) {
+        const p = slot(books.get(d)?.error !== undefined, () => lookup(d, ropts.onChange)).finally(() => inflight.delete(d))
         inflight.set(d, p)
         waits.push(p)
         looked.push(d)
