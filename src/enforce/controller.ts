@@ -92,6 +92,11 @@ const IDLE_REFRESH_MS = 60_000
 /** Rounds that only moved TTLs (no address changed) save the address cache at most this often. */
 const SAVE_UNCHANGED_MS = 300_000
 
+function sameState(a: DesiredState, b: DesiredState): boolean {
+  const same = (x: readonly string[], y: readonly string[]): boolean => x.length === y.length && x.every((v, i) => v === y[i])
+  return a.version === b.version && (['block', 'alert', 'allow'] as const).every((r) => same(a[r].v4, b[r].v4) && same(a[r].v6, b[r].v6))
+}
+
 export function createEnforcementController(deps: ControllerDeps): EnforcementController {
   const log = deps.log.child({ component: 'enforce' })
   const interval = deps.reconcileIntervalMs ?? 30_000
@@ -234,7 +239,11 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
     dirty = false
     // A failure is recorded in lastError by fail(); the next answer, round or reconcile tries again.
     await serial(async () => {
-      if (policy && !closed) await applyCurrent(policy, false, 'resolved')
+      if (!policy || closed) return
+      // A round's end reports every name that changed since the last round, though the batches
+      // already wrote most of them: skip the write when the kernel would get what it holds.
+      if (state && sameState(desiredState(policy, (d) => deps.book.addresses(d), { protect: deps.protect }).state, state)) return
+      await applyCurrent(policy, false, 'resolved')
     }).catch(() => undefined)
   }
 
