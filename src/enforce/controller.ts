@@ -21,6 +21,8 @@ export interface ControllerDeps {
   reconcileIntervalMs?: number
   /** Answers arriving within this window go to the kernel in one write (default 100 ms). */
   batchMs?: number
+  /** Changed addresses are saved to the address store at most this often (default 10 s). */
+  saveIntervalMs?: number
 }
 
 export interface SetPolicyOptions {
@@ -91,6 +93,12 @@ const MIN_TIMER_MS = 1000
 const IDLE_REFRESH_MS = 60_000
 /** Rounds that only moved TTLs (no address changed) save the address cache at most this often. */
 const SAVE_UNCHANGED_MS = 300_000
+/**
+ * Changed addresses are saved at most this often by default (the file holds every name: with rotating
+ * answers a save per round could mean megabytes a second). A crash loses at most this much of what
+ * was learned, and that only matters if DNS is down at the next start too.
+ */
+const SAVE_CHANGED_MS = 10_000
 
 function sameState(a: DesiredState, b: DesiredState): boolean {
   const same = (x: readonly string[], y: readonly string[]): boolean => x.length === y.length && x.every((v, i) => v === y[i])
@@ -101,6 +109,7 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
   const log = deps.log.child({ component: 'enforce' })
   const interval = deps.reconcileIntervalMs ?? 30_000
   const batchMs = deps.batchMs ?? 100
+  const saveChangedMs = deps.saveIntervalMs ?? SAVE_CHANGED_MS
   let policy: Policy | undefined
   let state: DesiredState | undefined
   let names: string[] = []
@@ -255,9 +264,26 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
   let writeProblem: string | undefined
   let lastSave = 0
   let saving: Promise<void> = Promise.resolve()
+  let saveTimer: NodeJS.Timeout | undefined
 
-  function save(): Promise<void> {
-    if (!store) return Promise.resolve()
+  /** Save after a round: at once when the last save is old enough, else once the interval is over. */
+  function scheduleSave(changed: boolean): Promise<void> {
+    if (!store || closed) return saving
+    const wait = (changed ? saveChangedMs : SAVE_UNCHANGED_MS) - (Date.now() - lastSave)
+    if (wait <= 0) return save()
+    if (changed && !saveTimer) {
+      saveTimer = setTimeout(() => {
+        saveTimer = undefined
+        void save()
+      }, wait)
+      saveTimer.unref()
+    }
+    return saving
+  }
+
+  /** After stop() only stop's own save runs: a round that ends later must not write behind its back. */
+  function save(final = false): Promise<void> {
+    if (!store || (closed && !final)) return saving
     const st = store
     // Chained: two saves never race on the same file; each writes the book as it is when it runs.
     saving = saving.then(async () => {
@@ -294,7 +320,7 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
       if (r.changed) dirty = true
       await flush()
       checkCorruptHealed()
-      if (r.changed || Date.now() - lastSave >= SAVE_UNCHANGED_MS) await save()
+      await scheduleSave(r.changed)
       armRefresh()
       return r
     })()
@@ -313,7 +339,7 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
           resolveWarningList = resolveWarnings(r.errors)
           const out = await applyCurrent(p, true, 'policy')
           checkCorruptHealed()
-          if (r.changed) await save()
+          await scheduleSave(r.changed)
           armRefresh()
           return out
         })
@@ -410,11 +436,12 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
       if (refreshTimer) clearTimeout(refreshTimer)
       if (reconcileTimer) clearInterval(reconcileTimer)
       if (batchTimer) clearTimeout(batchTimer)
-      refreshTimer = reconcileTimer = batchTimer = undefined
+      if (saveTimer) clearTimeout(saveTimer)
+      refreshTimer = reconcileTimer = batchTimer = saveTimer = undefined
       await queue
       // Lookups still running are not waited for (an upstream that is down would hold stop up to its
       // timeout); what is known now is saved for the next start.
-      if (store) await save()
+      if (store) await save(true)
     },
 
     stats() {

@@ -289,3 +289,25 @@ t.test('a corrupt address store is cleared once every name answered', async (t) 
   await ctl.idle()
   t.same(ctl.stats().problems, [])
 })
+
+t.test('changed addresses are saved at most once per interval; the last change is not lost', async (t) => {
+  const g = gatedResolver()
+  let clock = 1_000_000
+  const book = createAddressBook({ upstreams: [{ address: '127.0.0.1', port: 53 }], minTtlSec: 10, maxTtlSec: 600, graceSec: 0, keepAnswers: 1, now: () => clock, resolve: g.resolve })
+  const ctl = createEnforcementController({ enforcer: countingDry().enforcer, book, protect: [], log: silentLogger, batchMs: 1, saveIntervalMs: 200 })
+  t.teardown(() => ctl.stop())
+  const m = memoryStore()
+  await ctl.persistAddresses(m.store)
+  await ctl.setPolicy(policy([e('domain', 'a.example')]), { resolution: 'background' })
+  g.answer('a.example', ['203.0.113.1'])
+  await ctl.idle()
+  t.equal(m.writes.length, 1, 'the first change: saved at once')
+  clock += 60_000
+  const round = ctl.refreshOnce()
+  await until(() => g.asked('a.example'))
+  g.answer('a.example', ['203.0.113.2'])
+  await round
+  t.equal(m.writes.length, 1, 'a second change right after: not yet')
+  await until(() => m.writes.length === 2)
+  t.same(m.writes[1]!.domains['a.example']!.answers, [['203.0.113.2']], 'saved once the interval is over')
+})
