@@ -191,9 +191,10 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
       hosts = { changed: h.value.changed, names: names.length }
     }
     if (k.status === 'rejected') fail(k.reason, `${deps.enforcer.name}: apply failed`)
+    // The kernel holds it even if the hosts file failed: repairs and batches compare with this.
+    state = computed.state
     if (h.status === 'rejected') fail(h.reason, `hosts file ${deps.hosts!.path}`)
     const report = k.value
-    state = computed.state
     if (hosts?.changed) report.actions.push(`${deps.hosts!.path}: managed block now lists ${names.length} names`)
     s.applies++
     appliedAt = new Date().toISOString()
@@ -246,14 +247,16 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
     batchTimer = undefined
     if (!dirty || closed) return
     dirty = false
-    // A failure is recorded in lastError by fail(); the next answer, round or reconcile tries again.
     await serial(async () => {
       if (!policy || closed) return
       // A round's end reports every name that changed since the last round, though the batches
       // already wrote most of them: skip the write when the kernel would get what it holds.
       if (state && sameState(desiredState(policy, (d) => deps.book.addresses(d), { protect: deps.protect }).state, state)) return
       await applyCurrent(policy, false, 'resolved')
-    }).catch(() => undefined)
+    }).catch(() => {
+      // Recorded in lastError by fail(); the next answer or the end of the next round tries again.
+      dirty = true
+    })
   }
 
   // --- the resolved-address cache -------------------------------------------------------------------
