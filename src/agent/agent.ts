@@ -1,6 +1,7 @@
 // The per-host agent: composes the policy sync, the enforcement controller (resolve + kernel + hosts
 // block + reconcile), the embedded sinkhole, status reports and hit upload. Order matters at start:
-// the cached policy is enforced before the server is asked, so a reboot during an outage stays protected.
+// the addresses resolved by the previous run and the cached policy are enforced before the server is
+// asked, so a reboot during an outage (of the server or of DNS) stays protected.
 import type { Logger } from '../log.js'
 import type { Entry, Matcher, Policy } from '../policy/types.js'
 import type { Hit } from '../sinkhole/types.js'
@@ -9,10 +10,15 @@ import { createPolicySync, type BackoffOptions, type LocalSource, type PolicyCli
 import type { PolicyCache } from './policy-cache.js'
 import { countEntries, createReporter, type Reporter } from './reporter.js'
 import { createHitUploader, type HitClient, type HitUploader } from './hit-uploader.js'
+import { createAddressCache } from './address-cache.js'
+import type { AddressStore } from '../resolve/address-book.js'
 
 /** What the agent needs from the enforcement controller (src/enforce/controller.ts). */
 export interface AgentController {
-  setPolicy(p: Policy): Promise<{ warnings?: readonly unknown[] } | unknown>
+  /** The agent asks for 'background': what needs no DNS lookup is in place when this resolves. */
+  setPolicy(p: Policy, opts?: { resolution?: 'wait' | 'background' }): Promise<{ warnings?: readonly unknown[]; resolving?: number } | unknown>
+  /** Restore the addresses an earlier run resolved, and keep saving them to `store`. */
+  persistAddresses?(store: AddressStore): Promise<unknown>
   reconcileOnce(): Promise<unknown>
   start(): void
   stop(): Promise<void> | void
@@ -64,6 +70,8 @@ export interface AgentDeps {
   hits?: AgentHitSource
   /** Called on stop when onExit is `remove`: the enforcer's remove() and the hosts block's. */
   remove?: () => Promise<void>
+  /** Where resolved addresses are kept between runs; default `<stateDir>/resolved-addresses.json`. */
+  addressCache?: AddressStore
   /** For tests: replaces the sync's sleep. */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>
 }
@@ -92,7 +100,7 @@ export interface Agent {
 }
 
 /** Pull repairs/drift out of whatever stats() the controller gives, without depending on its exact shape. */
-function controllerFacts(stats: unknown): { repairs: number; drift: string[]; error?: string } {
+function controllerFacts(stats: unknown): { repairs: number; drift: string[]; error?: string; problems: string[] } {
   const s = (stats ?? {}) as Record<string, unknown>
   const repairs = typeof s.repairs === 'number' ? s.repairs : 0
   const raw = Array.isArray(s.drift) ? s.drift : Array.isArray(s.lastDrift) ? s.lastDrift : []
@@ -102,7 +110,9 @@ function controllerFacts(stats: unknown): { repairs: number; drift: string[]; er
   const fresh = typeof s.lastErrorAt !== 'string' || typeof s.appliedAt !== 'string' || s.lastErrorAt >= s.appliedAt
   const lastError = typeof s.lastError === 'string' && fresh ? s.lastError : undefined
   if (lastError && /^drift remains/.test(lastError)) drift.push(lastError)
-  return { repairs, drift, ...(lastError && !/^drift remains/.test(lastError) ? { error: lastError } : {}) }
+  // Standing conditions (a corrupt address cache not yet healed by fresh answers...): errors until fixed.
+  const problems = Array.isArray(s.problems) ? s.problems.filter((x): x is string => typeof x === 'string') : []
+  return { repairs, drift, problems, ...(lastError && !/^drift remains/.test(lastError) ? { error: lastError } : {}) }
 }
 
 function warningText(w: unknown): string {
@@ -137,22 +147,28 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
 
   async function onPolicy(p: Policy): Promise<void> {
     const t0 = Date.now()
+    // The sinkhole needs no addresses: it takes the policy at once, before the kernel write and long
+    // before the lookups (an upstream that is down costs its timeout). If the kernel write then fails,
+    // the sinkhole keeps the new policy: each layer enforces what it can, and the retry rewrites it.
+    if (deps.sinkhole && deps.buildMatcher) deps.sinkhole.setMatcher(deps.buildMatcher(p.entries))
+    let resolving = 0
     try {
-      const r = (await deps.controller.setPolicy(p)) as { warnings?: readonly unknown[] } | undefined
+      // 'background': explicit networks, addresses already known and the hosts block are in place when
+      // this returns; names still being resolved follow by themselves (their failures are warnings).
+      const r = (await deps.controller.setPolicy(p, { resolution: 'background' })) as { warnings?: readonly unknown[]; resolving?: number } | undefined
       warnings = (r?.warnings ?? []).map(warningText)
+      resolving = r?.resolving ?? 0
     } catch (e) {
       applyErrors++
       lastApplyError = `apply of version ${p.version}: ${(e as Error).message}`
       void reporter?.reportNow()
       throw e
     }
-    // The sinkhole switches only after the kernel holds the policy: one version everywhere, kernel first.
-    if (deps.sinkhole && deps.buildMatcher) deps.sinkhole.setMatcher(deps.buildMatcher(p.entries))
     applies++
     lastApplyError = undefined
     appliedPolicy = p
     applied = { version: p.version, etag: p.etag, entries: p.entries.length, at: new Date().toISOString() }
-    log.info({ version: p.version, entries: p.entries.length, ms: Date.now() - t0, warnings: warnings.length }, 'policy enforced')
+    log.info({ version: p.version, entries: p.entries.length, ms: Date.now() - t0, warnings: warnings.length, resolving }, 'policy enforced')
     // Right after each apply, so the fleet view shows the new version without waiting a tick; spread
     // over up to reportJitterMs so a push does not make every agent of the fleet POST in the same
     // instant (and compete with the other agents' kernel applies for CPU).
@@ -181,6 +197,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
     const errs: string[] = []
     if (lastApplyError) errs.push(lastApplyError)
     if (c.error && !errs.some((x) => x.includes(c.error!))) errs.push(c.error)
+    errs.push(...c.problems)
     if (s.lastError && s.lastError !== lastApplyError) errs.push(s.lastError)
     const hs = uploader?.stats()
     if (hs && hs.dropped > 0) errs.push(`hit spool full: ${hs.dropped} hits dropped`)
@@ -210,6 +227,15 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
     async start() {
       if (started) return
       started = true
+      // 0. What the previous run resolved, so the first apply keeps those addresses even when DNS is
+      // down now. Never fatal: a corrupt file is moved aside and reported (see address-cache.ts).
+      if (deps.controller.persistAddresses) {
+        try {
+          await deps.controller.persistAddresses(deps.addressCache ?? createAddressCache({ dir: config.stateDir, log: deps.log }))
+        } catch (e) {
+          log.error({ err: (e as Error).message }, 'resolved-address cache not used')
+        }
+      }
       // 1. The cached policy first (a corrupt cache throws here and the agent does not start).
       try {
         await sync.applyCached()

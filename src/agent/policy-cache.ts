@@ -1,13 +1,14 @@
 // The agent's last good policy on disk, so a host enforces at boot and while the server is down.
-// Written atomically (temp file in the same directory, fsync, rename, fsync of the directory); a
+// Written atomically (atomic-write.ts: temp file, fsync, rename, fsync of the directory); a
 // corrupt file stops startup with a coded error naming it and is never overwritten unless discarded.
-import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { createHash } from 'node:crypto'
+import { readFile, rename } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { Logger } from '../log.js'
 import type { Policy } from '../policy/types.js'
 import { errors } from '../errors.js'
 import { cleanPolicy, policyProblems } from './policy-check.js'
+import { writeFileAtomic } from './atomic-write.js'
 
 /** Bump when the file layout changes; an unknown format is treated as corrupt (never guessed at). */
 export const CACHE_FORMAT = 1
@@ -99,32 +100,7 @@ export function createPolicyCache(opts: PolicyCacheOptions): PolicyCache {
 
   async function write(policy: Policy): Promise<void> {
     if (corrupt !== undefined) throw errors.cacheCorrupt(`${file}: refusing to overwrite a corrupt policy cache (${corrupt})`, { file })
-    await mkdir(dirname(file), { recursive: true, mode: 0o700 })
-    const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`
-    try {
-      const fh = await open(tmp, 'wx', 0o600)
-      try {
-        await fh.writeFile(encodeCache(policy))
-        await fh.sync()
-      } finally {
-        await fh.close()
-      }
-      await rename(tmp, file)
-    } catch (e) {
-      await rm(tmp, { force: true })
-      throw e
-    }
-    // fsync the directory so the rename itself survives a power cut (POSIX leaves it unspecified otherwise).
-    try {
-      const dh = await open(dirname(file), 'r')
-      try {
-        await dh.sync()
-      } finally {
-        await dh.close()
-      }
-    } catch {
-      /* some filesystems refuse fsync on a directory; the rename is still atomic */
-    }
+    await writeFileAtomic(file, encodeCache(policy))
     log.debug({ version: policy.version, etag: policy.etag }, 'policy cached')
   }
 

@@ -1,6 +1,7 @@
 // createAgent with fakes: the cached policy is enforced before the server is asked, each new policy goes
-// to the controller then the sinkhole, a report follows each apply, hits are uploaded, rules stay on stop
-// unless on-exit is remove, and a corrupt cache stops startup.
+// to the sinkhole at once and then to the controller (in background-resolution mode), a report follows
+// each apply, hits are uploaded, rules stay on stop unless on-exit is remove, a corrupt cache stops
+// startup, and the controller's standing problems are reported as errors.
 import t from 'tap'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -28,8 +29,8 @@ function world(t: { teardown: (f: () => void) => void }) {
     log: silentLogger,
     cache: createPolicyCache({ dir, log: silentLogger }),
     controller: {
-      async setPolicy(p) {
-        events.push(`apply:${p.version}`)
+      async setPolicy(p, opts) {
+        events.push(`apply:${p.version}:${opts?.resolution ?? 'wait'}`)
         return { warnings: [] }
       },
       async reconcileOnce() {},
@@ -68,19 +69,20 @@ function world(t: { teardown: (f: () => void) => void }) {
 
 const cfg = (dir: string, extra = {}) => ({ host: 'web1', agentVersion: '0.1.0', stateDir: dir, waitSec: 1, reportIntervalMs: 3_600_000, reportJitterMs: 0, ...extra })
 
-t.test('cached policy first, then the server; kernel before sinkhole; report after apply', async (t) => {
+t.test('cached policy first, then the server; sinkhole before kernel; report after apply', async (t) => {
   const w = world(t)
   await w.deps.cache.write(pol(3, ['a.example', 'b.example']))
   // The server is slow to answer: the first getPolicy never resolves before start() returns.
   const agent = createAgent(cfg(w.dir), { ...w.deps, sleep: (ms, s) => new Promise((r) => (s.aborted ? r() : s.addEventListener('abort', () => r(), { once: true }))) })
   w.answers.push(pol(4, ['a.example', 'b.example', 'c.example']))
   await agent.start()
-  t.same(w.events.slice(0, 3), ['apply:3', 'matcher:2', 'sinkhole:start'], 'cache enforced before anything else')
+  // The sinkhole's matcher needs no lookups: it switches first (issue 15 item 10; it used to wait for the kernel).
+  t.same(w.events.slice(0, 3), ['matcher:2', 'apply:3:background', 'sinkhole:start'], 'cache enforced before anything else')
   // Let the loop's first round finish.
   // (The cache is written right after the apply returns: wait for the sync to record the new version.)
   for (let i = 0; i < 200 && agent.status().sync.server?.version !== 4; i++) await new Promise((r) => setTimeout(r, 10))
-  t.ok(w.events.indexOf('get:e3') > w.events.indexOf('apply:3'), 'the first request carries the cached etag')
-  t.ok(w.events.indexOf('matcher:3') > w.events.indexOf('apply:4'), 'sinkhole matcher switched after the kernel apply')
+  t.ok(w.events.indexOf('get:e3') > w.events.indexOf('apply:3:background'), 'the first request carries the cached etag')
+  t.ok(w.events.indexOf('matcher:3') < w.events.indexOf('apply:4:background'), 'sinkhole matcher switched before the kernel apply, not after the lookups')
   await agent.reportNow()
   const last = w.reports.at(-1)!
   t.equal(last.host, 'web1')
@@ -100,7 +102,7 @@ t.test('server down at start: cache enforced, errors reported, nothing removed',
   const agent = createAgent(cfg(w.dir, { backoff: { baseMs: 5, maxMs: 10 } }), w.deps)
   await agent.start()
   t.equal(await agent.syncOnce(), 'error')
-  t.same(w.events.filter((e) => e.startsWith('apply')), ['apply:3'])
+  t.same(w.events.filter((e) => e.startsWith('apply')), ['apply:3:background'])
   await agent.reportNow()
   t.match(w.reports.at(-1)!.errors.join('\n'), /ECONNREFUSED/)
   t.equal(w.reports.at(-1)!.version, 3)
@@ -135,4 +137,19 @@ t.test('a corrupt cache stops startup with a coded error and nothing is applied'
   const agent = createAgent(cfg(w.dir), w.deps)
   await t.rejects(agent.start(), { code: 'EG_CACHE_CORRUPT' })
   t.same(w.events, [], 'no apply, no sinkhole, no server request')
+})
+
+t.test("the controller's standing problems are reported as errors", async (t) => {
+  const w = world(t)
+  w.answers.push(pol(1, ['a.example']))
+  const problem = 'resolved-address cache /x unusable (not JSON): blocked names are resolved again'
+  w.deps.controller.stats = () => ({ repairs: 0, problems: [problem] })
+  const agent = createAgent(cfg(w.dir), w.deps)
+  await agent.start()
+  await agent.reportNow()
+  t.ok(w.reports.at(-1)!.errors.includes(problem), 'in the report')
+  w.deps.controller.stats = () => ({ repairs: 0, problems: [] })
+  await agent.reportNow()
+  t.notOk(w.reports.at(-1)!.errors.includes(problem), 'gone once the controller clears it')
+  await agent.stop()
 })

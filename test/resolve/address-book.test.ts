@@ -1,5 +1,7 @@
 // The address book with an injected clock and resolver: TTL clamping, the answers window, grace
-// after an address disappears, failures that keep addresses, bounded concurrency; then one real run.
+// after an address disappears, failures that keep addresses, bounded concurrency, snapshot/restore,
+// answers reported as they land (a silent name holds back nothing), failing names queued last; then
+// one real run.
 import t from 'tap'
 import { createAddressBook } from '../../src/resolve/address-book.js'
 import type { ResolveResult } from '../../src/resolve/dns-client.js'
@@ -166,4 +168,114 @@ t.test('a failed AAAA lookup does not drop the IPv6 addresses', async (t) => {
   f.answers.set('d.example', { addrs: [{ ip: '203.0.113.2', family: 4, ttl: 10 }], cnames: [], rcode: 'NOERROR', failed: [6] })
   await book.refresh(['d.example'])
   t.same(book.addresses('d.example'), ['2001:db8::1', '203.0.113.2'], 'v4 moved on, v6 kept')
+})
+
+t.test('snapshot/restore: restored addresses are kept through failed lookups, replaced by an answer', async (t) => {
+  const f = fake()
+  const a = createAddressBook({ ...base, keepAnswers: 1, graceSec: 60, now: f.now, resolve: f.resolve })
+  f.set('c2.example', ['203.0.113.10'], 30)
+  await a.refresh(['c2.example'])
+  const snap = JSON.parse(JSON.stringify(a.snapshot())) as ReturnType<typeof a.snapshot>
+  t.same(snap.domains['c2.example'], { answers: [['203.0.113.10']], gone: [], expiresAt: f.now() + 30_000 })
+
+  // A new run (new book), the upstream down.
+  const b = createAddressBook({ ...base, keepAnswers: 1, graceSec: 60, now: f.now, resolve: f.resolve })
+  t.equal(b.restore(snap), 1)
+  t.same(b.addresses('c2.example'), ['203.0.113.10'], 'known before any lookup')
+  t.ok(b.answered('c2.example'))
+  f.calls.length = 0
+  let r = await b.refresh(['c2.example'])
+  t.same(f.calls, [], 'the saved expiry is honoured: not due yet')
+  t.equal(r.changed, false, 'the restored addresses are what the kernel got: no change')
+  f.tick(30)
+  f.answers.set('c2.example', new Error('timeout'))
+  r = await b.refresh(['c2.example'])
+  t.same(r.errors, [{ domain: 'c2.example', message: 'timeout' }])
+  t.same(b.addresses('c2.example'), ['203.0.113.10'], 'a failed lookup keeps them')
+  f.tick(3600)
+  await b.refresh(['c2.example'])
+  t.same(b.addresses('c2.example'), ['203.0.113.10'], 'however long the upstream stays down')
+  f.set('c2.example', ['203.0.113.20'], 30)
+  f.tick(30)
+  r = await b.refresh(['c2.example'])
+  t.ok(r.changed)
+  t.same(b.addresses('c2.example'), ['203.0.113.10', '203.0.113.20'], 'an answer replaces them (the old one in its grace period)')
+  f.tick(61)
+  f.set('c2.example', ['203.0.113.20'], 3600)
+  await b.refresh(['c2.example'])
+  t.same(b.addresses('c2.example'), ['203.0.113.20'])
+})
+
+t.test('restore drops what is not an address and grace periods already over; never-answered names are not saved', async (t) => {
+  const f = fake()
+  const b = createAddressBook({ ...base, keepAnswers: 2, graceSec: 60, now: f.now, resolve: f.resolve })
+  b.restore({
+    domains: {
+      'a.example': { answers: [['203.0.113.1', 'nonsense'], ['203.0.113.2'], ['203.0.113.3']], gone: [['203.0.113.9', f.now() - 61_000], ['203.0.113.8', f.now() - 1000]], expiresAt: 0 },
+    },
+  })
+  t.same(b.addresses('a.example'), ['203.0.113.2', '203.0.113.3', '203.0.113.8'], 'last keepAnswers answers, live grace only')
+  f.answers.set('down.example', new Error('timeout'))
+  await b.refresh(['a.example', 'down.example'])
+  t.same(Object.keys(b.snapshot().domains), ['a.example'])
+})
+
+t.test('one silent name does not hold back the others; each change is reported as it lands', async (t) => {
+  const released: Array<() => void> = []
+  const resolve = async (name: string): Promise<ResolveResult> => {
+    if (name === 'silent.example') await new Promise<void>((r) => released.push(r))
+    return { addrs: [{ ip: name === 'silent.example' ? '203.0.113.99' : '203.0.113.1', family: 4, ttl: 60 }], cnames: [], rcode: 'NOERROR' }
+  }
+  const book = createAddressBook({ ...base, concurrency: 4, resolve: resolve as never })
+  const changes: string[] = []
+  const done = book.refresh(['silent.example', 'good.example'], { onChange: (d) => changes.push(d) })
+  for (let i = 0; i < 50 && changes.length === 0; i++) await new Promise((r) => setImmediate(r))
+  t.same(changes, ['good.example'], 'good.example reported while silent.example is unanswered')
+  t.same(book.addresses('good.example'), ['203.0.113.1'])
+  t.equal(book.inFlight(), 1)
+  // A second refresh (a new policy) does not ask again for the name in flight; it waits for it.
+  const again = book.refresh(['silent.example', 'good.example'])
+  t.equal(released.length, 1, 'one lookup of silent.example, not two')
+  released[0]!()
+  await Promise.all([done, again])
+  t.same(changes, ['good.example', 'silent.example'])
+  t.equal(book.inFlight(), 0)
+})
+
+t.test('names whose last lookup failed queue behind the others; an answer for a dropped name is not recorded', async (t) => {
+  const f = fake()
+  const order: string[] = []
+  const gates: Array<() => void> = []
+  const resolve = async (name: string): Promise<ResolveResult> => {
+    order.push(name)
+    await new Promise<void>((r) => gates.push(r))
+    return (f.resolve as unknown as (n: string) => Promise<ResolveResult>)(name)
+  }
+  /** Let every lookup through, one at a time, until `p` settles. */
+  const drain = async (p: Promise<unknown>): Promise<void> => {
+    let done = false
+    void p.finally(() => (done = true))
+    while (!done) {
+      await new Promise((r) => setImmediate(r))
+      gates.shift()?.()
+    }
+  }
+  const book = createAddressBook({ ...base, concurrency: 1, now: f.now, resolve: resolve as never })
+  f.answers.set('bad.example', new Error('timeout'))
+  f.set('a.example', ['203.0.113.1'])
+  f.set('b.example', ['203.0.113.2'])
+  await drain(book.refresh(['bad.example']))
+  order.length = 0
+  f.tick(30)
+  await drain(book.refresh(['bad.example', 'a.example', 'b.example']))
+  t.same(order, ['a.example', 'b.example', 'bad.example'], 'bad.example last, though listed first')
+
+  // Dropped from the list while its lookup runs: the late answer is not recorded.
+  f.tick(60)
+  const p3 = book.refresh(['a.example'])
+  await new Promise((r) => setImmediate(r))
+  const p4 = book.refresh([])
+  await drain(Promise.all([p3, p4]))
+  t.equal(book.size(), 0)
+  t.same(book.addresses('a.example'), [])
 })
