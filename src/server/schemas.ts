@@ -78,6 +78,16 @@ export const reportBody = {
     drift: { type: 'array', maxItems: 1000, items: str(1024) },
     errors: { type: 'array', maxItems: 1000, items: str(2048) },
     agentVersion: str(64),
+    dockerApi: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['verdict', 'listeners', 'detail'],
+      properties: {
+        verdict: { type: 'string', enum: ['ok', 'warn', 'fail'] },
+        listeners: { type: 'array', maxItems: 64, items: str(64) },
+        detail: str(1024),
+      },
+    },
   },
 } as const
 

@@ -77,9 +77,10 @@ function mountsUnder(dir: string): string[] {
  * Start dockerd inside a fresh namespace and wait until it answers. `nsenter --net`, not `ip netns exec`:
  * the latter remounts /sys and dockerd then finds no cgroups. dockerd keeps `--iptables` on (it builds
  * DOCKER-USER inside the namespace). Teardown removes containers, stops the daemon (SIGTERM, then
- * SIGKILL of what is left), unmounts, deletes the namespace and the directory.
+ * SIGKILL of what is left), unmounts, deletes the namespace and the directory. `args` are extra dockerd
+ * flags (e.g. `-H tcp://0.0.0.0:2375` for the exposed-API check).
  */
-export async function startDocker(t: T): Promise<DockerEnv> {
+export async function startDocker(t: T, opts: { args?: string[] } = {}): Promise<DockerEnv> {
   const n = counter++
   const ns = `egdk${process.pid % 100000}x${n}`
   const dir = `/tmp/egd-${process.pid}-${n}`
@@ -125,7 +126,7 @@ export async function startDocker(t: T): Promise<DockerEnv> {
     const logFd = openSync(logfile, 'a')
     const child = spawn(
       'setsid',
-      ['nsenter', `--net=/var/run/netns/${ns}`, 'dockerd', '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', pidfile, '-H', host],
+      ['nsenter', `--net=/var/run/netns/${ns}`, 'dockerd', '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', pidfile, '-H', host, ...(opts.args ?? [])],
       { stdio: ['ignore', logFd, logFd] },
     )
     closeSync(logFd)
