@@ -23,10 +23,11 @@ import { createDockerContainers } from '../sinkhole/containers.js'
 import { parseListenSpec } from '../sinkhole/listen-spec.js'
 import { createDockerApiMonitor } from '../docker/api-exposure.js'
 import { createAgent, type AgentDeps } from '../agent/agent.js'
+import { VERSION } from '../version.js'
 import { createPolicyCache } from '../agent/policy-cache.js'
 import { combinePolicies, createLocalSource, serverEtag } from '../agent/local-source.js'
 
-export const AGENT_VERSION = '0.1.0'
+export const AGENT_VERSION = VERSION
 
 const spec = {
   server: { type: 'string', help: 'server URL, e.g. https://guard.internal:8443 (omit for --blocklists only)' },
@@ -44,7 +45,7 @@ const spec = {
   protect: { type: 'string', multiple: true, help: 'CIDR never blocked because a blocked name resolved to it (repeatable)' },
   'sinkhole-listen': { type: 'string', multiple: true, help: 'embedded sinkhole on ADDR:PORT, or IFACE:PORT (docker0:53: its IPv4 address, bound when it appears, 127.0.0.1 meanwhile; repeatable)' },
   'sinkhole-mode': { type: 'string', default: 'null', help: 'null | nxdomain | refused | IP[,IP]' },
-  'sinkhole-allow': { type: 'string', multiple: true, help: 'client networks the sinkhole answers (default loopback + Docker bridges)' },
+  'sinkhole-allow': { type: 'string', multiple: true, help: 'client networks the sinkhole answers, or host (this host\'s own addresses) (default loopback + Docker bridges + host)' },
   'hit-log': { type: 'string', help: 'JSON-lines file of sinkhole hits' },
   'docker-socket': { type: 'string', help: 'Docker API socket for naming containers in hits' },
   'on-exit': { type: 'string', default: 'keep', help: 'keep | remove: what happens to rules when the agent stops' },

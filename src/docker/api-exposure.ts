@@ -134,10 +134,14 @@ export function judgeDockerApi(f: DockerdFacts): DockerApiState {
     source = 'listens'
   } else {
     tcp = f.hosts.map((h) => tcpHost(h, f.tlsVerify)).filter((x): x is { address: string; port: number } => x !== undefined)
-    source = f.pids.length ? 'is configured to listen (its sockets could not be read: run as root to check them)' : 'would listen'
+    source = f.pids.length ? 'is configured to listen (its sockets could not be read: that needs root with CAP_SYS_PTRACE, as doctor under sudo has)' : 'would listen'
   }
   const listeners = [...new Set(tcp.map(fmt))]
-  if (tcp.length === 0) return { verdict: 'ok', listeners, detail: `${who}: API on the unix socket only` }
+  if (tcp.length === 0) {
+    // Sockets handed over by systemd (-H fd://, docker.socket) are seen only in dockerd's fds.
+    const unseen = !f.listening && f.hosts.some((h) => /^fd:\/\//.test(h)) ? ' as configured (the sockets systemd passes with -H fd:// were not readable: doctor as root checks them)' : ''
+    return { verdict: 'ok', listeners, detail: `${who}: API on the unix socket only${unseen}` }
+  }
   const exposed = tcp.filter((l) => !isLoopback(l.address))
   if (exposed.length && !f.tlsVerify) {
     return { verdict: 'fail', listeners, detail: `${who} ${source} on ${[...new Set(exposed.map(fmt))].join(', ')} without --tlsverify: whoever reaches it controls every container and is root on this host` }
