@@ -205,7 +205,7 @@ const command: Command = {
       const now = o['sinkhole-address'] ?? interfaceIPv4((await readLinks().catch(() => undefined)) ?? [], 'docker0')
       if (!now) say(`DNS sinkhole on ${hostPort(FALLBACK_ADDRESS)} for now (this host: ${dig(FALLBACK_ADDRESS)}): waiting for docker0 (Docker not started or not installed); it moves to docker0's address when Docker creates it`)
       else if (/^127\.|^::1$/.test(now)) say(`DNS sinkhole on ${hostPort(now)} (it serves this host; ${dig(now)})`)
-      else say(`DNS sinkhole on ${o['sinkhole-address'] ? '' : 'docker0 '}${hostPort(now)}; point containers at it: docker run --dns ${now} ... (or "dns": ["${now}"] in /etc/docker/daemon.json); this host: ${dig(now)}`)
+      else say(`DNS sinkhole on ${hostPort(now)}; point containers at it: docker run --dns ${now} ... (or "dns": ["${now}"] in /etc/docker/daemon.json); this host: ${dig(now)}`)
       say(`ready. Try: egress-guard block add evil.example --reason test; egress-guard hits. Ctrl-C stops (rules stay; egress-guard uninstall removes them)`)
     }
     if (agentDone === undefined && serverDone === undefined && !io.signal.aborted) {

@@ -79,7 +79,7 @@ t.test('up on a Docker host with no container running: sinkhole on docker0, the 
   const dir = workdir(t, '# nothing yet: the quick start adds evil.example\n')
   const up = startUp(t, env.ns, dir)
   await ready(t, up)
-  t.match(up.err(), /DNS sinkhole on docker0 172\.17\.0\.1:53; point containers at it: docker run --dns 172\.17\.0\.1/, 'up found docker0 without carrier')
+  t.match(up.err(), /DNS sinkhole on 172\.17\.0\.1:53; point containers at it: docker run --dns 172\.17\.0\.1 .*; this host: dig @172\.17\.0\.1 NAME/, 'up found docker0 without carrier')
   t.match(up.err(), /WARNING: Docker API: dockerd \(pid \d+\) listens on \[::\]:2375 without --tlsverify/, 'up warns about the exposed API')
 
   // The quick start, as written.
