@@ -130,7 +130,7 @@ t.test('an interface listen: loopback until the interface has an address, then t
   t.same(served(), [`127.0.0.2:${port}`], 'the stand-in is released')
   t.same(s.waiting(), [])
   const a = await udpQuery('127.0.0.2', port, 'evil.example')
-  t.same(a?.answers?.map((x) => x.data), ['0.0.0.0'], 'answers on the interface address')
+  t.same(a?.answers?.map((x) => (x as { data: string }).data), ['0.0.0.0'], 'answers on the interface address')
   set('127.0.0.3')
   await until('moved', () => served().includes(`127.0.0.3:${port}`), 3000)
   t.same(served(), [`127.0.0.3:${port}`], 'the old address is given up')
