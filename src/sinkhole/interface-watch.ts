@@ -21,6 +21,8 @@ export interface InterfaceWatch {
   /** Reads the list once (onChange has run when this resolves), then polls. */
   start(): Promise<void>
   stop(): void
+  /** Call onChange again after the slow interval even if nothing changed (a bind to retry). */
+  again(): void
 }
 
 export function createInterfaceWatch(opts: InterfaceWatchOptions): InterfaceWatch {
@@ -82,6 +84,10 @@ export function createInterfaceWatch(opts: InterfaceWatchOptions): InterfaceWatc
       running = false
       clearTimeout(timer)
       timer = undefined
+    },
+    again() {
+      seen = undefined
+      nextFullRead = Date.now() + slow
     },
   }
 }

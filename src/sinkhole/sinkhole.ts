@@ -49,7 +49,7 @@ export interface SinkholeOptions {
   /** Prometheus counters (query results, cache, upstream latency); hits are counted by the hit log. */
   metrics?: SinkholeMetrics
   /** How interface addresses are followed (interface listens, `host` clients); tests inject a fake. */
-  interfaces?: { intervalMs?: number; readLinks?: () => Promise<Link[]>; fingerprint?: () => Promise<string | undefined> }
+  interfaces?: { intervalMs?: number; slowIntervalMs?: number; readLinks?: () => Promise<Link[]>; fingerprint?: () => Promise<string | undefined> }
 }
 
 type Reply = (r: Buffer | undefined) => void
@@ -315,6 +315,7 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
       } catch (e) {
         // Not fatal: the interface may appear later; the waiting line says loopback is not served either.
         d.waiting += `; ${fmtAddr(addr)} cannot be served meanwhile either (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`
+        watch?.again()
         return
       }
       if (!active) return void (await server.remove(addr))
@@ -362,6 +363,7 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
           const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message
           d.waiting = `sinkhole: cannot listen on ${d.name} ${fmtAddr(addr)} (${why}); retrying`
           log.warn({ interface: d.name, err: why }, d.waiting)
+          watch?.again()
           await holdFallback(d)
           continue
         }
@@ -391,6 +393,7 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
           onChange: follow,
           log: opts.log,
           ...(opts.interfaces?.intervalMs !== undefined ? { intervalMs: opts.interfaces.intervalMs } : {}),
+          ...(opts.interfaces?.slowIntervalMs !== undefined ? { slowIntervalMs: opts.interfaces.slowIntervalMs } : {}),
           ...(opts.interfaces?.readLinks ? { readLinks: opts.interfaces.readLinks } : {}),
           ...(opts.interfaces?.fingerprint ? { fingerprint: opts.interfaces.fingerprint } : {}),
         })

@@ -5,6 +5,7 @@
 // interface list (no root), then the real CLI in a namespace with a real bridge and Docker's NAT rule.
 import t, { type Test } from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
+import dgram from 'node:dgram'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -112,7 +113,7 @@ t.test('an interface listen: loopback until the interface has an address, then t
     upstreams: [{ address: '127.0.0.1', port: 9 }],
     matcher,
     log: silentLogger,
-    interfaces: { intervalMs: 20, fingerprint: async () => String(version), readLinks: async () => links },
+    interfaces: { intervalMs: 20, slowIntervalMs: 300, fingerprint: async () => String(version), readLinks: async () => links },
   }
   const s = createSinkhole(opts)
   await s.start()
@@ -138,6 +139,16 @@ t.test('an interface listen: loopback until the interface has an address, then t
   set(undefined)
   await until('back on loopback', () => served().includes(`127.0.0.1:${port}`), 3000)
   t.equal(s.waiting().length, 1)
+
+  // The interface's address and port are taken by someone else: loopback meanwhile, retried.
+  const squatter = dgram.createSocket('udp4')
+  await new Promise<void>((r) => squatter.bind(port, '127.0.0.4', () => r()))
+  set('127.0.0.4')
+  await until('the failed bind said', () => /cannot listen on br-test 127\.0\.0\.4:\d+ \(EADDRINUSE\); retrying/.test(s.waiting().join()), 3000)
+  t.same(served(), [`127.0.0.1:${port}`], 'still on loopback')
+  await new Promise<void>((r) => squatter.close(() => r()))
+  await until('bound once the address is free', () => served().includes(`127.0.0.4:${port}`), 5000).catch((e: Error) => t.fail(e.message))
+  t.same(s.waiting(), [], 'nothing awaited any more')
   await s.stop()
   t.same(s.addresses(), [], 'stop closes what the watch bound')
 })
