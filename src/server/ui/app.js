@@ -147,7 +147,7 @@ function dockerApiCell(d) {
   return h(
     'td',
     { 'data-label': 'Docker API', 'data-docker-api': d.verdict },
-    h('span', { class: `badge api-${d.verdict}`, title: d.detail }, API_LABEL[d.verdict] ?? d.verdict),
+    h('span', { class: `badge api-${d.verdict}` }, API_LABEL[d.verdict] ?? d.verdict),
     d.listeners.length ? h('span', { class: 'sub mono' }, d.listeners.join(', ')) : [],
     d.verdict === 'ok' ? [] : h('span', { class: 'sub' }, d.detail),
   )
