@@ -64,6 +64,7 @@ export async function readLinks(runner: typeof run = run): Promise<Link[]> {
  * lists every local address) and the IPv6 address list (/proc/net/if_inet6). Two small file reads, so
  * it can be polled every couple of seconds where spawning `ip` (~10 ms of CPU, a stall of the event
  * loop the DNS answers run on) could not. Unreadable files give undefined: then poll `ip` itself.
+ * fib_trie holds the routes too: a few KB on a Docker host, megabytes only with a full Internet table.
  */
 export async function addressFingerprint(read: (path: string) => Promise<string> = (p) => readFile(p, 'utf8')): Promise<string | undefined> {
   try {
