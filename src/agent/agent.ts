@@ -5,7 +5,7 @@
 import type { Logger } from '../log.js'
 import type { Entry, Matcher, Policy } from '../policy/types.js'
 import type { Hit } from '../sinkhole/types.js'
-import type { ReportBody } from '../client/api-types.js'
+import type { DockerApiReport, ReportBody } from '../client/api-types.js'
 import { createPolicySync, type BackoffOptions, type LocalSource, type PolicyClient, type PolicySync, type PolicySyncOptions, type SyncStatus } from './sync.js'
 import type { PolicyCache } from './policy-cache.js'
 import { countEntries, createReporter, type Reporter } from './reporter.js'
@@ -30,6 +30,8 @@ export interface AgentSinkhole {
   start(): Promise<unknown>
   stop(): Promise<unknown>
   setMatcher(m: Matcher): void
+  /** What an interface listen waits for (docker0 without an address yet): reported with the errors. */
+  waiting?(): string[]
 }
 
 export interface AgentHitSource {
@@ -74,6 +76,8 @@ export interface AgentDeps {
   addressCache?: AddressStore
   /** For tests: replaces the sync's sleep. */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>
+  /** The last look at this host's Docker API exposure (src/docker/api-exposure.ts), reported as is. */
+  dockerApi?: () => DockerApiReport | undefined
 }
 
 export interface AgentStatus {
@@ -201,6 +205,8 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
     if (s.lastError && s.lastError !== lastApplyError) errs.push(s.lastError)
     const hs = uploader?.stats()
     if (hs && hs.dropped > 0) errs.push(`hit spool full: ${hs.dropped} hits dropped`)
+    errs.push(...(deps.sinkhole?.waiting?.() ?? []))
+    const dockerApi = deps.dockerApi?.()
     // version/etag are the server's (so the fleet view compares like with like); counts are what is enforced.
     return {
       version: s.server?.version ?? appliedPolicy?.version ?? 0,
@@ -209,6 +215,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
       repairs: c.repairs,
       drift: c.drift,
       errors: errs,
+      ...(dockerApi ? { dockerApi } : {}),
     }
   }
 

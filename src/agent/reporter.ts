@@ -72,6 +72,14 @@ export function createReporter(opts: ReporterOptions): Reporter {
     // control characters, and an error may quote what a container or a tool printed.
     body.drift = body.drift.slice(0, 100).map((s) => apiText(s, 500))
     body.errors = body.errors.slice(0, 100).map((s) => apiText(s, 500))
+    // dockerd's command line and daemon.json are quoted in the Docker API verdict: escaped the same way.
+    if (body.dockerApi) {
+      body.dockerApi = {
+        ...body.dockerApi,
+        listeners: body.dockerApi.listeners.slice(0, 64).map((s) => apiText(s, 64)),
+        detail: apiText(body.dockerApi.detail, 1024),
+      }
+    }
     try {
       await opts.client.report(body, AbortSignal.timeout(15_000))
       sent++

@@ -47,6 +47,16 @@ export interface ReportBody {
   drift: string[]
   errors: string[]
   agentVersion: string
+  /** Whether this host's dockerd takes API calls over TCP (absent: no dockerd found, or an older agent). */
+  dockerApi?: DockerApiReport
+}
+
+/** The Docker API's exposure on a host: fail = TCP off loopback without TLS client verification. */
+export interface DockerApiReport {
+  verdict: 'ok' | 'warn' | 'fail'
+  /** TCP addresses it listens on, e.g. `[::]:2375`; empty when unix-only. */
+  listeners: string[]
+  detail: string
 }
 
 export type HostState = 'in-sync' | 'behind' | 'silent' | 'drift'

@@ -20,11 +20,14 @@ import { createSinkhole } from '../sinkhole/sinkhole.js'
 import { parseBlockMode } from '../sinkhole/answer.js'
 import { createHitLog } from '../sinkhole/hit-log.js'
 import { createDockerContainers } from '../docker/containers.js'
+import { parseListenSpec } from '../sinkhole/listen-spec.js'
+import { createDockerApiMonitor } from '../docker/api-exposure.js'
 import { createAgent, type AgentDeps } from '../agent/agent.js'
+import { VERSION } from '../version.js'
 import { createPolicyCache } from '../agent/policy-cache.js'
 import { combinePolicies, createLocalSource, serverEtag } from '../agent/local-source.js'
 
-export const AGENT_VERSION = '0.1.0'
+export const AGENT_VERSION = VERSION
 
 const spec = {
   server: { type: 'string', help: 'server URL, e.g. https://guard.internal:8443 (omit for --blocklists only)' },
@@ -40,9 +43,9 @@ const spec = {
   'no-hosts-file': { type: 'boolean', help: 'do not manage a hosts-file block' },
   upstream: { type: 'string', multiple: true, help: 'DNS upstream IP[:PORT] for resolving blocked names (repeatable)' },
   protect: { type: 'string', multiple: true, help: 'CIDR never blocked because a blocked name resolved to it (repeatable)' },
-  'sinkhole-listen': { type: 'string', multiple: true, help: 'embedded sinkhole on ADDR:PORT (repeatable)' },
+  'sinkhole-listen': { type: 'string', multiple: true, help: 'embedded sinkhole on ADDR:PORT, or IFACE:PORT (docker0:53: its IPv4 address, bound when it appears, 127.0.0.1 meanwhile; repeatable)' },
   'sinkhole-mode': { type: 'string', default: 'null', help: 'null | nxdomain | refused | IP[,IP]' },
-  'sinkhole-allow': { type: 'string', multiple: true, help: 'client networks the sinkhole answers (default loopback + Docker bridges)' },
+  'sinkhole-allow': { type: 'string', multiple: true, help: 'client networks the sinkhole answers, or host (this host\'s own addresses) (default loopback + Docker bridges + host)' },
   'hit-log': { type: 'string', help: 'JSON-lines file of sinkhole hits' },
   'docker-socket': { type: 'string', help: 'Docker API socket for naming containers in hits' },
   'on-exit': { type: 'string', default: 'keep', help: 'keep | remove: what happens to rules when the agent stops' },
@@ -104,7 +107,7 @@ const command: Command = {
     const waitSec = intOption('wait', o.wait, 30, 1, 60)
     const retryMaxMs = durationOption('retry-max', o['retry-max'], 30_000)
     const upstreams: Upstream[] = (o.upstream ?? []).map((u) => parseHostPort(u, 53, 'upstream'))
-    const listens = (o['sinkhole-listen'] ?? []).map((l) => parseHostPort(l, 53, 'sinkhole-listen'))
+    const listens = (o['sinkhole-listen'] ?? []).map((l) => parseListenSpec(l, 53, 'sinkhole-listen'))
     const host = o.host ?? hostname()
     if (!/^[A-Za-z0-9_.-]{1,253}$/.test(host)) throw errors.config(`--host ${JSON.stringify(host)}: letters, digits, '-', '_' and '.' only`)
 
@@ -156,6 +159,8 @@ const command: Command = {
     if (upstreams.length === 0) {
       log.warn('no --upstream: blocked names are not resolved into kernel sets (the hosts block and the sinkhole still cover them) and the sinkhole cannot forward other names')
     }
+    // Reported to the fleet view: whether this host's dockerd takes API calls over TCP (Docker lives in --netns when given).
+    const dockerApi = createDockerApiMonitor({ ...(o.netns ? { netns: o.netns } : {}), log })
     const deps: AgentDeps = {
       log,
       cache: createPolicyCache({ dir: o['state-dir']!, discardCorrupt: o['discard-cache'], log }),
@@ -163,7 +168,8 @@ const command: Command = {
       ...(client ? { client } : {}),
       ...(o.blocklists ? { local: createLocalSource({ dir: o.blocklists, log }), combine: combinePolicies } : {}),
       etagOf: serverEtag,
-      ...(sinkhole ? { sinkhole: { start: () => sinkhole.start(), stop: () => sinkhole.stop(), setMatcher: (m) => sinkhole.setMatcher(m) }, buildMatcher } : {}),
+      ...(sinkhole ? { sinkhole: { start: () => sinkhole.start(), stop: () => sinkhole.stop(), setMatcher: (m) => sinkhole.setMatcher(m), waiting: () => sinkhole.waiting() }, buildMatcher } : {}),
+      dockerApi: () => dockerApi.current(),
       ...(hitLog ? { hits: hitLog } : {}),
       remove: async () => {
         await enforcer.remove()
@@ -184,6 +190,7 @@ const command: Command = {
       deps,
     )
     await containers?.start()
+    await dockerApi.start()
     await agent.start()
     // SIGHUP, or a change in the blocklist directory (debounced: editors write in several steps),
     // starts a sync round at once instead of at the end of the current long-poll.
@@ -213,6 +220,7 @@ const command: Command = {
     clearTimeout(debounce)
     await agent.stop()
     containers?.stop()
+    dockerApi.stop()
     return 0
   },
 }

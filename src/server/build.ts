@@ -132,6 +132,11 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
         for (const h of hostStatuses(await deps.store.listAgents(), policy.current.etag, now(), limits.silentAfterMs)) counts[h.state]++
         return counts
       },
+      dockerApi: async () => {
+        const counts = { ok: 0, warn: 0, fail: 0 }
+        for (const a of await deps.store.listAgents()) if (a.dockerApi) counts[a.dockerApi.verdict]++
+        return counts
+      },
     })),
     log,
     now,

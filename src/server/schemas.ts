@@ -85,6 +85,16 @@ export const reportBody = {
     drift: { type: 'array', maxItems: 1000, items: text(1024) },
     errors: { type: 'array', maxItems: 1000, items: text(2048) },
     agentVersion: text(64),
+    dockerApi: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['verdict', 'listeners', 'detail'],
+      properties: {
+        verdict: { type: 'string', enum: ['ok', 'warn', 'fail'] },
+        listeners: { type: 'array', maxItems: 64, items: text(64) },
+        detail: text(1024),
+      },
+    },
   },
 } as const
 

@@ -1,16 +1,7 @@
-// Where `up` puts things on this host: the sinkhole address (docker0's IPv4 when Docker is there, read
-// from the kernel's interface list) and the DNS upstreams (the host's resolv.conf nameservers). Pure
-// parsers plus two small readers so the choice is testable without a Docker host.
-import { networkInterfaces } from 'node:os'
+// Where `up` forwards: the DNS upstreams (the host's resolv.conf nameservers). A pure parser plus a
+// small reader. (docker0's address comes from the kernel's list: src/sinkhole/interfaces.ts.)
 import { readFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
-
-type Ifaces = ReturnType<typeof networkInterfaces>
-
-/** docker0's first IPv4 address, or undefined when the interface is absent (Docker not installed/started). */
-export function bridgeAddress(ifaces: Ifaces = networkInterfaces(), name = 'docker0'): string | undefined {
-  return ifaces[name]?.find((a) => a.family === 'IPv4')?.address
-}
 
 /**
  * `nameserver` lines of a resolv.conf (resolv.conf(5): at most 3 are used by libc; we keep them all).

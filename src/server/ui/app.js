@@ -152,6 +152,19 @@ function badge(state) {
   return h('span', { class: `badge ${state}` }, state)
 }
 
+/** The Docker API verdict as a badge with what was found under it; '-' when the agent found no dockerd. */
+const API_LABEL = { fail: 'exposed', warn: 'TCP', ok: 'unix only' }
+function dockerApiCell(d) {
+  if (!d) return h('td', { 'data-label': 'Docker API' }, '-')
+  return h(
+    'td',
+    { 'data-label': 'Docker API', 'data-docker-api': d.verdict },
+    h('span', { class: `badge api-${d.verdict}` }, API_LABEL[d.verdict] ?? d.verdict),
+    d.listeners.length ? h('span', { class: 'sub mono' }, d.listeners.join(', ')) : [],
+    d.verdict === 'ok' ? [] : h('span', { class: 'sub' }, d.detail),
+  )
+}
+
 // ---- views -----------------------------------------------------------------------------------------
 
 let current = 'signin'
@@ -231,12 +244,15 @@ function renderFleet(d) {
         h('td', { 'data-label': 'Entries' }, String(x.counts.entries), h('span', { class: 'sub' }, `${x.counts.domains} names, ${x.counts.nets} nets`)),
         h('td', { 'data-label': 'Repairs' }, String(x.repairs)),
         h('td', { 'data-label': 'Drift / errors' }, problems.length ? problems : 'none'),
+        dockerApiCell(x.dockerApi),
         h('td', { 'data-label': 'Agent', class: 'mono' }, x.agentVersion),
       )
     }),
   )
   $('fleet-empty').hidden = d.hosts.length > 0
   const parts = Object.entries(counts).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`)
+  const exposed = d.hosts.filter((x) => x.dockerApi?.verdict === 'fail').length
+  if (exposed) parts.push(`${exposed} with the Docker API exposed`)
   $('fleet-summary').textContent = `Current policy v${d.current.version} · ${d.hosts.length} host${d.hosts.length === 1 ? '' : 's'}${parts.length ? `: ${parts.join(', ')}` : ''}`
 }
 
