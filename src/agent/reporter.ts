@@ -70,6 +70,8 @@ export function createReporter(opts: ReporterOptions): Reporter {
     // The API takes short lists; a host in trouble must not send megabytes.
     body.drift = body.drift.slice(0, 100).map((s) => s.slice(0, 500))
     body.errors = body.errors.slice(0, 100).map((s) => s.slice(0, 500))
+    // The API takes at most 4096 held containers a report.
+    if (body.containers && body.containers.length > 4096) body.containers = body.containers.slice(0, 4096)
     try {
       await opts.client.report(body, AbortSignal.timeout(15_000))
       sent++

@@ -24,6 +24,8 @@ import adminRoutes from './routes/admin.js'
 import opsRoutes from './routes/ops.js'
 import dashboardRoutes from './routes/dashboard.js'
 import profileRoutes from './routes/profiles.js'
+import quarantineRoutes from './routes/quarantines.js'
+import learnedRoutes from './routes/learned.js'
 
 export interface BuildServerDeps {
   store: Store
@@ -62,7 +64,7 @@ function toEgError(e: FastifyError | EgError | Error): EgError {
   const fe = e as FastifyError
   if (fe.validation) {
     const problems = fe.validation.map((v) => {
-      const m = /^\/(?:entries|hits)\/(\d+)/.exec(v.instancePath)
+      const m = /^\/(?:entries|hits|records)\/(\d+)/.exec(v.instancePath)
       return { ...(m ? { index: Number(m[1]) } : {}), path: `${fe.validationContext ?? ''}${v.instancePath}`, message: `${fe.validationContext ?? ''}${v.instancePath} ${v.message ?? 'is invalid'}` }
     })
     return errors.badInput(fe.message, { problems })
@@ -187,6 +189,8 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
   hitRoutes(app, ctx)
   entryRoutes(app, ctx)
   profileRoutes(app, ctx)
+  quarantineRoutes(app, ctx)
+  learnedRoutes(app, ctx)
   adminRoutes(app, ctx)
   opsRoutes(app, ctx, { registry, openMetrics: deps.openMetrics ?? false })
   dashboardRoutes(app)

@@ -2,7 +2,8 @@
 // into one versioned policy. Every content change bumps the persisted version, records the step for
 // diffs, and wakes the long-polls. Rebuilds run one at a time, in the order they were asked for.
 // A blocklist file that cannot be read keeps the entries it had; a deleted file drops them. Profiles
-// (`<dir>/profiles/NAME.txt`) are read, kept and distributed the same way, inside the same version.
+// (`<dir>/profiles/NAME.txt`) are read, kept and distributed the same way, inside the same version;
+// so are the quarantines in force (from the store, like API entries; each leaves at its expiry).
 import { watch, type FSWatcher } from 'node:fs'
 import { readdir, stat } from 'node:fs/promises'
 import { basename, join } from 'node:path'
@@ -17,6 +18,7 @@ import { PolicyHistory, type Diff } from './policy-history.js'
 import { ChangeWaiters } from './waiters.js'
 import { PROFILES_DIR, pickProfileFiles, readProfileFile } from '../profiles/load.js'
 import { policyEtag } from '../profiles/etag.js'
+import { quarantineActive } from '../quarantine/match.js'
 
 export interface PolicyServiceOptions {
   store: Store
@@ -234,13 +236,22 @@ export class PolicyService {
     // file is not a new policy, so it neither bumps the version nor wakes the fleet.
     const entries = built.entries.map(withId)
     const profiles = this.#profiles
-    // Without profiles the etag is the entries' own; with them it covers both (src/profiles/etag.ts).
-    const etag = policyEtag(built.etag, profiles)
+    const storedQuarantines = await this.#o.store.listQuarantines()
+    const quarantines = storedQuarantines.filter((q) => quarantineActive(q, now)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    // Without profiles and quarantines the etag is the entries' own; with them it covers all (src/profiles/etag.ts).
+    const etag = policyEtag(built.etag, profiles, quarantines)
     const before = this.#current
     const version = await this.#o.store.commitPolicy(etag, why)
-    this.#scheduleExpiry(all, now)
+    this.#scheduleExpiry([...all, ...storedQuarantines], now)
     if (etag === before.etag && version === before.version) return before
-    this.#current = { version, etag, generatedAt: now.toISOString(), entries, ...(profiles.length > 0 ? { profiles } : {}) }
+    this.#current = {
+      version,
+      etag,
+      generatedAt: now.toISOString(),
+      entries,
+      ...(profiles.length > 0 ? { profiles } : {}),
+      ...(quarantines.length > 0 ? { quarantines } : {}),
+    }
     this.history.push(version, entries)
     this.#o.log.info({ version, entries: entries.length, profiles: profiles.length, why }, 'policy version')
     this.waiters.notify()
@@ -248,8 +259,8 @@ export class PolicyService {
     return this.#current
   }
 
-  /** Expired entries leave the policy by a rebuild at the next expiry instant. */
-  #scheduleExpiry(all: Entry[], now: Date): void {
+  /** Expired entries and quarantines leave the policy by a rebuild at the next expiry instant. */
+  #scheduleExpiry(all: ReadonlyArray<{ expires?: string }>, now: Date): void {
     clearTimeout(this.#expiryTimer)
     if (this.#closed) return
     let next = Infinity

@@ -1,5 +1,6 @@
-// The embedded Store: two lowdb JSON files in a data directory (egress-guard.json for entries, tokens,
-// agents, audit and the version counter; hits.json for hits, capped, so the main file stays small).
+// The embedded Store: lowdb JSON files in a data directory (egress-guard.json for entries, tokens,
+// agents, quarantines, audit and the version counter; hits.json for hits, capped, and learned.json for
+// learn mode's records, bounded per profile, so the main file stays small).
 // Writes are atomic because lowdb's writer (steno) writes `.<name>.tmp` beside the file and renames
 // it over the old one: a process killed mid-write leaves the last complete file (rename(2) is atomic
 // on one filesystem). steno does not fsync, so a power cut can still lose the last writes; a crash
@@ -14,6 +15,8 @@ import { errors } from '../errors.js'
 import type { Entry } from '../policy/types.js'
 import type { Hit } from '../sinkhole/types.js'
 import type { AuditEvent } from '../client/api-types.js'
+import type { NewQuarantine, Quarantine } from '../quarantine/types.js'
+import { mergeLearned, type LearnedRecord, type StoredLearned } from '../profiles/learned.js'
 import { STORE_SCHEMA, type Actor, type AgentRecord, type ApiEntry, type HitFilter, type Store, type StoredToken } from './types.js'
 
 interface MainData {
@@ -24,11 +27,19 @@ interface MainData {
   tokens: StoredToken[]
   agents: AgentRecord[]
   audit: AuditEvent[]
+  /** Added with quarantines; absent from older files (read as none). */
+  quarantines?: Quarantine[]
 }
 
 interface HitsData {
   schema: number
   hits: Hit[]
+}
+
+/** learned.json: profile name -> its records (each list bounded by mergeLearned). */
+interface LearnedData {
+  schema: number
+  profiles: Record<string, StoredLearned[]>
 }
 
 export interface LowdbStoreOptions {
@@ -85,6 +96,7 @@ async function takeLock(dir: string): Promise<() => Promise<void>> {
 
 export const MAIN_FILE = 'egress-guard.json'
 export const HITS_FILE = 'hits.json'
+export const LEARNED_FILE = 'learned.json'
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
@@ -125,26 +137,41 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
   const unlock = opts.lock ? await takeLock(dir) : async () => {}
   const mainFile = join(dir, MAIN_FILE)
   const hitsFile = join(dir, HITS_FILE)
+  const learnedFile = join(dir, LEARNED_FILE)
   let main: Awaited<ReturnType<typeof openFile<MainData>>>
   let hitsDb: Awaited<ReturnType<typeof openFile<HitsData>>>
+  let learnedDb: Awaited<ReturnType<typeof openFile<LearnedData>>>
   try {
-    main = await openFile<MainData>(mainFile, { schema: STORE_SCHEMA, version: 0, etag: '', entries: [], tokens: [], agents: [], audit: [] }, ['entries', 'tokens', 'agents', 'audit'])
+    main = await openFile<MainData>(mainFile, { schema: STORE_SCHEMA, version: 0, etag: '', entries: [], tokens: [], agents: [], audit: [], quarantines: [] }, ['entries', 'tokens', 'agents', 'audit'])
     hitsDb = await openFile<HitsData>(hitsFile, { schema: STORE_SCHEMA, hits: [] }, ['hits'])
+    learnedDb = await openFile<LearnedData>(learnedFile, { schema: STORE_SCHEMA, profiles: {} }, [])
+    const q: unknown = main.db.data.quarantines
+    if (q !== undefined && !Array.isArray(q)) throw errors.storeCorrupt(`store file ${mainFile}: "quarantines" is not a list; not starting and not overwriting it`)
+    const lp: unknown = learnedDb.db.data.profiles
+    if (lp === null || typeof lp !== 'object' || Array.isArray(lp) || Object.values(lp).some((v) => !Array.isArray(v))) {
+      throw errors.storeCorrupt(`store file ${learnedFile}: "profiles" is missing or not an object of lists; not starting and not overwriting it`)
+    }
   } catch (e) {
     await unlock()
     throw e
   }
   if (main.created) await main.db.write()
   if (hitsDb.created) await hitsDb.db.write()
+  if (learnedDb.created) await learnedDb.db.write()
   const m = main.db
   const h = hitsDb.db
+  const l = learnedDb.db
+  // Older files have no quarantines list: none. A null-prototype map keeps a profile name from ever
+  // reaching Object.prototype (names are [a-z0-9][a-z0-9_-]*, so none can be __proto__ anyway).
+  m.data.quarantines ??= []
+  l.data.profiles = Object.assign(Object.create(null) as Record<string, StoredLearned[]>, l.data.profiles)
   if (typeof m.data.version !== 'number') m.data.version = 0
   if (typeof m.data.etag !== 'string') m.data.etag = ''
 
   const softFlushMs = opts.softFlushMs ?? 2000
   const timers = new Map<Low<unknown>, NodeJS.Timeout>()
   /** Write soft state later (coalesced); a forced write of the same file cancels the pending one. */
-  const soon = async (db: Low<MainData> | Low<HitsData>): Promise<void> => {
+  const soon = async (db: Low<MainData> | Low<HitsData> | Low<LearnedData>): Promise<void> => {
     if (softFlushMs <= 0) return db.write()
     const key = db as Low<unknown>
     if (timers.has(key)) return
@@ -252,6 +279,55 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
       // Arrival order is not exactly time order across hosts: sort the page newest first.
       return out.sort((a, b) => Date.parse(b.lastTime) - Date.parse(a.lastTime))
     },
+    async listQuarantines() {
+      return (m.data.quarantines ?? []).map((q) => ({ ...q }))
+    },
+    async addQuarantine(n: NewQuarantine, by: Actor) {
+      const time = iso()
+      const q: Quarantine = {
+        id: `q-${randomBytes(6).toString('hex')}`,
+        container: n.container,
+        ...(n.host !== undefined ? { host: n.host } : {}),
+        reason: n.reason,
+        ...(n.expires !== undefined ? { expires: n.expires } : {}),
+        added: time,
+        actor: by.actor,
+      }
+      m.data.quarantines!.push(q)
+      audit({ time, actor: by.actor, action: 'quarantine.add', target: q.container, reason: q.reason, details: { id: q.id, ...(q.host ? { host: q.host } : {}), ...(q.expires ? { expires: q.expires } : {}) } })
+      await m.write()
+      return { ...q }
+    },
+    async removeQuarantines(ids: string[], by: Actor) {
+      const want = new Set(ids)
+      const removed = m.data.quarantines!.filter((q) => want.has(q.id))
+      if (removed.length === 0) return []
+      m.data.quarantines = m.data.quarantines!.filter((q) => !want.has(q.id))
+      const time = iso()
+      for (const q of removed) audit({ time, actor: by.actor, action: 'quarantine.remove', target: q.container, ...(by.reason !== undefined ? { reason: by.reason } : {}), details: { id: q.id, ...(q.host ? { host: q.host } : {}), addedBy: q.actor, added: q.added } })
+      await m.write()
+      return removed.map((q) => ({ ...q }))
+    },
+    async mergeLearned(host: string, records: LearnedRecord[]) {
+      const byProfile = new Map<string, LearnedRecord[]>()
+      for (const r of records) {
+        const list = byProfile.get(r.profile)
+        if (list) list.push(r)
+        else byProfile.set(r.profile, [r])
+      }
+      let evicted = 0
+      for (const [profile, list] of byProfile) {
+        const r = mergeLearned(l.data.profiles[profile] ?? [], host, list, { now: now() })
+        l.data.profiles[profile] = r.records
+        evicted += r.evicted
+      }
+      await soon(l)
+      return { accepted: records.length, evicted }
+    },
+    async listLearned(f: { profile: string; since?: Date }) {
+      const since = f.since?.getTime()
+      return (l.data.profiles[f.profile] ?? []).filter((r) => since === undefined || Date.parse(r.lastSeen) >= since).map((r) => ({ ...r, containers: [...r.containers], answers: [...r.answers], hosts: [...r.hosts] }))
+    },
     async addToken(t: StoredToken, by: Actor) {
       m.data.tokens.push({ ...t })
       audit({ actor: by.actor, action: 'token.create', target: t.id, ...(by.reason !== undefined ? { reason: by.reason } : {}), details: { role: t.role, ...(t.host ? { host: t.host } : {}), ...(t.name ? { name: t.name } : {}) } })
@@ -272,7 +348,7 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
       // Flush soft state that is still waiting for its timer, then let go of the directory.
       for (const t of timers.values()) clearTimeout(t)
       timers.clear()
-      await Promise.all([m.write(), h.write()])
+      await Promise.all([m.write(), h.write(), l.write()])
       await unlock()
     },
   }
