@@ -3,11 +3,23 @@ import type { Command } from './types.js'
 import { helpText, loadOptions } from '../config.js'
 import { errors } from '../errors.js'
 import { adminClient, adminSpec, ago, formatTable } from '../client/admin-options.js'
+import type { HostStatus } from '../client/api-types.js'
+
+/** PROFILED: containers held to a profile; `-` from an agent that does not report containers. */
+function profiled(h: HostStatus): string {
+  return h.containers ? String(h.containers.filter((c) => c.profile !== undefined).length) : '-'
+}
+
+/** QUARANTINED: the containers the host holds in quarantine, by name. */
+function quarantined(h: HostStatus): string {
+  return (h.containers ?? []).filter((c) => c.quarantineId !== undefined).map((c) => c.name).join(', ') || '-'
+}
 
 const USAGE = `usage: egress-guard hosts [--server URL] [--token-file F] [--json]
 
 Each host: its state (in-sync, behind, silent, drift), the policy version it applied, when it last
-reported, drift repairs, current drift and errors.`
+reported, drift repairs, current drift and errors, how many containers it holds to profiles and
+which containers it holds in quarantine.`
 
 const command: Command = {
   summary: 'fleet: each host, the policy version it applied, drift, last seen',
@@ -25,8 +37,8 @@ const command: Command = {
     }
     io.stdout(
       formatTable(
-        ['HOST', 'STATE', 'VERSION', 'LAST SEEN', 'ENTRIES', 'REPAIRS', 'DRIFT', 'ERRORS', 'AGENT'],
-        r.hosts.map((h) => [h.host, h.state, String(h.version), ago(h.lastSeen), String(h.counts.entries), String(h.repairs), h.drift.join('; ') || '-', h.errors.join('; ') || '-', h.agentVersion]),
+        ['HOST', 'STATE', 'VERSION', 'LAST SEEN', 'ENTRIES', 'REPAIRS', 'DRIFT', 'ERRORS', 'PROFILED', 'QUARANTINED', 'AGENT'],
+        r.hosts.map((h) => [h.host, h.state, String(h.version), ago(h.lastSeen), String(h.counts.entries), String(h.repairs), h.drift.join('; ') || '-', h.errors.join('; ') || '-', profiled(h), quarantined(h), h.agentVersion]),
       ),
     )
     const bad = r.hosts.filter((h) => h.state !== 'in-sync').length
