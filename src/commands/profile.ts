@@ -21,7 +21,8 @@ const spec = {
   since: { type: 'string', noEnv: true, default: '7d', help: 'suggest: learned in this window (7d, 24h or an RFC 3339 time)' },
   write: { type: 'boolean', noEnv: true, help: 'suggest: write <blocklists>/profiles/NAME.txt (for review and commit)' },
   force: { type: 'boolean', noEnv: true, help: 'suggest --write: replace an existing file' },
-  blocklists: { type: 'string', default: 'blocklists', help: 'suggest --write: the local blocklists directory (a git checkout)' },
+  // multiple, as for match and the agent: a config file's `blocklists` list must not break this command.
+  blocklists: { type: 'string', multiple: true, help: 'suggest --write: the local blocklists directory, a git checkout (default ./blocklists)' },
   mode: { type: 'string', noEnv: true, help: 'suggest: the mode= line to write (learn, alert, enforce; default: the profile\'s current mode)' },
 } as const satisfies Spec
 
@@ -132,7 +133,8 @@ const command: Command = {
         ...(o.since ? { since: o.since } : {}),
         now: new Date(),
       })
-      const file = join(o.blocklists ?? 'blocklists', PROFILES_DIR, `${name}.txt`)
+      if (o.write && o.blocklists.length > 1) throw errors.usage('profile suggest --write takes one --blocklists DIR')
+      const file = join(o.blocklists[0] ?? 'blocklists', PROFILES_DIR, `${name}.txt`)
       let wrote = false
       if (o.write) {
         if (s.lines.length === 0 && (current?.rules.length ?? 0) === 0) {

@@ -12,6 +12,8 @@ import { createPolicySync } from '../../src/agent/sync.js'
 import { createPolicyCache } from '../../src/agent/policy-cache.js'
 import { cleanPolicy, policyProblems } from '../../src/agent/policy-check.js'
 import { combinePolicies, serverEtag } from '../../src/agent/local-source.js'
+import { createReporter, emptyState } from '../../src/agent/reporter.js'
+import type { ReportBody } from '../../src/client/api-types.js'
 import { silentLogger } from '../../src/log.js'
 import type { Policy, Quarantine } from '../../src/policy/types.js'
 
@@ -86,4 +88,16 @@ t.test('combinePolicies keeps the server\'s quarantines beside local entries', a
   t.equal(both.version, 42)
   t.equal(both.etag, serverEtag(both.entries, undefined, [q]))
   t.not(both.etag, serverEtag(both.entries))
+})
+
+t.test('the reporter sends held containers, at most the 4096 the API takes', async (t) => {
+  const sent: ReportBody[] = []
+  const many = Array.from({ length: 5000 }, (_, i) => ({ id: i.toString(16).padStart(12, '0'), name: `c${i}`, quarantineId: q.id }))
+  const r = createReporter({ client: { report: async (b) => void sent.push(b) }, host: 'web1', agentVersion: '1', log: silentLogger, state: () => ({ ...emptyState(base), containers: many }) })
+  t.equal(await r.reportNow(), true)
+  t.equal(sent[0]!.containers!.length, 4096)
+  t.same(sent[0]!.containers![0], many[0])
+  const none = createReporter({ client: { report: async (b) => void sent.push(b) }, host: 'web1', agentVersion: '1', log: silentLogger, state: () => emptyState(base) })
+  await none.reportNow()
+  t.notOk('containers' in sent[1]!, 'an agent that does not follow containers sends no containers key')
 })

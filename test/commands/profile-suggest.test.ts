@@ -77,6 +77,14 @@ t.test('profile suggest: print, --write, --force, lint', async (t) => {
   const lintDir = await runCli(['lint', local], { cwd: s.dir })
   t.equal(lintDir.code, 0, lintDir.stdout + lintDir.stderr)
 
+  // A config file whose `blocklists` is a list (as the agent's) serves this command too.
+  const cfg = join(local, 'eg.json')
+  await writeFile(cfg, JSON.stringify({ blocklists: [local] }))
+  const viaConfig = await cli(['profile', 'suggest', 'web', '--write', '--force', '--config', cfg])
+  t.equal(viaConfig.code, 0, viaConfig.stderr)
+  t.match(viaConfig.stderr, new RegExp(`wrote ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`))
+  t.equal((await cli(['profile', 'suggest', 'web', '--write', '--blocklists', local, '--blocklists', s.dir])).code, 2, 'one directory to write to')
+
   // Usage errors.
   t.equal((await cli(['profile', 'suggest'])).code, 2)
   t.equal((await cli(['profile', 'suggest', 'Web!'])).code, 2)
