@@ -23,6 +23,7 @@ const commands: Record<string, () => Promise<{ default: Command }>> = {
   hits: () => import('./commands/hits.js'),
   token: () => import('./commands/token.js'),
   profile: () => import('./commands/profile.js'),
+  quarantine: () => import('./commands/quarantine.js'),
 }
 
 function usage(): string {

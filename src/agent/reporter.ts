@@ -80,6 +80,14 @@ export function createReporter(opts: ReporterOptions): Reporter {
         detail: apiText(body.dockerApi.detail, 1024),
       }
     }
+    // The API takes at most 4096 held containers a report; a compose label is free text: escaped.
+    if (body.containers) {
+      body.containers = body.containers.slice(0, 4096).map((c) => ({
+        ...c,
+        name: apiText(c.name, 256),
+        ...(c.profile !== undefined ? { profile: apiText(c.profile, 256) } : {}),
+      }))
+    }
     try {
       await opts.client.report(body, AbortSignal.timeout(15_000))
       sent++

@@ -3,8 +3,8 @@
 import { Agent, fetch as undiciFetch } from 'undici'
 import { EgError, errors } from '../errors.js'
 import type {
-  AuditEvent, CreatedToken, EntriesQuery, Entry, Hit, HitsQuery, HostsBody, NewEntry, PolicyBody, PolicyDiffBody,
-  ProfilesBody, ReportBody, Role, TokenInfo,
+  AddedQuarantine, AuditEvent, CreatedToken, EntriesQuery, Entry, Hit, HitsQuery, HostsBody, LearnedAccepted, LearnedBody, LearnedRecord,
+  NewEntry, NewQuarantine, PolicyBody, PolicyDiffBody, ProfilesBody, QuarantinesBody, RemovedQuarantines, ReportBody, Role, TokenInfo,
 } from './api-types.js'
 
 export interface GetPolicyOptions {
@@ -35,6 +35,20 @@ export interface ApiClient {
   listEntries(q?: EntriesQuery): Promise<{ version: number; entries: Entry[] }>
   /** `GET /v1/profiles`; a server from before profiles answers 404 (EG_NOT_FOUND). */
   listProfiles(): Promise<ProfilesBody>
+  /**
+   * `POST /v1/learned` (agent token bound to `host`): learn-mode records, at most 1000 a call, each
+   * passing learnedRecordProblem (one bad record refuses the batch: 400 EG_BAD_INPUT, nothing stored).
+   * Records are increments (lookups since the last successful upload); the server adds them up.
+   */
+  uploadLearned(host: string, records: LearnedRecord[], signal?: AbortSignal): Promise<LearnedAccepted>
+  /** `GET /v1/profiles/:name/learned?since=` (default 7d). */
+  learned(profile: string, since?: string): Promise<LearnedBody>
+  /** `POST /v1/quarantines` (admin). */
+  addQuarantine(q: NewQuarantine): Promise<AddedQuarantine>
+  /** `DELETE /v1/quarantines/:idOrContainer?reason=` (admin; reason required). */
+  removeQuarantine(idOrContainer: string, reason: string): Promise<RemovedQuarantines>
+  /** `GET /v1/quarantines`: those in force, each with the containers agents report holding in it. */
+  listQuarantines(): Promise<QuarantinesBody>
   hosts(): Promise<HostsBody>
   audit(limit?: number): Promise<{ events: AuditEvent[] }>
   createToken(body: { role: Role; host?: string; name?: string }): Promise<CreatedToken>
@@ -137,6 +151,11 @@ export function createApiClient(opts: { url: string; token: string; timeoutMs?: 
     removeEntry: (idOrValue, reason) => json(request('DELETE', `/v1/entries/${encodeURIComponent(idOrValue)}` + qs({ reason }))),
     listEntries: (q = {}) => json(request('GET', '/v1/entries' + qs(q as Query))),
     listProfiles: () => json(request('GET', '/v1/profiles')),
+    uploadLearned: (host, records, signal) => json(request('POST', '/v1/learned', { body: { host, records }, ...(signal ? { signal } : {}) })),
+    learned: (profile, since) => json(request('GET', `/v1/profiles/${encodeURIComponent(profile)}/learned` + qs({ since }))),
+    addQuarantine: (q) => json(request('POST', '/v1/quarantines', { body: q })),
+    removeQuarantine: (idOrContainer, reason) => json(request('DELETE', `/v1/quarantines/${encodeURIComponent(idOrContainer)}` + qs({ reason }))),
+    listQuarantines: () => json(request('GET', '/v1/quarantines')),
     hosts: () => json(request('GET', '/v1/hosts')),
     audit: (limit) => json(request('GET', '/v1/audit' + qs({ limit }))),
     createToken: (body) => json(request('POST', '/v1/tokens', { body })),

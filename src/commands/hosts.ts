@@ -5,11 +5,22 @@ import { errors } from '../errors.js'
 import { adminClient, adminSpec, ago, formatTable } from '../client/admin-options.js'
 import type { HostStatus } from '../client/api-types.js'
 
+/** PROFILED: containers held to a profile; `-` from an agent that does not report containers. */
+function profiled(h: HostStatus): string {
+  return h.containers ? String(h.containers.filter((c) => c.profile !== undefined).length) : '-'
+}
+
+/** QUARANTINED: the containers the host holds in quarantine, by name. */
+function quarantined(h: HostStatus): string {
+  return (h.containers ?? []).filter((c) => c.quarantineId !== undefined).map((c) => c.name).join(', ') || '-'
+}
+
 const USAGE = `usage: egress-guard hosts [--server URL] [--token-file F] [--json]
 
 Each host: its state (in-sync, behind, silent, drift), the policy version it applied, when it last
-reported, drift repairs, current drift and errors, and whether its Docker API listens on TCP
-(fail: off loopback without TLS client certificates).`
+reported, drift repairs, current drift and errors, how many containers it holds to profiles, which
+containers it holds in quarantine, and whether its Docker API listens on TCP (fail: off loopback
+without TLS client certificates).`
 
 /** `fail [::]:2375`, `warn 127.0.0.1:2375`, `ok`, or `-` when the agent found no dockerd (or is older). */
 function dockerApi(h: HostStatus): string {
@@ -34,8 +45,8 @@ const command: Command = {
     }
     io.stdout(
       formatTable(
-        ['HOST', 'STATE', 'VERSION', 'LAST SEEN', 'ENTRIES', 'REPAIRS', 'DRIFT', 'ERRORS', 'DOCKER API', 'AGENT'],
-        r.hosts.map((h) => [h.host, h.state, String(h.version), ago(h.lastSeen), String(h.counts.entries), String(h.repairs), h.drift.join('; ') || '-', h.errors.join('; ') || '-', dockerApi(h), h.agentVersion]),
+        ['HOST', 'STATE', 'VERSION', 'LAST SEEN', 'ENTRIES', 'REPAIRS', 'DRIFT', 'ERRORS', 'PROFILED', 'QUARANTINED', 'DOCKER API', 'AGENT'],
+        r.hosts.map((h) => [h.host, h.state, String(h.version), ago(h.lastSeen), String(h.counts.entries), String(h.repairs), h.drift.join('; ') || '-', h.errors.join('; ') || '-', profiled(h), quarantined(h), dockerApi(h), h.agentVersion]),
       ),
     )
     const bad = r.hosts.filter((h) => h.state !== 'in-sync').length

@@ -25,6 +25,8 @@ import adminRoutes from './routes/admin.js'
 import opsRoutes from './routes/ops.js'
 import dashboardRoutes from './routes/dashboard.js'
 import profileRoutes from './routes/profiles.js'
+import quarantineRoutes from './routes/quarantines.js'
+import learnedRoutes from './routes/learned.js'
 
 export interface BuildServerDeps {
   store: Store
@@ -64,7 +66,7 @@ function toEgError(e: FastifyError | EgError | Error): EgError {
   if (fe.validation) {
     let hidden = false
     const problems = fe.validation.map((v) => {
-      const m = /^\/(?:entries|hits)\/(\d+)/.exec(v.instancePath)
+      const m = /^\/(?:entries|hits|records)\/(\d+)/.exec(v.instancePath)
       const path = `${fe.validationContext ?? ''}${v.instancePath}`
       const isHidden = v.keyword === 'format' && (v.params as { format?: string }).format === 'printable'
       hidden ||= isHidden
@@ -216,6 +218,8 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
   hitRoutes(app, ctx)
   entryRoutes(app, ctx)
   profileRoutes(app, ctx)
+  quarantineRoutes(app, ctx)
+  learnedRoutes(app, ctx)
   adminRoutes(app, ctx)
   opsRoutes(app, ctx, { registry, openMetrics: deps.openMetrics ?? false })
   dashboardRoutes(app)

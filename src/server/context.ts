@@ -14,6 +14,10 @@ export interface ServerLimits {
   hitsBodyBytes: number
   /** Hits per upload batch. */
   hitsPerBatch: number
+  /** Body limit of POST /v1/learned (bytes). */
+  learnedBodyBytes: number
+  /** Learn-mode records per upload batch. */
+  learnedPerBatch: number
   /** Longest long-poll wait (seconds). */
   maxWaitSec: number
   /** Requests per minute per token (or per IP without a valid token) on ordinary routes; 0 disables rate limiting. */
@@ -28,6 +32,9 @@ export const DEFAULT_LIMITS: ServerLimits = {
   bodyBytes: 1 << 20,
   hitsBodyBytes: 5 << 20,
   hitsPerBatch: 1000,
+  // A record is at most ~1.7 KB (a 253-character name, 16 container names, 8 addresses).
+  learnedBodyBytes: 2 << 20,
+  learnedPerBatch: 1000,
   maxWaitSec: 60,
   ratePerMinute: 600,
   policyRatePerMinute: 1200,

@@ -2,7 +2,8 @@
 // into one versioned policy. Every content change bumps the persisted version, records the step for
 // diffs, and wakes the long-polls. Rebuilds run one at a time, in the order they were asked for.
 // A blocklist file that cannot be read keeps the entries it had; a deleted file drops them. Profiles
-// (`<dir>/profiles/NAME.txt`) are read, kept and distributed the same way, inside the same version.
+// (`<dir>/profiles/NAME.txt`) are read, kept and distributed the same way, inside the same version;
+// so are the quarantines in force (from the store, like API entries; each leaves at its expiry).
 // An API change of entries and the version it makes are one store write (changeEntries): all or nothing.
 import { watch, type FSWatcher } from 'node:fs'
 import { readdir, stat } from 'node:fs/promises'
@@ -18,6 +19,8 @@ import { PolicyHistory, type Diff } from './policy-history.js'
 import { ChangeWaiters } from './waiters.js'
 import { PROFILES_DIR, pickProfileFiles, readProfileFile } from '../profiles/load.js'
 import { policyEtag } from '../profiles/etag.js'
+import { quarantineActive } from '../quarantine/match.js'
+import type { Quarantine } from '../quarantine/types.js'
 
 export interface PolicyServiceOptions {
   store: Store
@@ -56,6 +59,8 @@ export class PolicyService {
   /** Watched profiles directories (path -> watcher and the inode it watches). */
   #profileWatchers = new Map<string, { w: FSWatcher; ino: number }>()
   #storeProblems: Problem[] = []
+  /** The store's quarantines (in force or not), as of the last rebuild. */
+  #quarantines: Quarantine[] = []
   #current: PolicyBody = { version: 0, etag: '', generatedAt: new Date(0).toISOString(), entries: [] }
   #chain: Promise<unknown> = Promise.resolve()
   #watchers: FSWatcher[] = []
@@ -127,7 +132,7 @@ export class PolicyService {
           const all = [...fileEntries, ...api]
           built = { all, policy: buildPolicy(all, { now }) }
           // The store versions the served etag, which covers the profiles too (src/profiles/etag.ts).
-          return policyEtag(built.policy.etag, this.#profiles)
+          return policyEtag(built.policy.etag, this.#profiles, this.#activeQuarantines(now))
         },
       }
       const result = await write(seal)
@@ -276,20 +281,34 @@ export class PolicyService {
     // buildPolicy's etag covers what enforcement depends on, not sources or ids: moving a line in a
     // file is not a new policy, so it neither bumps the version nor wakes the fleet.
     // The version follows the served etag: entries and profiles (a profile change is a new version).
-    const version = await this.#o.store.commitPolicy(policyEtag(built.etag, this.#profiles), why)
+    this.#quarantines = await this.#o.store.listQuarantines()
+    const version = await this.#o.store.commitPolicy(policyEtag(built.etag, this.#profiles, this.#activeQuarantines(now)), why)
     return this.#publish(all, built, version, now, why)
+  }
+
+  /** The quarantines in force at `now`, sorted by id (the order the etag covers). */
+  #activeQuarantines(now: Date): Quarantine[] {
+    return this.#quarantines.filter((q) => quarantineActive(q, now)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   }
 
   /** Serve a built policy under its committed version (unchanged content: the same object). */
   #publish(all: Entry[], built: ReturnType<typeof buildPolicy>, version: number, now: Date, why: string): PolicyBody {
     const entries = built.entries.map(withId)
     const profiles = this.#profiles
-    // Without profiles the etag is the entries' own; with them it covers both (src/profiles/etag.ts).
-    const etag = policyEtag(built.etag, profiles)
+    const quarantines = this.#activeQuarantines(now)
+    // Without profiles and quarantines the etag is the entries' own; with them it covers all (src/profiles/etag.ts).
+    const etag = policyEtag(built.etag, profiles, quarantines)
     const before = this.#current
-    this.#scheduleExpiry(all, now)
+    this.#scheduleExpiry([...all, ...this.#quarantines], now)
     if (etag === before.etag && version === before.version) return before
-    this.#current = { version, etag, generatedAt: now.toISOString(), entries, ...(profiles.length > 0 ? { profiles } : {}) }
+    this.#current = {
+      version,
+      etag,
+      generatedAt: now.toISOString(),
+      entries,
+      ...(profiles.length > 0 ? { profiles } : {}),
+      ...(quarantines.length > 0 ? { quarantines } : {}),
+    }
     this.history.push(version, entries)
     this.#o.log.info({ version, entries: entries.length, profiles: profiles.length, why }, 'policy version')
     this.waiters.notify()
@@ -297,8 +316,8 @@ export class PolicyService {
     return this.#current
   }
 
-  /** Expired entries leave the policy by a rebuild at the next expiry instant. */
-  #scheduleExpiry(all: Entry[], now: Date): void {
+  /** Expired entries and quarantines leave the policy by a rebuild at the next expiry instant. */
+  #scheduleExpiry(all: ReadonlyArray<{ expires?: string }>, now: Date): void {
     clearTimeout(this.#expiryTimer)
     if (this.#closed) return
     let next = Infinity
