@@ -4,7 +4,7 @@
 import type { Logger } from '../log.js'
 import type { Policy } from '../policy/types.js'
 import type { AddressBook } from '../resolve/address-book.js'
-import type { ApplyReport, DesiredState, Drift, Enforcer } from './types.js'
+import type { ApplyReport, DesiredState, Drift, Enforcer, FamilySets } from './types.js'
 import type { HostsFile } from './hosts-file.js'
 import { desiredState, domainsToResolve, hostsFileNames, type SkippedAddress } from './desired.js'
 
@@ -12,8 +12,13 @@ export interface ControllerDeps {
   enforcer: Enforcer
   hosts?: HostsFile
   book: AddressBook
-  /** Addresses/CIDRs never blocked because a domain resolved to them (upstreams, the server...). */
+  /**
+   * Addresses/CIDRs never blocked because a domain resolved to them (upstreams, the server...). Read
+   * on every apply: the agent passes getters here and calls reapply() when the server re-resolves.
+   */
   protect: string[]
+  /** Control-plane endpoints kept reachable ahead of every policy set (control-plane.ts). */
+  exempt?: FamilySets
   log: Logger
   /** How often verify() runs (default 30 s). */
   reconcileIntervalMs?: number
@@ -48,6 +53,8 @@ export interface EnforcementController {
   setPolicy(policy: Policy): Promise<SetPolicyResult>
   /** Re-resolve names whose TTL ran out; re-apply when an address set changed. */
   refreshOnce(): Promise<{ changed: boolean; errors: Array<{ domain: string; message: string }> }>
+  /** The control plane (protect / exempt) changed: recompute and apply the current policy. */
+  reapply(): Promise<SetPolicyResult | undefined>
   /** Verify kernel + hosts file against the last applied state; on drift re-apply. */
   reconcileOnce(): Promise<{ drift: Drift[]; repaired: boolean }>
   start(): void
@@ -114,7 +121,7 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
   /** Compute the desired state from the policy and the address book, then write kernel + hosts. */
   async function applyCurrent(resolveWarnings: string[]): Promise<SetPolicyResult> {
     const p = policy!
-    const computed = desiredState(p, (d) => deps.book.addresses(d), { protect: deps.protect })
+    const computed = desiredState(p, (d) => deps.book.addresses(d), { protect: deps.protect, ...(deps.exempt ? { exempt: deps.exempt } : {}) })
     const warnings = [...resolveWarnings, ...computed.warnings]
     // Resolution failures were logged (with fields) when they happened; the rest once each.
     noteWarnings(warnings, computed.skipped, resolveWarnings)
@@ -192,6 +199,8 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
         } else resolveWarnings(r.errors)
         return r
       }),
+
+    reapply: () => serial(async () => (policy ? applyCurrent([]) : undefined)),
 
     reconcileOnce: () =>
       serial(async () => {
