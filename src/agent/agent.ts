@@ -13,6 +13,8 @@ import { createHitUploader, type HitClient, type HitUploader } from './hit-uploa
 /** What the agent needs from the enforcement controller (src/enforce/controller.ts). */
 export interface AgentController {
   setPolicy(p: Policy): Promise<{ warnings?: readonly unknown[] } | unknown>
+  /** Recompute and apply the current policy after the control plane changed (controller.ts). */
+  reapply?(): Promise<unknown>
   reconcileOnce(): Promise<unknown>
   start(): void
   stop(): Promise<void> | void
@@ -62,6 +64,11 @@ export interface AgentDeps {
   sinkhole?: AgentSinkhole
   buildMatcher?: (entries: Entry[]) => Matcher
   hits?: AgentHitSource
+  /**
+   * Policy entries that cover this host's control plane (its server, upstreams, sinkhole): the kernel
+   * keeps that traffic exempt, and the operator is told, in the log and in every report's errors.
+   */
+  controlPlaneNotices?: (p: Policy) => string[]
   /** Called on stop when onExit is `remove`: the enforcer's remove() and the hosts block's. */
   remove?: () => Promise<void>
   /** For tests: replaces the sync's sleep. */
@@ -88,6 +95,8 @@ export interface Agent {
   /** Run a sync round now (SIGHUP, a local blocklist file changed). */
   wake(): void
   reportNow(): Promise<boolean>
+  /** The control plane changed (the server re-resolved): re-apply, refresh the notices, report. */
+  controlPlaneChanged(): Promise<void>
   status(): AgentStatus
 }
 
@@ -119,6 +128,18 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
   let applyErrors = 0
   let lastApplyError: string | undefined
   let warnings: string[] = []
+  let notices: string[] = []
+  const loggedNotices = new Set<string>()
+
+  function updateNotices(p: Policy | undefined): void {
+    notices = p && deps.controlPlaneNotices ? deps.controlPlaneNotices(p) : []
+    for (const n of notices) {
+      if (loggedNotices.has(n)) continue
+      loggedNotices.add(n)
+      log.warn({ notice: n }, 'a policy entry covers this host\'s control plane')
+    }
+    if (loggedNotices.size > 1000) loggedNotices.clear()
+  }
   let unsubscribe: (() => void) | undefined
   let started = false
 
@@ -146,6 +167,8 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
       void reporter?.reportNow()
       throw e
     }
+    updateNotices(p)
+    warnings.push(...notices)
     // The sinkhole switches only after the kernel holds the policy: one version everywhere, kernel first.
     if (deps.sinkhole && deps.buildMatcher) deps.sinkhole.setMatcher(deps.buildMatcher(p.entries))
     applies++
@@ -184,6 +207,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
     if (s.lastError && s.lastError !== lastApplyError) errs.push(s.lastError)
     const hs = uploader?.stats()
     if (hs && hs.dropped > 0) errs.push(`hit spool full: ${hs.dropped} hits dropped`)
+    errs.push(...notices)
     // version/etag are the server's (so the fleet view compares like with like); counts are what is enforced.
     return {
       version: s.server?.version ?? appliedPolicy?.version ?? 0,
@@ -262,6 +286,15 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
     syncOnce: () => sync.syncOnce(),
     wake: () => sync.wake(),
     reportNow: () => reporter?.reportNow() ?? Promise.resolve(false),
+    async controlPlaneChanged() {
+      try {
+        await deps.controller.reapply?.()
+      } catch (e) {
+        log.error({ err: (e as Error).message }, 'applying the changed control plane failed; the next apply retries')
+      }
+      updateNotices(appliedPolicy)
+      void reporter?.reportNow()
+    },
     status() {
       return {
         sync: sync.status(),

@@ -84,7 +84,7 @@ const command: Command = {
     const log = createLogger({ level: o['log-level'] ?? 'fatal' })
     const prep = await prepare(o, io, log)
     const resolved = await prep.book.refresh(prep.domains)
-    const computed = desiredState(prep.policy, (d) => prep.book.addresses(d), { protect: prep.protect })
+    const computed = desiredState(prep.policy, (d) => prep.book.addresses(d), { protect: prep.protect, exempt: prep.exempt })
     const warnings = [...resolved.errors.map((e) => `${e.domain}: could not resolve: ${e.message}`), ...computed.warnings]
 
     let live: Live

@@ -131,7 +131,8 @@ export function coverWarnings(entries: readonly Entry[], endpoints: readonly Con
       continue
     }
     const what = [...new Set(eps.map((x) => `${x.role} ${x.address} ${x.proto}/${x.port}`))].join(', ')
-    out.push(`${e.value} (${e.source}${e.force ? ', force' : ''}) covers this host's control plane (${what}): that traffic stays exempt`)
+    // Bounded: report errors are at most 2048 characters each.
+    out.push(`${e.value} (${e.source.slice(0, 300)}${e.force ? ', force' : ''}) covers this host's control plane (${what.slice(0, 1000)}): that traffic stays exempt`)
   }
   if (more > 0) out.push(`${more} more entries cover this host's control plane`)
   return out

@@ -1,15 +1,48 @@
 // Where `up` puts things on this host: the sinkhole address (docker0's IPv4 when Docker is there, read
 // from the kernel's interface list) and the DNS upstreams (the host's resolv.conf nameservers). Pure
-// parsers plus two small readers so the choice is testable without a Docker host.
+// parsers plus small readers so the choice is testable without a Docker host; the agent reads the
+// bridge gateways here too (they belong to its control plane, see src/enforce/control-plane.ts).
 import { networkInterfaces } from 'node:os'
 import { readFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
+import { run } from '../enforce/exec.js'
 
 type Ifaces = ReturnType<typeof networkInterfaces>
 
 /** docker0's first IPv4 address, or undefined when the interface is absent (Docker not installed/started). */
 export function bridgeAddress(ifaces: Ifaces = networkInterfaces(), name = 'docker0'): string | undefined {
   return ifaces[name]?.find((a) => a.family === 'IPv4')?.address
+}
+
+/** The host's own addresses on bridge interfaces, from `ip -j addr show type bridge` (link-local skipped). */
+export function parseBridgeAddresses(json: string): string[] {
+  let links: unknown
+  try {
+    links = JSON.parse(json)
+  } catch {
+    return []
+  }
+  const out: string[] = []
+  for (const l of Array.isArray(links) ? links : []) {
+    for (const a of ((l as { addr_info?: unknown[] }).addr_info ?? []) as Array<{ local?: unknown; scope?: unknown }>) {
+      if (typeof a.local === 'string' && a.scope !== 'link' && isIP(a.local) !== 0 && !out.includes(a.local)) out.push(a.local)
+    }
+  }
+  return out
+}
+
+/**
+ * Docker's bridge gateways (docker0 and user-defined bridges: the host's own address on each). Read
+ * with `ip`, not os.networkInterfaces(): docker0 without a running container has no carrier and Node
+ * does not list it. Best effort: no `ip`, no bridges, an empty list.
+ */
+export async function readBridgeGateways(netns?: string): Promise<string[]> {
+  try {
+    const r = await run('ip', ['-j', 'addr', 'show', 'type', 'bridge'], { ...(netns ? { netns } : {}), reject: false, timeoutMs: 5000 })
+    return r.exitCode === 0 ? parseBridgeAddresses(r.stdout) : []
+  } catch {
+    return []
+  }
 }
 
 /**
