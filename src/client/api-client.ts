@@ -30,7 +30,7 @@ export interface ApiClient {
   report(body: ReportBody, signal?: AbortSignal): Promise<void>
   uploadHits(host: string, hits: Hit[], signal?: AbortSignal): Promise<{ accepted: number }>
   hits(q?: HitsQuery): Promise<{ hits: Hit[] }>
-  addEntries(entries: NewEntry[]): Promise<{ entries: Entry[]; version: number }>
+  addEntries(entries: NewEntry[]): Promise<{ entries: Entry[]; version: number; warnings?: Array<{ index: number; message: string; code: string }> }>
   removeEntry(idOrValue: string, reason?: string): Promise<{ removed: Entry[]; version: number }>
   listEntries(q?: EntriesQuery): Promise<{ version: number; entries: Entry[] }>
   hosts(): Promise<HostsBody>
