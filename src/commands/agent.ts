@@ -23,7 +23,7 @@ import { createDockerContainers } from '../sinkhole/containers.js'
 import { createAgent, type AgentDeps } from '../agent/agent.js'
 import { createServerAddresses } from '../agent/server-addresses.js'
 import { controlPlane, coverWarnings, serverTarget, type ControlPlane } from '../enforce/control-plane.js'
-import { readBridgeGateways } from '../up/environment.js'
+import { parseResolvConf, readBridgeGateways } from '../up/environment.js'
 import { parseCidr } from '../policy/net.js'
 import { createPolicyCache } from '../agent/policy-cache.js'
 import { combinePolicies, createLocalSource, serverEtag } from '../agent/local-source.js'
@@ -76,6 +76,14 @@ export function parseHostPort(v: string, defPort: number, what: string): { addre
   if (isIP(address) === 0) throw errors.config(`--${what}: ${JSON.stringify(v)} is not IP[:PORT]`)
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw errors.config(`--${what}: bad port in ${JSON.stringify(v)}`)
   return { address, port }
+}
+
+function readFileOr(path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch {
+    return ''
+  }
 }
 
 function readToken(path: string): string {
@@ -138,10 +146,13 @@ const command: Command = {
         })
       : undefined
     const bridges = await readBridgeGateways(o.netns)
+    // A server known by name is found through the system resolver: its nameservers are control plane too.
+    const resolvers = target && !target.ip ? parseResolvConf(readFileOr('/etc/resolv.conf')) : []
     const computeControlPlane = (): ControlPlane =>
       controlPlane({
         ...(target ? { server: { addresses: serverAddrs!.current(), port: target.port } } : {}),
         upstreams,
+        resolvers,
         sinkhole: listens,
         bridges,
         protect: extraProtect,

@@ -23,7 +23,7 @@ import { createApiClient } from '../client/api-client.js'
 import type { Enforcer } from '../enforce/types.js'
 import { controlPlane, serverTarget } from '../enforce/control-plane.js'
 import { systemLookup, type Lookup } from '../agent/server-addresses.js'
-import { readBridgeGateways } from '../up/environment.js'
+import { parseResolvConf, readBridgeGateways } from '../up/environment.js'
 
 /** Options shared by `plan` and `apply`. */
 export const enforceSpec = {
@@ -117,6 +117,14 @@ export function upstreamsFrom(list: readonly string[], resolvConf = '/etc/resolv
   return { upstreams: nameserversFromResolvConf(text), fromSystem: true }
 }
 
+function readResolvConf(): string {
+  try {
+    return readFileSync('/etc/resolv.conf', 'utf8')
+  } catch {
+    return ''
+  }
+}
+
 /** --protect values, validated and canonical. */
 export function protectList(list: readonly string[]): string[] {
   return list.map((c) => {
@@ -164,6 +172,8 @@ export async function prepare(o: EnforceOptions, io: CommandIO, log: Logger) {
   const cp = controlPlane({
     ...(o.server ? { server: { addresses: await serverAddresses(o.server), port: serverTarget(o.server).port } } : {}),
     upstreams,
+    // A server known by name is found through the system resolver: its nameservers are control plane too.
+    resolvers: o.server && !serverTarget(o.server).ip ? parseResolvConf(readResolvConf()) : [],
     bridges: await readBridgeGateways(o.netns),
     protect: protectList(o.protect),
   })

@@ -16,14 +16,16 @@ export interface ControlEndpoint {
   address: string
   proto: Proto
   port: number
-  /** What it is, for warnings: `server`, `upstream`, `sinkhole`. */
-  role: 'server' | 'upstream' | 'sinkhole'
+  /** What it is, for warnings: `server`, `upstream` (blocked names are resolved there), `resolver` (the system's, which resolves the server's name), `sinkhole`. */
+  role: 'server' | 'upstream' | 'resolver' | 'sinkhole'
 }
 
 export interface ControlPlaneInput {
   /** The policy server: its addresses (an IP literal, or what its host name resolved to) and port. */
   server?: { addresses: readonly string[]; port: number }
   upstreams?: ReadonlyArray<{ address: string; port: number }>
+  /** The system resolver's nameservers (resolv.conf), when the server is known by name: port 53. */
+  resolvers?: readonly string[]
   /** The embedded sinkhole's listen addresses (a wildcard address is the host itself: skipped). */
   sinkhole?: ReadonlyArray<{ address: string; port: number }>
   /** Docker bridge gateways: the host's own address on the bridge (protected from resolved names). */
@@ -73,6 +75,7 @@ export function controlPlane(input: ControlPlaneInput): ControlPlane {
   for (const a of input.server?.addresses ?? []) add(a, ['tcp'], input.server!.port, 'server')
   // DNS falls back to TCP for truncated answers: both protocols, on the upstream's own port.
   for (const u of input.upstreams ?? []) add(u.address, ['udp', 'tcp'], u.port, 'upstream')
+  for (const r of input.resolvers ?? []) add(r, ['udp', 'tcp'], 53, 'resolver')
   for (const s of input.sinkhole ?? []) add(s.address, ['udp', 'tcp'], s.port, 'sinkhole')
   for (const b of input.bridges ?? []) {
     const a = canonical(b)
