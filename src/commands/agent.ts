@@ -129,9 +129,9 @@ const command: Command = {
     const log = createLogger({ level: o['log-level'] ?? 'info' }).child({ host })
     // The control plane: what this host must always reach (its server, DNS upstreams, sinkhole) and
     // the addresses a blocked name may never put into the kernel (those, plus Docker's bridge
-    // gateways and --protect). The server's name is resolved as the HTTP client resolves it, now and
-    // then every minute and after a failed request; a change re-applies the policy at once.
-    // A change that lands while the agent is starting is applied right after the start.
+    // gateways and --protect). The server's name is resolved as the HTTP client resolves it: at
+    // start, every minute and after a failed request; a change re-applies the policy at once (one
+    // that lands while the agent is starting is applied right after the start).
     let agentStarted = false
     let changedDuringStart = false
     const serverAddrs = target
