@@ -30,7 +30,7 @@ export interface ApiClient {
   report(body: ReportBody, signal?: AbortSignal): Promise<void>
   uploadHits(host: string, hits: Hit[], signal?: AbortSignal): Promise<{ accepted: number }>
   hits(q?: HitsQuery): Promise<{ hits: Hit[] }>
-  addEntries(entries: NewEntry[]): Promise<{ entries: Entry[]; version: number }>
+  addEntries(entries: NewEntry[]): Promise<{ entries: Entry[]; version: number; warnings?: Array<{ index: number; message: string; code: string }> }>
   removeEntry(idOrValue: string, reason?: string): Promise<{ removed: Entry[]; version: number }>
   listEntries(q?: EntriesQuery): Promise<{ version: number; entries: Entry[] }>
   /** `GET /v1/profiles`; a server from before profiles answers 404 (EG_NOT_FOUND). */
@@ -73,7 +73,19 @@ export function unquoteEtag(h: string | null | undefined): string {
   return h.replace(/^W\//, '').replace(/^"(.*)"$/, '$1')
 }
 
-export function createApiClient(opts: { url: string; token: string; timeoutMs?: number; ca?: string }): ApiClient {
+export interface ApiClientOptions {
+  url: string
+  token: string
+  timeoutMs?: number
+  ca?: string
+  /**
+   * Called when a request got no HTTP answer at all (refused, unreachable, timed out): the agent then
+   * re-resolves the server's name, which may have moved (src/agent/server-addresses.ts).
+   */
+  onTransportError?: () => void
+}
+
+export function createApiClient(opts: ApiClientOptions): ApiClient {
   const base = opts.url.replace(/\/+$/, '')
   const timeoutMs = opts.timeoutMs ?? 30_000
   // A private CA needs undici's own fetch with a dispatcher; otherwise the global fetch is enough.
@@ -97,6 +109,7 @@ export function createApiClient(opts: { url: string; token: string; timeoutMs?: 
       })
     } catch (e) {
       if (o.signal?.aborted) throw e
+      opts.onTransportError?.()
       const err = e as Error & { cause?: Error }
       throw errors.upstream(`${method} ${base}${path}: ${err.cause?.message ?? err.message}`)
     }

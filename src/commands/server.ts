@@ -12,6 +12,8 @@ import { createRegistry } from '../metrics.js'
 import { openLowdbStore } from '../store/lowdb-store.js'
 import { readAdminTokenFile } from '../server/auth.js'
 import { buildServer } from '../server/build.js'
+import { readServerProtected } from '../server/protected-addresses.js'
+import { parseCidr } from '../policy/net.js'
 
 const spec = {
   listen: { type: 'string', default: '127.0.0.1:8787', help: 'HOST:PORT to listen on ([::1]:8787 for IPv6)' },
@@ -21,6 +23,7 @@ const spec = {
   'tls-cert': { type: 'string', help: 'PEM certificate: serve HTTPS' },
   'tls-key': { type: 'string', help: 'PEM private key for --tls-cert' },
   'open-metrics': { type: 'boolean', help: 'serve /metrics without a token' },
+  protect: { type: 'string', multiple: true, help: 'address or CIDR a block entry may cover only with force (repeatable; this server\'s own addresses and resolvers are always protected)' },
   'silent-after': { type: 'string', default: '90s', help: 'an agent is silent after this long without a report (3 x its interval)' },
   'hits-max': { type: 'string', default: '50000', help: 'hit records kept (oldest dropped first)' },
   'hits-max-age': { type: 'string', default: '7d', help: 'hit records older than this are dropped' },
@@ -61,6 +64,11 @@ const command: Command = {
     const silentAfterMs = durationOption('silent-after', o['silent-after'], 90_000)
     const maxHits = intOption('hits-max', o['hits-max'], 50_000, 1, 10_000_000)
     const maxHitAgeMs = durationOption('hits-max-age', o['hits-max-age'], 7 * 86_400_000)
+    const extraProtect = o.protect.map((c) => {
+      const r = parseCidr(c)
+      if (!r.ok) throw errors.config(`--protect ${JSON.stringify(c)}: ${r.message}`)
+      return r.canonical
+    })
     const log = createLogger({ level: o['log-level'] ?? 'info' })
     const dataDir = o.data ?? './data'
     const store = await openLowdbStore(dataDir, { lock: true, maxHits, maxHitAgeMs })
@@ -82,6 +90,7 @@ const command: Command = {
       limits: { silentAfterMs },
       openMetrics: o['open-metrics'],
       watch: true,
+      protect: readServerProtected(extraProtect),
       ...(https ? { https } : {}),
     }).catch(async (e: unknown) => {
       await store.close()

@@ -15,6 +15,7 @@ import { DEFAULT_LIMITS, type ServerContext, type ServerLimits } from './context
 import { createServerMetrics } from './metrics.js'
 import { hostStatuses } from './fleet.js'
 import { PolicyService } from './policy-service.js'
+import type { ProtectedNet } from '../policy/protect-check.js'
 import { entrySchema } from './schemas.js'
 import { isPrintable } from './ui/printable.js'
 import policyRoutes from './routes/policy.js'
@@ -44,6 +45,11 @@ export interface BuildServerDeps {
   https?: { cert: string | Buffer; key: string | Buffer }
   /** Versions of the policy kept for diffs. */
   historyKeep?: number
+  /**
+   * Networks a block entry may cover only with `force` (the server's own addresses, its resolvers,
+   * --protect; see protected-addresses.ts). Default none.
+   */
+  protect?: readonly ProtectedNet[]
   version?: string
 }
 
@@ -100,6 +106,7 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
     now,
     watch: deps.watch ?? false,
     ...(deps.historyKeep !== undefined ? { historyKeep: deps.historyKeep } : {}),
+    ...(deps.protect ? { protect: deps.protect } : {}),
     onChange: () => metrics?.policyChange(),
   })
   await policy.init()
@@ -131,7 +138,7 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
       invalidStoreEntries: () => policy.storeProblemCount,
       agentStates: async () => {
         const counts = { 'in-sync': 0, behind: 0, silent: 0, drift: 0 }
-        for (const h of hostStatuses(await deps.store.listAgents(), policy.current.etag, now(), limits.silentAfterMs)) counts[h.state]++
+        for (const h of hostStatuses(await deps.store.listAgents(), policy.current, now(), limits.silentAfterMs)) counts[h.state]++
         return counts
       },
       dockerApi: async () => {
@@ -143,6 +150,7 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
     log,
     now,
     limits,
+    protect: deps.protect ?? [],
     version: deps.version ?? '0.1.0',
   }
 

@@ -6,6 +6,7 @@ import type { Role } from '../client/api-types.js'
 import type { PolicyService } from './policy-service.js'
 import type { Principal, TokenIndex } from './auth.js'
 import type { ServerMetrics } from './metrics.js'
+import type { ProtectedNet } from '../policy/protect-check.js'
 
 export interface ServerLimits {
   /** Default body limit (bytes). */
@@ -52,6 +53,8 @@ export interface ServerContext {
   log: Logger
   now: () => Date
   limits: ServerLimits
+  /** Networks a block entry may cover only with `force` (see src/policy/protect-check.ts). */
+  protect: readonly ProtectedNet[]
   version: string
 }
 

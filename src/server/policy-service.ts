@@ -16,6 +16,7 @@ import { formatProblem } from '../policy/problems.js'
 import { buildPolicy, entryId } from '../policy/merge.js'
 import { loadBlocklists, pickBlocklistFiles } from '../policy/load.js'
 import { PolicyHistory, type Diff } from './policy-history.js'
+import { COVERS_PROTECTED, coveredProtected, protectedMessage, type ProtectedNet } from '../policy/protect-check.js'
 import { ChangeWaiters } from './waiters.js'
 import { PROFILES_DIR, pickProfileFiles, readProfileFile } from '../profiles/load.js'
 import { policyEtag } from '../profiles/etag.js'
@@ -33,6 +34,31 @@ export interface PolicyServiceOptions {
   watch?: boolean
   debounceMs?: number
   onChange?: (p: PolicyBody) => void
+  /**
+   * Networks a block entry must not cover without `force` (protected-addresses.ts): such a file line
+   * is reported as `file:line: message` and not applied; with force it applies, with a warning.
+   */
+  protect?: readonly ProtectedNet[]
+}
+
+/** `blocklists/a.txt:12` -> file and line, for a problem about an entry. */
+function sourceAt(source: string): { file: string; line: number } {
+  const i = source.lastIndexOf(':')
+  const line = i > 0 ? Number(source.slice(i + 1)) : NaN
+  return Number.isInteger(line) ? { file: source.slice(0, i), line } : { file: source, line: 0 }
+}
+
+/** Entries that may apply, and a problem for each that covers a protected network. */
+export function checkProtected(entries: readonly Entry[], protect: readonly ProtectedNet[]): { entries: Entry[]; problems: Problem[] } {
+  if (protect.length === 0) return { entries: [...entries], problems: [] }
+  const kept: Entry[] = []
+  const problems: Problem[] = []
+  for (const e of entries) {
+    const p = coveredProtected(e, protect)
+    if (p) problems.push({ ...sourceAt(e.source), severity: e.force ? 'warning' : 'error', code: COVERS_PROTECTED, message: protectedMessage(e, p) })
+    if (!p || e.force) kept.push(e)
+  }
+  return { entries: kept, problems }
 }
 
 /** loadBlocklists problem codes that mean "could not take this file at all" (not a lint problem). */
@@ -186,8 +212,9 @@ export class PolicyService {
         // Sources read `blocklists/evil.txt:12` (the checkout's own layout), not this server's full path.
         const label = `${basename(dir)}/${name}`
         const relabel = (src: string): string => (src.startsWith(file) ? label + src.slice(file.length) : src)
-        const entries = loaded.entries.map((e) => ({ ...e, source: relabel(e.source) }))
-        const problems = loaded.problems.map((p) => ({ ...p, file: relabel(p.file) }))
+        const checked = checkProtected(loaded.entries.map((e) => ({ ...e, source: relabel(e.source) })), this.#o.protect ?? [])
+        const entries = checked.entries
+        const problems = [...loaded.problems.map((p) => ({ ...p, file: relabel(p.file) })), ...checked.problems]
         const failed = problems.find((p) => p.line === 0 && p.severity === 'error' && READ_FAILURES.has(p.code))
         if (failed) {
           if (/no such file/.test(failed.message)) {
