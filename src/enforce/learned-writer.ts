@@ -1,0 +1,239 @@
+// The learned-pair writer: ONE long-lived process (`ipset -exist restore` or `nft -e -i`) fed on
+// stdin, so writing a pair costs a pipe write and a kernel call, not a process start. Writes are
+// grouped: while a batch is in flight, new writes queue and go out together as the next batch. Each
+// batch ends with a command whose output is the acknowledgement: when it arrives, every line before
+// it is in the kernel (both tools run their input strictly in order).
+import type { Logger } from '../log.js'
+import { silentLogger } from '../log.js'
+import { errors } from '../errors.js'
+import { spawnLong, type LongProcess } from './exec.js'
+
+/** How one tool is driven: its command, how a batch is framed, and how its output is read. */
+export interface WriterProtocol {
+  readonly label: string
+  readonly cmd: string
+  readonly args: readonly string[]
+  /** Written once after every spawn, before the first batch; must produce no stdout. */
+  readonly prelude?: string
+  /** The stdin text of one batch and how many success markers it must produce. */
+  frame(units: readonly string[]): { text: string; expect: number }
+  /** Classify one stdout line: the batch's ack, a success marker, or noise. */
+  classify(line: string): 'ack' | 'ok' | undefined
+}
+
+/**
+ * `ipset -exist restore` under `stdbuf -oL` (ipset's stdout is block-buffered on a pipe, so without
+ * it the ack would sit in a buffer). The ack is `save ACKSET` of an empty set: one `create` line.
+ * ipset aggregates adds to one set and sends them when the next command names another set, so the
+ * save of the ack set flushes them first. Any error ends the process (it is respawned).
+ */
+export function ipsetProtocol(ackSet: string): WriterProtocol {
+  return {
+    label: 'ipset',
+    cmd: 'stdbuf',
+    args: ['-oL', 'ipset', '-exist', 'restore'],
+    prelude: `create ${ackSet} hash:ip family inet\n`,
+    frame: (units) => ({ text: (units.length > 0 ? units.join('\n') + '\n' : '') + `save ${ackSet}\n`, expect: 0 }),
+    classify: (line) => (line.startsWith(`create ${ackSet} `) ? 'ack' : undefined),
+  }
+}
+
+/**
+ * `nft -e -i`: each input line is one transaction; with -e (echo) a committed transaction prints
+ * `# new generation N ...`, a failed one prints only to stderr and nft carries on. The ack is
+ * `list set` of a tiny empty set (never of a big one: nft would print it) whose last line is `}`.
+ * Units are joined into lines of at most `perLine` commands, so a batch is a few transactions.
+ */
+export function nftProtocol(table: string, ackSet: string, perLine = 64): WriterProtocol {
+  return {
+    label: 'nft',
+    cmd: 'nft',
+    args: ['-e', '-i'],
+    frame: (units) => {
+      const lines: string[] = []
+      for (let i = 0; i < units.length; i += perLine) lines.push(units.slice(i, i + perLine).join('; '))
+      return { text: lines.map((l) => l + '\n').join('') + `list set inet ${table} ${ackSet}\n`, expect: lines.length }
+    },
+    classify: (line) => (line === '}' ? 'ack' : line.startsWith('# new generation ') ? 'ok' : undefined),
+  }
+}
+
+interface Job {
+  left: number
+  failed: boolean
+  resolve: () => void
+  reject: (e: Error) => void
+}
+interface Chunk {
+  job: Job
+  units: readonly string[]
+}
+
+export interface WriterStats {
+  batches: number
+  units: number
+  failedBatches: number
+  spawns: number
+}
+
+export interface AckedWriter {
+  /** Resolves once every unit is in the kernel; rejects (EG_EXEC) when its batch failed. */
+  write(units: readonly string[]): Promise<void>
+  /** Close stdin and wait for the process to exit (pending writes are failed). */
+  close(): Promise<void>
+  readonly stats: WriterStats
+  /** The running process's pid (tests kill it to check the respawn). */
+  readonly pid: number | undefined
+}
+
+export interface WriterOptions {
+  netns?: string
+  logger?: Logger
+  /** Most units in one batch (bounded stdin writes and ack latency). */
+  maxUnits?: number
+  /** Kill the process when an ack takes longer than this (it is respawned for the next batch). */
+  ackTimeoutMs?: number
+}
+
+export function createAckedWriter(proto: WriterProtocol, opts: WriterOptions = {}): AckedWriter {
+  const log = (opts.logger ?? silentLogger).child({ component: `learned-writer-${proto.label}` })
+  const maxUnits = opts.maxUnits ?? 4096
+  const ackTimeoutMs = opts.ackTimeoutMs ?? 15_000
+  const stats: WriterStats = { batches: 0, units: 0, failedBatches: 0, spawns: 0 }
+  const queue: Chunk[] = []
+  let proc: LongProcess | undefined
+  let inflight: { chunks: Chunk[]; expect: number; ok: number; stderr: string; timer: NodeJS.Timeout } | undefined
+  let closed = false
+
+  function fail(chunks: readonly Chunk[], why: string): void {
+    const err = errors.exec(`learned-pair writer (${proto.label}): ${why.trim().slice(0, 500)}`)
+    for (const c of chunks) {
+      if (c.job.failed) continue
+      c.job.failed = true
+      c.job.reject(err)
+    }
+  }
+
+  function spawn(): LongProcess {
+    const p = spawnLong(proto.cmd, proto.args, opts.netns !== undefined ? { netns: opts.netns } : {})
+    stats.spawns++
+    let buf = ''
+    p.onStdout((text) => {
+      buf += text
+      let i: number
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i)
+        buf = buf.slice(i + 1)
+        const kind = proto.classify(line)
+        if (!inflight || proc !== p) continue
+        if (kind === 'ok') inflight.ok++
+        else if (kind === 'ack') finish(true)
+      }
+    })
+    p.onStderr((text) => {
+      if (inflight && proc === p) inflight.stderr += text
+      else log.warn({ stderr: text.trim().slice(0, 500) }, 'writer said something between batches')
+    })
+    p.onExit((code, why) => {
+      if (proc === p) proc = undefined
+      if (inflight) {
+        const b = inflight
+        inflight = undefined
+        clearTimeout(b.timer)
+        stats.failedBatches++
+        fail(b.chunks, `${why}${b.stderr ? `: ${b.stderr}` : ''}`)
+        log.warn({ code, why, stderr: b.stderr.trim().slice(0, 500) }, 'writer process ended with a batch in flight')
+      }
+      if (why.includes('not found')) {
+        // No tool: fail everything queued now instead of respawning forever.
+        const q = queue.splice(0)
+        for (const c of q) {
+          if (c.job.failed) continue
+          c.job.failed = true
+          c.job.reject(errors.missingTool(why))
+        }
+        return
+      }
+      pump()
+    })
+    if (proto.prelude) p.write(proto.prelude)
+    return p
+  }
+
+  function finish(acked: boolean): void {
+    const b = inflight!
+    inflight = undefined
+    clearTimeout(b.timer)
+    if (acked && b.ok === b.expect) {
+      for (const c of b.chunks) {
+        if (c.job.failed) continue
+        if (--c.job.left === 0) c.job.resolve()
+      }
+    } else {
+      stats.failedBatches++
+      fail(b.chunks, b.stderr || `batch not acknowledged (${b.ok} of ${b.expect} transactions committed)`)
+    }
+    pump()
+  }
+
+  function pump(): void {
+    if (inflight || closed) return
+    // Drop chunks of jobs that already failed (a later chunk of a job whose first chunk failed).
+    while (queue.length > 0 && queue[0]!.job.failed) queue.shift()
+    if (queue.length === 0) return
+    const chunks: Chunk[] = []
+    let n = 0
+    while (queue.length > 0 && (chunks.length === 0 || n + queue[0]!.units.length <= maxUnits)) {
+      const c = queue.shift()!
+      if (c.job.failed) continue
+      chunks.push(c)
+      n += c.units.length
+    }
+    if (chunks.length === 0) return
+    const units: string[] = []
+    for (const c of chunks) for (const u of c.units) units.push(u)
+    const { text, expect } = proto.frame(units)
+    proc ??= spawn()
+    const p = proc
+    inflight = {
+      chunks,
+      expect,
+      ok: 0,
+      stderr: '',
+      timer: setTimeout(() => {
+        log.warn({ ms: ackTimeoutMs }, 'writer ack timed out: killing the process')
+        p.kill()
+      }, ackTimeoutMs),
+    }
+    stats.batches++
+    stats.units += n
+    p.write(text)
+  }
+
+  return {
+    stats,
+    get pid() {
+      return proc?.pid
+    },
+    write(units) {
+      if (closed) return Promise.reject(errors.exec(`learned-pair writer (${proto.label}) is closed`))
+      return new Promise<void>((resolve, reject) => {
+        const job: Job = { left: 0, failed: false, resolve, reject }
+        // Split a large write into chunks so a batch stays bounded; the job resolves with its last chunk.
+        for (let i = 0; i < units.length || i === 0; i += maxUnits) {
+          queue.push({ job, units: units.slice(i, i + maxUnits) })
+          job.left++
+          if (units.length === 0) break
+        }
+        pump()
+      })
+    },
+    async close() {
+      closed = true
+      const q = queue.splice(0)
+      fail(q, 'writer closed')
+      const p = proc
+      if (p) await p.end()
+    },
+  }
+}
