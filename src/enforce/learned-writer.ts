@@ -39,21 +39,18 @@ export function ipsetProtocol(ackSet: string): WriterProtocol {
 }
 
 /**
- * `nft -e -i`: each input line is one transaction; with -e (echo) a committed transaction prints
- * `# new generation N ...`, a failed one prints only to stderr and nft carries on. The ack is
- * `list set` of a tiny empty set (never of a big one: nft would print it) whose last line is `}`.
- * Units are joined into lines of at most `perLine` commands, so a batch is a few transactions.
+ * `nft -e -i`: each input line is one transaction; with -e (echo) a committed transaction that adds
+ * something prints `# new generation N ...` (a flush or delete prints nothing), a failed one prints
+ * only to stderr and nft carries on. The ack is `list set` of a tiny empty set (never of a big one:
+ * nft would print it) whose last line is `}`. A unit is one transaction line (commands joined by
+ * `;`): a batch succeeded when every unit that adds printed its marker and nothing reached stderr.
  */
-export function nftProtocol(table: string, ackSet: string, perLine = 64): WriterProtocol {
+export function nftProtocol(table: string, ackSet: string): WriterProtocol {
   return {
     label: 'nft',
     cmd: 'nft',
     args: ['-e', '-i'],
-    frame: (units) => {
-      const lines: string[] = []
-      for (let i = 0; i < units.length; i += perLine) lines.push(units.slice(i, i + perLine).join('; '))
-      return { text: lines.map((l) => l + '\n').join('') + `list set inet ${table} ${ackSet}\n`, expect: lines.length }
-    },
+    frame: (units) => ({ text: units.map((u) => u + '\n').join('') + `list set inet ${table} ${ackSet}\n`, expect: units.filter((u) => u.startsWith('add ')).length }),
     classify: (line) => (line === '}' ? 'ack' : line.startsWith('# new generation ') ? 'ok' : undefined),
   }
 }
@@ -127,7 +124,14 @@ export function createAckedWriter(proto: WriterProtocol, opts: WriterOptions = {
         const kind = proto.classify(line)
         if (!inflight || proc !== p) continue
         if (kind === 'ok') inflight.ok++
-        else if (kind === 'ack') finish(true)
+        else if (kind === 'ack') {
+          // An error is written to stderr before the tool reads the ack command, so it is readable
+          // no later than the ack: one turn of the event loop lets its 'data' event run first.
+          const b = inflight
+          setImmediate(() => {
+            if (inflight === b) finish(true)
+          })
+        }
       }
     })
     p.onStderr((text) => {
@@ -164,7 +168,7 @@ export function createAckedWriter(proto: WriterProtocol, opts: WriterOptions = {
     const b = inflight!
     inflight = undefined
     clearTimeout(b.timer)
-    if (acked && b.ok === b.expect) {
+    if (acked && b.ok === b.expect && b.stderr === '') {
       for (const c of b.chunks) {
         if (c.job.failed) continue
         if (--c.job.left === 0) c.job.resolve()
