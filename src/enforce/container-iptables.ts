@@ -193,7 +193,10 @@ export function createContainerIptables(opts: ContainerIptablesOptions = {}): Co
       }),
     async learn(pairs): Promise<LearnReport> {
       const np = normalizePairs(pairs)
-      const lines: string[] = []
+      // Grouped by set: ipset sends consecutive adds to one set in one netlink message, and each
+      // change of set flushes one (alternating sets cost ~50% more CPU for 100,000 pairs).
+      const bySet = new Map<string, string[]>()
+      let written = 0
       let deferred = 0
       const now = Date.now()
       for (const p of np) {
@@ -201,10 +204,20 @@ export function createContainerIptables(opts: ContainerIptablesOptions = {}): Co
         if (!h) {
           pending.add(p, now)
           deferred++
-        } else lines.push(learnLine(n, h.key, p))
+          continue
+        }
+        const set = n.learned(p.port === undefined ? 'l' : 'p', h.key)
+        let list = bySet.get(set)
+        if (!list) bySet.set(set, (list = []))
+        list.push(learnLine(n, h.key, p))
+        written++
       }
-      if (lines.length > 0) await getWriter().write(lines)
-      return { written: lines.length, deferred }
+      if (written > 0) {
+        const lines: string[] = []
+        for (const l of bySet.values()) for (const x of l) lines.push(x)
+        await getWriter().write(lines)
+      }
+      return { written, deferred }
     },
     async forget(ip) {
       const a = containerAddress(ip)

@@ -2,7 +2,8 @@
 // two "container" namespaces on a bridge in a "host" namespace (which forwards, and runs the
 // sinkhole's port 53 on the bridge address), and a "remote" namespace with the destinations.
 // Everything is torn down with the test.
-import { inNs, makeNs, sh } from './netns.js'
+import { spawn } from 'node:child_process'
+import { inNs, makeNs, sh, spawnInNs } from './netns.js'
 import { startEchoServer } from './traffic.js'
 
 type T = { teardown: (fn: () => unknown) => void }
@@ -15,6 +16,12 @@ export const CT = {
   /** Remote destinations (documentation ranges). */
   dstA4: '198.51.100.10',
   dstB4: '198.51.100.11',
+  dstC4: '198.51.100.12',
+  dstD4: '198.51.100.13',
+  /** Blocked by the fleet policy (a fleet-wide block wins over a learned pair). */
+  fleetBlocked4: '198.51.100.14',
+  /** Allowed (@@) by the fleet policy (does not open a default-deny container). */
+  fleetAllowed4: '198.51.100.15',
   /** Inside the profile net 198.51.100.16/28. */
   net4: '198.51.100.20',
   netCidr4: '198.51.100.16/28',
@@ -25,6 +32,8 @@ export const CT = {
   /** TCP+UDP echo on the remote addresses. */
   port: 8080,
   otherPort: 8081,
+  /** A TCP echo server that keeps the connection open (sessions). */
+  sessionPort: 9000,
 } as const
 
 export interface CtNet {
@@ -72,7 +81,7 @@ export async function makeContainerNet(t: T, opts: CtNetOptions = {}): Promise<C
   sh('ip', ['-n', host, 'addr', 'add', '2001:db8:ffff::1/64', 'dev', hr, 'nodad'])
   sh('ip', ['-n', remote, 'addr', 'add', '203.0.113.2/24', 'dev', rr])
   sh('ip', ['-n', remote, 'addr', 'add', '2001:db8:ffff::2/64', 'dev', rr, 'nodad'])
-  const remote4 = [CT.dstA4, CT.dstB4, CT.net4, CT.dns4]
+  const remote4 = [CT.dstA4, CT.dstB4, CT.dstC4, CT.dstD4, CT.fleetBlocked4, CT.fleetAllowed4, CT.net4, CT.dns4]
   const remote6 = [CT.dstA6, CT.dns6]
   for (const a of remote4) sh('ip', ['-n', remote, 'addr', 'add', `${a}/32`, 'dev', rr])
   for (const a of remote6) sh('ip', ['-n', remote, 'addr', 'add', `${a}/128`, 'dev', rr, 'nodad'])
@@ -96,7 +105,143 @@ export async function makeContainerNet(t: T, opts: CtNetOptions = {}): Promise<C
       startEchoServer(t, remote, CT.otherPort, [...remote4, ...remote6]),
       startEchoServer(t, remote, 53, [CT.dns4, CT.dns6]),
       startEchoServer(t, remote, 853, [CT.dns4]),
+      startSessionServer(t, remote, CT.sessionPort),
     ])
   }
   return { host, c1, c2, remote }
+}
+
+const SESSION_SERVER = `
+require('node:net').createServer((s) => { s.on('error', () => {}); s.pipe(s); })
+  .listen({ port: Number(process.argv[1]), host: '::', ipv6Only: false }, () => process.stdout.write('ready\\n'));`
+
+/** A TCP echo server that keeps every connection open: the far end of a long-lived session. */
+export function startSessionServer(t: T, ns: string, port: number): Promise<void> {
+  const child = spawnInNs(t, ns, process.execPath, ['-e', SESSION_SERVER, String(port)])
+  return new Promise((resolve, reject) => {
+    child.stdout!.once('data', () => resolve())
+    child.on('exit', (code) => reject(new Error(`session server exited ${code}`)))
+  })
+}
+
+const SESSION_CLIENT = `
+const s = require('node:net').connect({ host: process.argv[1], port: Number(process.argv[2]) });
+let waiting = null, dead = null;
+const say = (m) => process.stdout.write(m + '\\n');
+s.on('connect', () => say('connected'));
+s.on('error', (e) => { dead = 'error ' + e.code; if (waiting) { clearTimeout(waiting); waiting = null; } say(dead); });
+s.on('close', () => { if (!dead) { dead = 'closed'; say(dead); } });
+s.on('data', () => { if (waiting) { clearTimeout(waiting); waiting = null; say('ok'); } });
+process.stdin.on('data', () => {
+  if (dead) return say(dead);
+  s.write('x');
+  waiting = setTimeout(() => { waiting = null; say('timeout'); }, 1500);
+});`
+
+export interface Session {
+  /** The first line: 'connected' or an error. */
+  opened: Promise<string>
+  /** Send a byte and wait for its echo: 'ok', 'timeout', 'error CODE' or 'closed'. */
+  roundTrip(): Promise<string>
+}
+
+/** A long-lived TCP session from `ns` to `host:port` (a session server), driven from the test. */
+export function startSession(t: T, ns: string, host: string, port: number): Session {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', SESSION_CLIENT, host, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] })
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  })
+  const lines: string[] = []
+  const waiters: ((l: string) => void)[] = []
+  let buf = ''
+  child.stdout!.setEncoding('utf8')
+  child.stdout!.on('data', (d: string) => {
+    buf += d
+    let i: number
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const l = buf.slice(0, i)
+      buf = buf.slice(i + 1)
+      const w = waiters.shift()
+      if (w) w(l)
+      else lines.push(l)
+    }
+  })
+  const next = (): Promise<string> => (lines.length > 0 ? Promise.resolve(lines.shift()!) : new Promise((r) => waiters.push(r)))
+  return {
+    opened: next(),
+    roundTrip() {
+      child.stdin!.write('p')
+      return next()
+    },
+  }
+}
+
+const PROBER = `
+const net = require('node:net'), dgram = require('node:dgram'), rl = require('node:readline');
+const say = (id, r) => process.stdout.write(JSON.stringify({ id, ...r }) + '\\n');
+rl.createInterface({ input: process.stdin }).on('line', (line) => {
+  const { id, proto, host, port, ms } = JSON.parse(line);
+  let over = false;
+  const done = (r) => { if (over) return; over = true; clearTimeout(timer); cleanup(); say(id, r); };
+  const timer = setTimeout(() => done({ ok: false, code: 'TIMEOUT' }), ms);
+  let cleanup = () => {};
+  if (proto === 'tcp') {
+    const s = net.connect({ host, port });
+    cleanup = () => s.destroy();
+    s.on('connect', () => done({ ok: true }));
+    s.on('error', (e) => done({ ok: false, code: e.code }));
+  } else {
+    const u = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    let iv;
+    cleanup = () => { clearInterval(iv); u.close(); };
+    u.on('error', (e) => done({ ok: false, code: e.code }));
+    u.on('message', () => done({ ok: true }));
+    // A connected UDP socket gets the ICMP unreachable back as ECONNREFUSED; resend in case one is lost.
+    u.connect(port, host, () => { const send = () => u.send('ping', (e) => e && done({ ok: false, code: e.code })); send(); iv = setInterval(send, 200); });
+  }
+});
+process.stdout.write(JSON.stringify({ ready: true }) + '\\n');`
+
+export interface Prober {
+  probe(proto: 'tcp' | 'udp', host: string, port: number, timeoutMs?: number): Promise<{ ok: boolean; code?: string }>
+}
+
+/**
+ * One long-lived probing process inside `ns` (a node start per probe costs seconds on a loaded
+ * machine): each probe is one TCP connect or one UDP round trip, answered as a JSON line.
+ */
+export async function startProber(t: T, ns: string): Promise<Prober> {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', PROBER], { stdio: ['pipe', 'pipe', 'inherit'] })
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  })
+  const waiting = new Map<number, (r: { ok: boolean; code?: string }) => void>()
+  let ready!: () => void
+  const isReady = new Promise<void>((r) => (ready = r))
+  let buf = ''
+  child.stdout!.setEncoding('utf8')
+  child.stdout!.on('data', (d: string) => {
+    buf += d
+    let i: number
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const m = JSON.parse(buf.slice(0, i)) as { id?: number; ready?: boolean; ok: boolean; code?: string }
+      buf = buf.slice(i + 1)
+      if (m.ready) ready()
+      else if (m.id !== undefined) {
+        waiting.get(m.id)?.({ ok: m.ok, ...(m.code ? { code: m.code } : {}) })
+        waiting.delete(m.id)
+      }
+    }
+  })
+  await isReady
+  let next = 0
+  return {
+    probe(proto, host, port, timeoutMs = 2500) {
+      const id = next++
+      return new Promise((resolve) => {
+        waiting.set(id, resolve)
+        child.stdin!.write(JSON.stringify({ id, proto, host, port, ms: timeoutMs }) + '\n')
+      })
+    },
+  }
 }
