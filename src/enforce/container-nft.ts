@@ -36,7 +36,7 @@ export function createContainerNft(opts: ContainerNftOptions = {}): ContainerEnf
   /** Does `add element` refresh an existing element's timeout here (probed once by init)? */
   let refresh: boolean | undefined
   let writer: AckedWriter | undefined
-  const getWriter = (): AckedWriter => (writer ??= createAckedWriter(nftProtocol(T, 'ack'), { ...(netns !== undefined ? { netns } : {}), logger }))
+  const getWriter = (): AckedWriter => (writer ??= createAckedWriter(nftProtocol(T, 'ack', netns), { ...(netns !== undefined ? { netns } : {}), logger }))
   let lock: Promise<unknown> = Promise.resolve()
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
     const p = lock.then(fn, fn)

@@ -1,4 +1,4 @@
-// The learned-pair writer: ONE long-lived process (`ipset -exist restore` or `nft -e -i`) fed on
+// The learned-pair writer: ONE long-lived process (`ipset -exist restore` or `nft -i`) fed on
 // stdin, so writing a pair costs a pipe write and a kernel call, not a process start. Writes are
 // grouped: while a batch is in flight, new writes queue and go out together as the next batch. Each
 // batch ends with a command whose output is the acknowledgement: when it arrives, every line before
@@ -6,7 +6,7 @@
 import type { Logger } from '../log.js'
 import { silentLogger } from '../log.js'
 import { errors } from '../errors.js'
-import { spawnLong, type LongProcess } from './exec.js'
+import { run, spawnLong, type LongProcess } from './exec.js'
 
 /** How one tool is driven: its command, how a batch is framed, and how its output is read. */
 export interface WriterProtocol {
@@ -19,6 +19,8 @@ export interface WriterProtocol {
   frame(units: readonly string[]): { text: string; expect: number }
   /** Classify one stdout line: the batch's ack, a success marker, or noise. */
   classify(line: string): 'ack' | 'ok' | undefined
+  /** A batch of at least `minChars` of text is written by `write` (a one-shot process) instead. */
+  readonly bulk?: { minChars: number; write(units: readonly string[]): Promise<void> }
 }
 
 /**
@@ -39,19 +41,26 @@ export function ipsetProtocol(ackSet: string): WriterProtocol {
 }
 
 /**
- * `nft -e -i`: each input line is one transaction; with -e (echo) a committed transaction that adds
- * something prints `# new generation N ...` (a flush or delete prints nothing), a failed one prints
- * only to stderr and nft carries on. The ack is `list set` of a tiny empty set (never of a big one:
- * nft would print it) whose last line is `}`. A unit is one transaction line (commands joined by
- * `;`): a batch succeeded when every unit that adds printed its marker and nothing reached stderr.
+ * `nft -i`: each input line is one transaction; a failed one prints to stderr and nft carries on.
+ * The ack is `list set` of a tiny empty set (never of a big one: nft would print it) whose last line
+ * is `}`; a batch succeeded when nothing reached stderr before the ack. (With -e, echo, a commit
+ * would print a marker line, but nft 1.0.6 then spends ~3 ms of CPU per element: 100,000 took 5
+ * minutes.) nft -i also parses elements ~10x slower than `nft -f` (~60 us each), so a large batch
+ * goes to a one-shot `nft -f -` instead (`bulk`): one transaction, in the same queue order.
  */
-export function nftProtocol(table: string, ackSet: string): WriterProtocol {
+export function nftProtocol(table: string, ackSet: string, netns?: string): WriterProtocol {
   return {
     label: 'nft',
     cmd: 'nft',
-    args: ['-e', '-i'],
-    frame: (units) => ({ text: units.map((u) => u + '\n').join('') + `list set inet ${table} ${ackSet}\n`, expect: units.filter((u) => u.startsWith('add ')).length }),
-    classify: (line) => (line === '}' ? 'ack' : line.startsWith('# new generation ') ? 'ok' : undefined),
+    args: ['-i'],
+    frame: (units) => ({ text: units.map((u) => u + '\n').join('') + `list set inet ${table} ${ackSet}\n`, expect: 0 }),
+    classify: (line) => (line === '}' ? 'ack' : undefined),
+    bulk: {
+      minChars: 64 * 1024,
+      async write(units) {
+        await run('nft', ['-f', '-'], { input: units.map((u) => u + '\n').join(''), timeoutMs: 300_000, ...(netns !== undefined ? { netns } : {}) })
+      },
+    },
   }
 }
 
@@ -195,7 +204,26 @@ export function createAckedWriter(proto: WriterProtocol, opts: WriterOptions = {
     }
     if (chunks.length === 0) return
     const units: string[] = []
-    for (const c of chunks) for (const u of c.units) units.push(u)
+    let chars = 0
+    for (const c of chunks) for (const u of c.units) {
+      units.push(u)
+      chars += u.length
+    }
+    stats.batches++
+    stats.units += n
+    if (proto.bulk && chars >= proto.bulk.minChars) {
+      // One in flight at a time, like a piped batch: the queue order holds.
+      const b = { chunks, expect: 0, ok: 0, stderr: '', timer: setTimeout(() => {}, 0) }
+      inflight = b
+      proto.bulk.write(units).then(
+        () => finish(true),
+        (e: Error) => {
+          b.stderr = e.message
+          finish(false)
+        },
+      )
+      return
+    }
     const { text, expect } = proto.frame(units)
     proc ??= spawn()
     const p = proc
@@ -209,8 +237,6 @@ export function createAckedWriter(proto: WriterProtocol, opts: WriterOptions = {
         p.kill()
       }, ackTimeoutMs),
     }
-    stats.batches++
-    stats.units += n
     p.write(text)
   }
 
