@@ -17,6 +17,8 @@ export type ContainerFactoryOptions = ContainerEnforcerOptions & {
   print?: (line: string) => void
   /** dry-run: the pretend kernel (shared between instances to model an agent restart). */
   kernel?: DryRunKernel
+  /** nftables: how a re-learned pair's timeout is refreshed (see ContainerNftOptions). */
+  timeoutRefresh?: 'probe' | 'add' | 'readd'
 }
 
 export function createContainerEnforcer(kind: BackendKind, opts: ContainerFactoryOptions = {}): ContainerEnforcer {
@@ -29,7 +31,7 @@ export function createContainerEnforcer(kind: BackendKind, opts: ContainerFactor
     case 'iptables':
       return createContainerIptables({ ...common, ...(opts.flavour ? { flavour: opts.flavour } : {}) })
     case 'nftables':
-      return createContainerNft(common)
+      return createContainerNft({ ...common, ...(opts.timeoutRefresh ? { timeoutRefresh: opts.timeoutRefresh } : {}) })
     case 'dry-run':
       return createContainerDryRun(opts.print ?? ((line) => void process.stdout.write(line + '\n')), {
         ...(opts.namePrefix !== undefined ? { namePrefix: opts.namePrefix } : {}),

@@ -16,6 +16,9 @@ import { cutFlows } from './conntrack.js'
 
 export interface ContainerNftOptions extends ContainerEnforcerOptions {
   logger?: Logger
+  /** How a re-learned pair gets its new timeout: probe the kernel (default), or force `add` (Linux
+   * >= 6.10 refreshes on add) or `readd` (add+delete+add, any kernel). Tests force each. */
+  timeoutRefresh?: 'probe' | 'add' | 'readd'
 }
 
 export function createContainerNft(opts: ContainerNftOptions = {}): ContainerEnforcer & { readonly table: string; writerPid(): number | undefined; refresh(): boolean | undefined } {
@@ -34,7 +37,7 @@ export function createContainerNft(opts: ContainerNftOptions = {}): ContainerEnf
   let written = new Map<string, string[]>()
   let mapWritten: { 4?: string[]; 6?: string[] } = {}
   /** Does `add element` refresh an existing element's timeout here (probed once by init)? */
-  let refresh: boolean | undefined
+  let refresh: boolean | undefined = opts.timeoutRefresh === 'add' ? true : opts.timeoutRefresh === 'readd' ? false : undefined
   let writer: AckedWriter | undefined
   const getWriter = (): AckedWriter => (writer ??= createAckedWriter(nftProtocol(T, 'ack', netns), { ...(netns !== undefined ? { netns } : {}), logger }))
   let lock: Promise<unknown> = Promise.resolve()

@@ -116,7 +116,9 @@ export function spawnLong(cmd: string, args: readonly string[], opts: { netns?: 
       resolve()
     }
     child.on('error', (e: NodeJS.ErrnoException) => fire(null, e.code === 'ENOENT' ? `${file}: command not found` : e.message))
-    child.on('exit', (code, signal) => fire(code, signal ? `killed by ${signal}` : `exited ${code}`))
+    // 'close', not 'exit': it comes after the child's stdout was read to the end, so an ack the child
+    // printed just before exiting is seen before the exit.
+    child.on('close', (code, signal) => fire(code, signal ? `killed by ${signal}` : `exited ${code}`))
   })
   return {
     pid: child.pid,

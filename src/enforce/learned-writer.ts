@@ -77,6 +77,8 @@ interface Chunk {
 
 export interface WriterStats {
   batches: number
+  /** Batches written by the protocol's one-shot bulk path. */
+  bulk: number
   units: number
   failedBatches: number
   spawns: number
@@ -105,7 +107,7 @@ export function createAckedWriter(proto: WriterProtocol, opts: WriterOptions = {
   const log = (opts.logger ?? silentLogger).child({ component: `learned-writer-${proto.label}` })
   const maxUnits = opts.maxUnits ?? 4096
   const ackTimeoutMs = opts.ackTimeoutMs ?? 15_000
-  const stats: WriterStats = { batches: 0, units: 0, failedBatches: 0, spawns: 0 }
+  const stats: WriterStats = { batches: 0, bulk: 0, units: 0, failedBatches: 0, spawns: 0 }
   const queue: Chunk[] = []
   let proc: LongProcess | undefined
   let inflight: { chunks: Chunk[]; expect: number; ok: number; stderr: string; timer: NodeJS.Timeout } | undefined
@@ -215,6 +217,7 @@ export function createAckedWriter(proto: WriterProtocol, opts: WriterOptions = {
       // One in flight at a time, like a piped batch: the queue order holds.
       const b = { chunks, expect: 0, ok: 0, stderr: '', timer: setTimeout(() => {}, 0) }
       inflight = b
+      stats.bulk++
       proto.bulk.write(units).then(
         () => finish(true),
         (e: Error) => {

@@ -10,6 +10,7 @@ import { CT, makeContainerNet, startProber, startSession, type CtNet } from '../
 import { createContainerEnforcer } from '../../src/enforce/container-factory.js'
 import { createEnforcer, type BackendKind } from '../../src/enforce/factory.js'
 import { createContainerDryRun, createDryRunKernel, type DryRunContainerEnforcer } from '../../src/enforce/container-dry-run.js'
+import { addressKey } from '../../src/enforce/container-desired.js'
 import type { ContainerEgress, ContainerEnforcer, ContainerState, SeenEvent } from '../../src/enforce/container-types.js'
 import type { DesiredState, DriftKind } from '../../src/enforce/types.js'
 
@@ -33,6 +34,10 @@ interface Variant {
   flavour?: 'legacy'
   bins: Bins
   needs: () => (string | null)[]
+  /** Seconds left on c1's learned pair to `dst` (portless), read from the kernel. */
+  expiresOf: (host: string, key: string, dst: string) => number | undefined
+  /** Extra enforcer options to run the timeout-refresh check with (nft: both forms). */
+  refreshForms?: Record<string, unknown>[]
   /** Break the kernel state as an admin, a reboot or Docker would; verify() must name `expect`. */
   drifts: { name: string; breakIt: (host: string) => void; expect: DriftKind[]; cleanup?: (host: string) => void }[]
 }
@@ -56,6 +61,10 @@ const VARIANTS: Variant[] = [
     kind: 'iptables',
     bins: { ipt: 'iptables', ip6t: 'ip6tables' },
     needs: () => [capabilities.netns(), capabilities.tool('ipset'), capabilities.tool('iptables-restore'), capabilities.tool('stdbuf'), capabilities.tool('conntrack'), capabilities.tool('nft')],
+    expiresOf: (host, key, dst) => {
+      const m = new RegExp(`^${dst.replace(/\./g, '\\.')} timeout (\\d+)$`, 'm').exec(inNs(host, 'ipset', ['list', `egress-guard-ct-l-${key}`]))
+      return m ? Number(m[1]) : undefined
+    },
     drifts: IPT_DRIFTS,
   },
   {
@@ -63,6 +72,12 @@ const VARIANTS: Variant[] = [
     kind: 'nftables',
     bins: { ipt: 'iptables', ip6t: 'ip6tables' },
     needs: () => [capabilities.netns(), capabilities.tool('nft'), capabilities.tool('conntrack'), capabilities.tool('iptables'), capabilities.tool('ipset')],
+    expiresOf: (host, key, dst) => {
+      const j = JSON.parse(inNs(host, 'nft', ['-j', 'list', 'set', 'inet', 'egress_guard_ct', `l_${key}`])) as { nftables: { set?: { elem?: { elem: { val: string; expires: number } }[] } }[] }
+      const el = j.nftables.flatMap((x) => x.set?.elem ?? []).find((e) => e.elem.val === dst)
+      return el?.elem.expires
+    },
+    refreshForms: [{ timeoutRefresh: 'add' }, { timeoutRefresh: 'readd' }],
     drifts: [
       { name: 'address chain flushed', breakIt: (h) => inNs(h, 'nft', ['flush', 'chain', 'inet', 'egress_guard_ct', `c_${chainKey(h)}`]), expect: ['chain-rules'] },
       { name: 'mode map flushed', breakIt: (h) => inNs(h, 'nft', ['flush', 'map', 'inet', 'egress_guard_ct', 'mode4']), expect: ['set-members'] },
@@ -178,6 +193,22 @@ for (const v of VARIANTS) {
       t.ok(hasEvent(seen, { kind: 'refused', src: CT.c1.v6, dst: CT.dns6, proto: 'udp', port: 53 }), 'seen: a v6 refusal')
       t.notOk(hasEvent(seen, { dst: CT.net4, src: CT.c1.v4 }), 'an allowed connect is not seen')
       t.same(await e.seen(), [], 'seen() drains')
+    })
+
+    t.test('a re-learned pair takes the timeout of the newest answer', async (t) => {
+      const key = addressKey(ID1, CT.c1.v4)
+      const dst = '198.51.100.99'
+      for (const form of v.refreshForms ?? [{}]) {
+        const ef = createContainerEnforcer(v.kind, { netns: H, ...form })
+        await ef.apply(state(c1(), c2()))
+        await ef.learn([{ container: CT.c1.v4, dst, ttlSec: 5 }])
+        t.ok((v.expiresOf(H, key, dst) ?? 99) <= 5, `${JSON.stringify(form)}: 5 s`)
+        await ef.learn([{ container: CT.c1.v4, dst, ttlSec: 500 }])
+        t.ok((v.expiresOf(H, key, dst) ?? 0) > 100, `${JSON.stringify(form)}: extended to 500 s`)
+        await ef.learn([{ container: CT.c1.v4, dst, ttlSec: 30 }])
+        t.ok((v.expiresOf(H, key, dst) ?? 99) <= 30, `${JSON.stringify(form)}: the newest answer wins`)
+        await ef.close()
+      }
     })
 
     t.test('a connection opened while its pair was valid outlives the pair; a new one does not', async (t) => {
