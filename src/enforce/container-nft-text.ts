@@ -33,7 +33,7 @@ export const learnedSet = (kind: 'l' | 'p', key: string): string => `${kind}_${k
 
 /** Set and map declarations shared by every apply (all idempotent `add`). */
 export function sharedDecls(T: string): string[] {
-  const out = [`add table inet ${T}`, `add set inet ${T} ack { type ipv4_addr; }`]
+  const out = [`add table inet ${T}`]
   for (const f of [4, 6] as const) {
     out.push(
       `add map inet ${T} mode${f} { type ${addrType(f)} : verdict; }`,
@@ -276,7 +276,7 @@ export function parseTable(text: string): LiveCtTable {
 export function ctNftDrift(table: string, live: LiveCtTable, state: NormalState): Drift[] {
   if (!live.exists) return [{ kind: 'table-missing', detail: `table inet ${table} missing` }]
   const out: Drift[] = []
-  for (const s of ['ack', 'seen4', 'seen6']) if (!live.sets.has(s)) out.push({ kind: 'set-missing', detail: `set ${s} missing` })
+  for (const s of ['seen4', 'seen6']) if (!live.sets.has(s)) out.push({ kind: 'set-missing', detail: `set ${s} missing` })
   for (const h of state.held) {
     for (const k of ['l', 'p'] as const) if (!live.sets.has(learnedSet(k, h.key))) out.push({ kind: 'set-missing', detail: `learned set ${learnedSet(k, h.key)} of ${h.ip} missing` })
   }

@@ -39,7 +39,7 @@ export function createContainerNft(opts: ContainerNftOptions = {}): ContainerEnf
   /** Does `add element` refresh an existing element's timeout here (probed once by init)? */
   let refresh: boolean | undefined = opts.timeoutRefresh === 'add' ? true : opts.timeoutRefresh === 'readd' ? false : undefined
   let writer: AckedWriter | undefined
-  const getWriter = (): AckedWriter => (writer ??= createAckedWriter(nftProtocol(T, 'ack', netns), { ...(netns !== undefined ? { netns } : {}), logger }))
+  const getWriter = (): AckedWriter => (writer ??= createAckedWriter(nftProtocol(`${T}_ack`, netns), { ...(netns !== undefined ? { netns } : {}), logger }))
   let lock: Promise<unknown> = Promise.resolve()
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
     const p = lock.then(fn, fn)
@@ -124,6 +124,9 @@ export function createContainerNft(opts: ContainerNftOptions = {}): ContainerEnf
         writer = undefined
         const r = await run('nft', ['delete', 'table', 'inet', T], { netns, reject: false })
         if (r.exitCode !== 0 && !/No such file|does not exist/i.test(r.stderr)) throw errors.exec(`nft delete table inet ${T} exited ${r.exitCode}: ${r.stderr.trim()}`)
+        // The writer's acknowledgement table (see nftProtocol).
+        const a = await run('nft', ['delete', 'table', 'inet', `${T}_ack`], { netns, reject: false })
+        if (a.exitCode !== 0 && !/No such file|does not exist/i.test(a.stderr)) throw errors.exec(`nft delete table inet ${T}_ack exited ${a.exitCode}: ${a.stderr.trim()}`)
         byIp = new Map()
         last = undefined
         written = new Map()

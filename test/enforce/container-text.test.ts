@@ -6,6 +6,7 @@ import { normalizeState } from '../../src/enforce/container-desired.js'
 import { parseIptablesSave } from '../../src/enforce/iptables-rules.js'
 import { chainRules, ctNames, learnLine, learnedSetRe, modeEdits, modeMembers, parseDrained, planCtRules } from '../../src/enforce/container-ipt-text.js'
 import { learnUnits, parseChains, parseSeen, planApply } from '../../src/enforce/container-nft-text.js'
+import { mergeAdds } from '../../src/enforce/learned-writer.js'
 
 const ID = 'ab'.repeat(32)
 const SINK = { v4: ['172.30.0.1'], v6: ['fd00:30::1'], port: 53 }
@@ -128,4 +129,24 @@ t.test('nft: seen elements -> events and the elements to drain', async (t) => {
     { kind: 'alerted', src: '172.30.0.4', dst: '198.51.100.53', proto: 'udp', port: 53 },
   ])
   t.same(r.elements, ['172.30.0.2 . tcp . 8080 . 198.51.100.10 . 1', '172.30.0.3 . icmp . 0 . 198.51.100.11 . 3', '172.30.0.4 . udp . 53 . 198.51.100.53 . 2'])
+})
+
+t.test('nft writer: consecutive adds merge per set; anything else keeps its place', async (t) => {
+  t.same(
+    mergeAdds([
+      'add element inet T l_a { 1.1.1.1 timeout 5s }',
+      'add element inet T p_a { tcp . 443 . 1.1.1.2 timeout 5s }',
+      'add element inet T l_a { 1.1.1.3 timeout 9s }',
+      'flush set inet T l_a; flush set inet T p_a',
+      'add element inet T l_a { 1.1.1.4 timeout 5s }',
+      'add element inet T l_a { 1.1.1.5 timeout 5s }; delete element inet T l_a { 1.1.1.5 }; add element inet T l_a { 1.1.1.5 timeout 5s }',
+    ]),
+    [
+      'add element inet T l_a { 1.1.1.1 timeout 5s, 1.1.1.3 timeout 9s }',
+      'add element inet T p_a { tcp . 443 . 1.1.1.2 timeout 5s }',
+      'flush set inet T l_a; flush set inet T p_a',
+      'add element inet T l_a { 1.1.1.4 timeout 5s }',
+      'add element inet T l_a { 1.1.1.5 timeout 5s }; delete element inet T l_a { 1.1.1.5 }; add element inet T l_a { 1.1.1.5 timeout 5s }',
+    ],
+  )
 })

@@ -79,8 +79,8 @@ t.test('ipset writer', async (t) => {
 t.test('nft writer', async (t) => {
   if (!requires(t, capabilities.netns(), capabilities.tool('nft'))) return
   const ns = makeNs(t, 'lw')
-  inNs(ns, 'nft', ['-f', '-'], 'add table inet w\nadd set inet w ack { type ipv4_addr; }\nadd set inet w l { type ipv4_addr; flags timeout; }\n')
-  const w = createAckedWriter(nftProtocol('w', 'ack', ns), { netns: ns })
+  inNs(ns, 'nft', ['-f', '-'], 'add table inet w\nadd set inet w l { type ipv4_addr; flags timeout; }\n')
+  const w = createAckedWriter(nftProtocol('w_ack', ns), { netns: ns })
   t.teardown(() => w.close())
 
   t.test('a resolved write is in the kernel', async (t) => {
