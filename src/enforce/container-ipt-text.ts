@@ -103,9 +103,15 @@ export function learnedSetCreates(n: CtNames, h: Pick<HeldAddress, 'family' | 'k
   ]
 }
 
-/** One `add` line for a learned pair (`-exist` refreshes the timeout of a member already there). */
-export function learnLine(n: CtNames, key: string, p: NormalPair): string {
-  return p.port === undefined ? `add ${n.learned('l', key)} ${p.dst} timeout ${p.ttl}` : `add ${n.learned('p', key)} ${p.dst},${p.proto}:${p.port} timeout ${p.ttl}`
+/** One `add` line for a learned pair into `set` (its l or p set; `-exist` refreshes the timeout of a
+ * member already there). */
+export function learnLine(set: string, p: NormalPair): string {
+  return p.port === undefined ? `add ${set} ${p.dst} timeout ${p.ttl}` : `add ${set} ${p.dst},${p.proto}:${p.port} timeout ${p.ttl}`
+}
+
+/** The learned set a pair goes to. */
+export function learnedSetOf(n: CtNames, key: string, p: NormalPair): string {
+  return n.learned(p.port === undefined ? 'l' : 'p', key)
 }
 
 const host = (ip: string, f: Fam): string => `${ip}/${f === 4 ? 32 : 128}`

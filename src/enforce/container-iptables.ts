@@ -11,11 +11,11 @@ import { run } from './exec.js'
 import type { ApplyReport, Drift } from './types.js'
 import { detectIptablesFlavour, iptablesTools, type IptablesFlavour } from './tools.js'
 import { parseIptablesSave, restoreInput, type FilterTable } from './iptables-rules.js'
-import { containerAddress, normalizePairs, normalizeState, PendingPairs, type HeldAddress, type NormalState } from './container-desired.js'
+import { containerAddress, normalizePairs, normalizeState, PendingPairs, type HeldAddress, type NormalPair, type NormalState } from './container-desired.js'
 import type { ContainerEnforcer, ContainerEnforcerOptions, ContainerState, LearnReport, SeenEvent } from './container-types.js'
 import {
   chainRules, ctNames, ctRulesDrift, drainScript, learnedSetCreates, learnedSetRe, learnLine, modeEdits, modeMembers,
-  parseDrained, parseModeMembers, planCtRules, removeCtRules, sharedSetCreates, sharedSetNames, type CtNames, type Fam,
+  learnedSetOf, parseDrained, parseModeMembers, planCtRules, removeCtRules, sharedSetCreates, sharedSetNames, type CtNames, type Fam,
 } from './container-ipt-text.js'
 import { createAckedWriter, ipsetProtocol, type AckedWriter } from './learned-writer.js'
 import { cutFlows } from './conntrack.js'
@@ -44,7 +44,8 @@ export function createContainerIptables(opts: ContainerIptablesOptions = {}): Co
   /** Mode-set members this process last wrote (the kernel holds these unless drift). */
   let modeKnown: Map<string, Set<string>> | undefined
   let writer: AckedWriter | undefined
-  const getWriter = (): AckedWriter => (writer ??= createAckedWriter(ipsetProtocol(n.ack), { ...(netns !== undefined ? { netns } : {}), logger }))
+  // Big batches (a 100,000-pair load) need fewer acks; a DNS answer's pairs are a few lines anyway.
+  const getWriter = (): AckedWriter => (writer ??= createAckedWriter(ipsetProtocol(n.ack), { ...(netns !== undefined ? { netns } : {}), logger, maxUnits: 16_384 }))
   /** apply/verify/remove/init run one at a time; learn() does not wait for them (see apply). */
   let lock: Promise<unknown> = Promise.resolve()
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
@@ -135,7 +136,7 @@ export function createContainerIptables(opts: ContainerIptablesOptions = {}): Co
     last = ns
     const tail: string[] = []
     const now = Date.now()
-    for (const h of ns.held) for (const p of pending.take(h.ip, now)) tail.push(learnLine(n, h.key, p))
+    for (const h of ns.held) for (const p of pending.take(h.ip, now)) tail.push(learnLine(learnedSetOf(n, h.key, p), p))
     const departed = [...names].filter((s) => learnedRe.test(s) && !wantLearned.has(s))
     for (const s of departed) tail.push(`destroy ${s}`)
     if (departed.length > 0) actions.push(`ipset: destroy ${departed.length} learned sets of departed addresses`)
@@ -195,7 +196,7 @@ export function createContainerIptables(opts: ContainerIptablesOptions = {}): Co
       const np = normalizePairs(pairs)
       // Grouped by set: ipset sends consecutive adds to one set in one netlink message, and each
       // change of set flushes one (alternating sets cost ~50% more CPU for 100,000 pairs).
-      const bySet = new Map<string, string[]>()
+      const bySet = new Map<string, NormalPair[]>()
       let written = 0
       let deferred = 0
       const now = Date.now()
@@ -206,15 +207,18 @@ export function createContainerIptables(opts: ContainerIptablesOptions = {}): Co
           deferred++
           continue
         }
-        const set = n.learned(p.port === undefined ? 'l' : 'p', h.key)
-        let list = bySet.get(set)
-        if (!list) bySet.set(set, (list = []))
-        list.push(learnLine(n, h.key, p))
+        const k = p.port === undefined ? `l${h.key}` : `p${h.key}`
+        let list = bySet.get(k)
+        if (!list) bySet.set(k, (list = []))
+        list.push(p)
         written++
       }
       if (written > 0) {
         const lines: string[] = []
-        for (const l of bySet.values()) for (const x of l) lines.push(x)
+        for (const [k, list] of bySet) {
+          const set = n.learned(k[0] as 'l' | 'p', k.slice(1))
+          for (const p of list) lines.push(learnLine(set, p))
+        }
         await getWriter().write(lines)
       }
       return { written, deferred }

@@ -128,6 +128,8 @@ export interface NftPlan {
   mapWritten: { 4: string[]; 6: string[] }
   /** Per-address chains that existed and are not wanted: deleted in the script; their sets go later. */
   departedKeys: string[]
+  /** Held addresses whose chain and learned sets are new. */
+  added: number
   changed: boolean
 }
 
@@ -174,7 +176,7 @@ export function planApply(i: NftPlanInput): NftPlan {
     departedKeys.push(name.slice(2))
   }
   if (departedKeys.length > 0) actions.push(`delete chains of ${departedKeys.length} departed addresses`)
-  return { script: lines.join('\n') + '\n', actions, written, mapWritten, departedKeys, changed: actions.length > 0 }
+  return { script: lines.join('\n') + '\n', actions, written, mapWritten, departedKeys, added: newSets, changed: actions.length > 0 }
 }
 
 /** Parse `nft -j list chains inet` for our table: name -> hook/prio. */

@@ -94,7 +94,7 @@ export function createContainerNft(opts: ContainerNftOptions = {}): ContainerEnf
     if (tail.length > 0) await getWriter().write(tail)
     const ms = performance.now() - t0
     if (plan.changed) log.info({ actions: plan.actions, ms: Math.round(ms) }, 'container rules updated')
-    return { backend: 'nftables', changed: plan.changed, added: 0, removed: plan.departedKeys.length, ms, actions: plan.actions }
+    return { backend: 'nftables', changed: plan.changed, added: plan.added, removed: plan.departedKeys.length, ms, actions: plan.actions }
   }
 
   return {

@@ -212,9 +212,9 @@ for (const v of VARIANTS) {
     })
 
     t.test('a connection opened while its pair was valid outlives the pair; a new one does not', async (t) => {
+      const s = await startSession(t, net.c1, CT.dstC4, CT.sessionPort)
       await e.learn([{ container: CT.c1.v4, dst: CT.dstC4, ttlSec: 2 }])
-      const s = startSession(t, net.c1, CT.dstC4, CT.sessionPort)
-      t.equal(await s.opened, 'connected')
+      t.equal(await s.open(), 'connected')
       t.equal(await s.roundTrip(), 'ok')
       const waited = await until('the pair to expire', async () => !(await reach('c1', 'tcp', CT.dstC4, CT.port)), 8000, 250)
       t.comment(`pair expired after ~${waited} ms`)
@@ -227,8 +227,8 @@ for (const v of VARIANTS) {
 
     t.test('quarantine: the running session is cut, new connects fail, DNS to the sinkhole works', async (t) => {
       await e.learn([{ container: CT.c2.v4, dst: CT.dstD4, ttlSec: 600 }])
-      const s = startSession(t, net.c2, CT.dstD4, CT.sessionPort)
-      t.equal(await s.opened, 'connected')
+      const s = await startSession(t, net.c2, CT.dstD4, CT.sessionPort)
+      t.equal(await s.open(), 'connected')
       t.equal(await s.roundTrip(), 'ok', 'session up before quarantine')
       await e.apply(state(c1(), c2({ mode: 'quarantine' })))
       await e.cut(CT.c2.v4)

@@ -4,7 +4,7 @@
 import t from 'tap'
 import { normalizeState } from '../../src/enforce/container-desired.js'
 import { parseIptablesSave } from '../../src/enforce/iptables-rules.js'
-import { chainRules, ctNames, learnLine, learnedSetRe, modeEdits, modeMembers, parseDrained, planCtRules } from '../../src/enforce/container-ipt-text.js'
+import { chainRules, ctNames, learnLine, learnedSetOf, learnedSetRe, modeEdits, modeMembers, parseDrained, planCtRules } from '../../src/enforce/container-ipt-text.js'
 import { learnUnits, parseChains, parseSeen, planApply } from '../../src/enforce/container-nft-text.js'
 import { mergeAdds } from '../../src/enforce/learned-writer.js'
 
@@ -55,8 +55,10 @@ t.test('iptables rules: per-address matches, ports in multiport chunks of 15, no
 })
 
 t.test('iptables: learned lines, mode edits (adds first), drained members', async (t) => {
-  t.equal(learnLine(n, 'k', { ip: '172.30.0.2', family: 4, dst: '198.51.100.10', ttl: 60 }), 'add egress-guard-ct-l-k 198.51.100.10 timeout 60')
-  t.equal(learnLine(n, 'k', { ip: 'fd00::2', family: 6, dst: '2001:db8::1', proto: 'udp', port: 443, ttl: 5 }), 'add egress-guard-ct-p-k 2001:db8::1,udp:443 timeout 5')
+  const any = { ip: '172.30.0.2', family: 4 as const, dst: '198.51.100.10', ttl: 60 }
+  const ported = { ip: 'fd00::2', family: 6 as const, dst: '2001:db8::1', proto: 'udp' as const, port: 443, ttl: 5 }
+  t.equal(learnLine(learnedSetOf(n, 'k', any), any), 'add egress-guard-ct-l-k 198.51.100.10 timeout 60')
+  t.equal(learnLine(learnedSetOf(n, 'k', ported), ported), 'add egress-guard-ct-p-k 2001:db8::1,udp:443 timeout 5')
   const have = modeMembers(n, state('enforce'))
   const want = modeMembers(n, state('quarantine'))
   const edits = modeEdits(want, have)

@@ -125,28 +125,36 @@ export function startSessionServer(t: T, ns: string, port: number): Promise<void
 }
 
 const SESSION_CLIENT = `
-const s = require('node:net').connect({ host: process.argv[1], port: Number(process.argv[2]) });
-let waiting = null, dead = null;
+let s = null, waiting = null, dead = null;
 const say = (m) => process.stdout.write(m + '\\n');
-s.on('connect', () => say('connected'));
-s.on('error', (e) => { dead = 'error ' + e.code; if (waiting) { clearTimeout(waiting); waiting = null; } say(dead); });
-s.on('close', () => { if (!dead) { dead = 'closed'; say(dead); } });
-s.on('data', () => { if (waiting) { clearTimeout(waiting); waiting = null; say('ok'); } });
+function open() {
+  s = require('node:net').connect({ host: process.argv[1], port: Number(process.argv[2]) });
+  s.on('connect', () => say('connected'));
+  s.on('error', (e) => { dead = 'error ' + e.code; if (waiting) { clearTimeout(waiting); waiting = null; } say(dead); });
+  s.on('close', () => { if (!dead) { dead = 'closed'; say(dead); } });
+  s.on('data', () => { if (waiting) { clearTimeout(waiting); waiting = null; say('ok'); } });
+}
 process.stdin.on('data', () => {
+  if (!s) return open();
   if (dead) return say(dead);
   s.write('x');
   waiting = setTimeout(() => { waiting = null; say('timeout'); }, 1500);
-});`
+});
+say('ready');`
 
 export interface Session {
-  /** The first line: 'connected' or an error. */
-  opened: Promise<string>
+  /** Connect now: 'connected' or 'error CODE'. */
+  open(): Promise<string>
   /** Send a byte and wait for its echo: 'ok', 'timeout', 'error CODE' or 'closed'. */
   roundTrip(): Promise<string>
 }
 
-/** A long-lived TCP session from `ns` to `host:port` (a session server), driven from the test. */
-export function startSession(t: T, ns: string, host: string, port: number): Session {
+/**
+ * A long-lived TCP session from `ns` to `host:port` (a session server), driven from the test. The
+ * client process is started first and connects only on open(), so a slow process start on a loaded
+ * machine never eats into a short-lived learned pair.
+ */
+export async function startSession(t: T, ns: string, host: string, port: number): Promise<Session> {
   const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', SESSION_CLIENT, host, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] })
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL')
@@ -167,13 +175,13 @@ export function startSession(t: T, ns: string, host: string, port: number): Sess
     }
   })
   const next = (): Promise<string> => (lines.length > 0 ? Promise.resolve(lines.shift()!) : new Promise((r) => waiters.push(r)))
-  return {
-    opened: next(),
-    roundTrip() {
-      child.stdin!.write('p')
-      return next()
-    },
+  const ready = await next()
+  if (ready !== 'ready') throw new Error(`session client: ${ready}`)
+  const poke = (): Promise<string> => {
+    child.stdin!.write('p')
+    return next()
   }
+  return { open: poke, roundTrip: poke }
 }
 
 const PROBER = `
