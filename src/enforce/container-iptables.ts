@@ -210,6 +210,7 @@ export function createContainerIptables(opts: ContainerIptablesOptions = {}): Co
       serial(async () => {
         if (writer) await writer.close()
         writer = undefined
+        declared.clear()
         const [t4, t6] = await readTables()
         for (const [t, bin] of [[t4, tools.restore4], [t6, tools.restore6]] as const) {
           const input = restoreInput(removeCtRules(t, n))
@@ -273,6 +274,7 @@ export function createContainerIptables(opts: ContainerIptablesOptions = {}): Co
     async close() {
       if (writer) await writer.close()
       writer = undefined
+      declared.clear()
     },
   }
 }
