@@ -7,6 +7,8 @@ import type { ContainerChange, ContainerInfo, ContainerRecord } from '../docker/
 import type { ContainerEnforcer, ContainerState, SeenEvent } from '../enforce/container-types.js'
 import type { Profile } from '../profiles/types.js'
 import type { HitSink } from '../sinkhole/types.js'
+import { compileProfiles, type CompiledProfile } from '../profiles/decide.js'
+import type { ClientProfile } from '../sinkhole/client-profiles.js'
 import { leftAddresses, missingProfileText, planContainers, type MissingProfile } from './container-state.js'
 
 export interface ContainerSource {
@@ -23,6 +25,8 @@ export interface ContainerEgressOptions {
   sinkhole: () => ContainerState['sinkhole']
   hits?: HitSink
   log: Logger
+  /** Gets the client address -> profile map for the sinkhole at every plan (before the kernel apply). */
+  onClientProfiles?: (m: Map<string, ClientProfile>) => void
   /** How often the kernel's seen sets are drained into hits (default 3 s). */
   seenIntervalMs?: number
 }
@@ -77,6 +81,7 @@ export function seenToHit(e: SeenEvent, container: ContainerInfo | undefined, pr
 export function createContainerEgress(opts: ContainerEgressOptions): ContainerEgress {
   const log = opts.log.child({ component: 'container-egress' })
   let profiles: readonly Profile[] | undefined
+  let compiled = new Map<string, CompiledProfile>()
   let quarantined = new Set<string>()
   let applied: ContainerState | undefined
   let missing: MissingProfile[] = []
@@ -94,6 +99,20 @@ export function createContainerEgress(opts: ContainerEgressOptions): ContainerEg
   async function applyOnce(): Promise<void> {
     const plan = planContainers(opts.containers.list(), profiles, quarantined, opts.sinkhole())
     const before = applied
+    if (opts.onClientProfiles) {
+      // Every address of a container held to an existing profile (learn included: the sinkhole records
+      // its lookups); quarantined ones are the kernel's business only.
+      const byIp = new Map<string, ClientProfile>()
+      const q = new Set(plan.state.containers.filter((c) => c.mode === 'quarantine').map((c) => c.id))
+      for (const r of opts.containers.list()) {
+        const p = plan.held.get(r.id)
+        const c = p ? compiled.get(p.name) : undefined
+        if (!c || q.has(r.id)) continue
+        const info = { id: r.id, name: r.name, image: r.image, ...(r.service ? { service: r.service } : {}), ...(r.project ? { project: r.project } : {}) }
+        for (const ip of r.addresses) byIp.set(ip, { compiled: c, container: info })
+      }
+      opts.onClientProfiles(byIp)
+    }
     const wasQuarantined = new Set(before?.containers.filter((c) => c.mode === 'quarantine').flatMap((c) => c.addresses) ?? [])
     try {
       await opts.enforcer.apply(plan.state)
@@ -220,6 +239,7 @@ export function createContainerEgress(opts: ContainerEgressOptions): ContainerEg
     },
     setProfiles(p) {
       profiles = p
+      compiled = compileProfiles(p)
       policySeen = true
       return started ? schedule() : Promise.resolve()
     },

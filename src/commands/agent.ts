@@ -24,6 +24,7 @@ import { parseListenSpec } from '../sinkhole/listen-spec.js'
 import { createDockerApiMonitor } from '../docker/api-exposure.js'
 import { createAgent, type AgentDeps } from '../agent/agent.js'
 import { createContainerEnforcer } from '../enforce/container-factory.js'
+import { createLearnRecorder } from '../sinkhole/learn-recorder.js'
 import { createContainerEgress } from '../agent/container-egress.js'
 import { sinkholeForContainers } from '../agent/sinkhole-addresses.js'
 import { VERSION } from '../version.js'
@@ -146,6 +147,9 @@ const command: Command = {
     // Docker's event about it, and the hit log re-attributes those by time.
     const containers = o['docker-socket'] ? createDockerContainers({ socketPath: o['docker-socket'], log }) : undefined
     const hitLog = listens.length || containers ? createHitLog({ ...(o['hit-log'] ? { file: o['hit-log'] } : {}), intervalMs: 10_000, log, ...(containers ? { containers } : {}) }) : undefined
+    // learn-mode lookups, per profile; drained by the learned-names uploader when there is one (a hook:
+    // the server side is separate work), else kept bounded in memory.
+    const learned = createLearnRecorder()
     const sinkhole = listens.length
       ? createSinkhole({
           listen: listens,
@@ -155,6 +159,7 @@ const command: Command = {
           ...(o['sinkhole-allow']?.length ? { allowClients: [...o['sinkhole-allow']] } : {}),
           ...(hitLog ? { hits: hitLog } : {}),
           ...(containers ? { containers } : {}),
+          learn: learned,
           log,
         })
       : undefined
@@ -168,6 +173,7 @@ const command: Command = {
             containers,
             sinkhole: () => sinkholeForContainers(sinkhole?.addresses() ?? [], listens),
             ...(hitLog ? { hits: hitLog } : {}),
+            ...(sinkhole ? { onClientProfiles: (m) => sinkhole.setClientProfiles(m) } : {}),
             log,
           })
         : undefined
