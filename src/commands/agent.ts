@@ -160,11 +160,14 @@ const command: Command = {
           ...(hitLog ? { hits: hitLog } : {}),
           ...(containers ? { containers } : {}),
           learn: learned,
+          // Allowed answers to held containers wait (bounded) for their pairs to be in the kernel.
+          ...(o['docker-socket'] ? { learnPairs: (pairs) => containerEnforcer!.learn(pairs) } : {}),
           log,
         })
       : undefined
 
     // Containers labelled egress-guard.profile=NAME: held in the kernel to their profile (issue 16).
+    // (Declared after the sinkhole that calls it: it is only called once containers are held.)
     const containerEnforcer = containers ? createContainerEnforcer(backend, { ...(o.netns ? { netns: o.netns } : {}), logger: log, print: (l) => io.stdout(l + '\n') }) : undefined
     const containerEgress =
       containers && containerEnforcer

@@ -8,6 +8,8 @@ import type { ContainerLookup, HitSink } from './types.js'
 import { answer, answerAddresses, blockedReply, checkForwarded, compileBlockMode, type BlockMode, type HitInfo } from './answer.js'
 import { NO_CLIENT_PROFILES, type ClientProfile, type ClientProfiles } from './client-profiles.js'
 import type { LearnRecorder } from './learn-recorder.js'
+import type { LearnPair } from '../enforce/container-types.js'
+import type { ProfileRule } from '../profiles/types.js'
 import type { Verdict } from '../policy/types.js'
 import { admitsHostAddresses, createAcl, DEFAULT_ALLOW_CLIENTS, type Acl } from './acl.js'
 import { cacheKey, createCache, type DnsCache } from './cache.js'
@@ -42,6 +44,16 @@ export interface SinkholeOptions {
   cache?: { maxEntries: number } | false
   hits?: HitSink
   containers?: ContainerLookup
+  /**
+   * enforce/alert: write the (client, address[, port]) pairs of an allowed answer to the kernel; the
+   * answer is held until this resolves, at most holdMs (then it goes out and holdExpired counts it).
+   */
+  learnPairs?: (pairs: LearnPair[]) => Promise<unknown>
+  /** Longest hold of an allowed answer for its pairs (default 50 ms). */
+  holdMs?: number
+  /** Learned pair timeout: max(answer TTL, floor) + grace (defaults 60 s and 30 s). */
+  learnTtlFloorSec?: number
+  learnGraceSec?: number
   /** Where learn-mode lookups are recorded (names per profile); without it they are only forwarded. */
   learn?: LearnRecorder
   log: Logger
@@ -86,6 +98,10 @@ class Waiting {
 
 export interface SinkholeStats {
   queries: number
+  /** Allowed answers released after holdMs without their pairs acknowledged. */
+  holdExpired: number
+  /** Pair writes that failed (the answer was released anyway). */
+  learnFailed: number
   blocked: number
   alerted: number
   forwarded: number
@@ -155,7 +171,7 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
     return v
   }
   const m = opts.metrics
-  const st = { queries: 0, blocked: 0, alerted: 0, forwarded: 0, coalesced: 0, cacheHits: 0, blockedByAnswer: 0, refusedClients: 0, rateLimited: 0, formErr: 0, servFail: 0, dropped: 0 }
+  const st = { holdExpired: 0, learnFailed: 0, queries: 0, blocked: 0, alerted: 0, forwarded: 0, coalesced: 0, cacheHits: 0, blockedByAnswer: 0, refusedClients: 0, rateLimited: 0, formErr: 0, servFail: 0, dropped: 0 }
 
   function record(h: HitInfo, client: ClientInfo): void {
     if (h.action === 'alert') st.alerted++
@@ -255,6 +271,40 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
     w.reply(out)
   }
 
+  const holdMs = opts.holdMs ?? 50
+  const ttlFloor = opts.learnTtlFloorSec ?? 60
+  const grace = opts.learnGraceSec ?? 30
+
+  /** Write the pairs of an allowed answer, then release it (at the latest after holdMs). */
+  function holdThenReply(out: Buffer | undefined, client: string, rule: ProfileRule, release: Reply): void {
+    const ips = out ? answerAddresses(out) : undefined
+    if (!ips || ips.length === 0) return release(out)
+    const pairs: LearnPair[] = []
+    for (const { ip, ttl } of ips) {
+      const ttlSec = Math.max(ttl, ttlFloor) + grace
+      if (rule.ports?.length) for (const port of rule.ports) pairs.push({ container: client, dst: ip, port, ttlSec })
+      else pairs.push({ container: client, dst: ip, ttlSec })
+    }
+    let done = false
+    const timer = setTimeout(() => {
+      if (done) return
+      done = true
+      st.holdExpired++
+      release(out)
+    }, holdMs)
+    const finish = (): void => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      release(out)
+    }
+    opts.learnPairs!(pairs).then(finish, (e: Error) => {
+      st.learnFailed++
+      log.warn({ err: e.message, client }, 'learned pairs not written; answer released')
+      finish()
+    })
+  }
+
   /** learn mode: the addresses a held container was given for a name it looked up. */
   function noteAnswers(resp: Buffer, q: Query, client: ClientInfo): void {
     const cp = clientProfiles.get(client.address)
@@ -325,8 +375,16 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
         if (cp !== undefined) {
           const c = cp.compiled
           const mode = c.profile.mode
-          if (mode === 'learn') opts.learn?.record(c.profile.name, d.query.qname, cp.container?.name)
-          else if (c.decideName(d.query.qname).action === 'deny') {
+          const dec = mode === 'learn' ? undefined : c.decideName(d.query.qname)
+          if (dec === undefined) opts.learn?.record(c.profile.name, d.query.qname, cp.container?.name)
+          else if (dec.action === 'allow') {
+            // The answer's addresses become this container's pairs before it sees them.
+            if (opts.learnPairs) {
+              const release = reply
+              const rule = dec.rule
+              reply = (out) => holdThenReply(out, client.address, rule, release)
+            }
+          } else {
             const v = denyVerdict(c)
             if (mode === 'enforce') {
               m?.query('blocked')

@@ -118,3 +118,48 @@ t.test('learn recorder is bounded; answerAddresses reads the chain', async (t) =
   const resp = Buffer.from(dnsPacket.encode({ id: 1, type: 'response', questions: [{ type: 'A', name: 'www.example' }], answers: [{ type: 'CNAME', name: 'www.example', ttl: 5, data: 'x.example' }, { type: 'A', name: 'x.example', ttl: 42, data: '192.0.2.1' }] }))
   t.same(answerAddresses(resp), [{ ip: '192.0.2.1', ttl: 42 }])
 })
+
+t.test('hold: an allowed answer waits for its pairs (ports from the allowing line), bounded by holdMs', async (t) => {
+  const up = await fakeUpstream(t)
+  const written: Array<{ at: number; pairs: unknown[] }> = []
+  let stall = false
+  const s = createSinkhole({
+    listen: [{ address: '127.0.0.1', port: 0 }],
+    upstreams: [{ address: '127.0.0.1', port: up }],
+    matcher: buildMatcher([]),
+    allowClients: ['127.0.0.0/8'],
+    cache: false,
+    holdMs: 50,
+    learnPairs: async (pairs) => {
+      if (stall) return new Promise(() => {})
+      await new Promise((r) => setTimeout(r, 30))
+      written.push({ at: Date.now(), pairs })
+    },
+    log: silentLogger,
+  })
+  await s.start()
+  t.teardown(() => s.stop())
+  const port = s.addresses()[0]!.port
+  const p: Profile = { ...profile('enforce'), rules: [{ kind: 'domain', value: 'api.example', ports: [443], source: 'w:1' }, { kind: 'domain', value: 'www.example', source: 'w:2' }] }
+  s.setClientProfiles(new Map([['127.0.0.2', { compiled: compileProfile(p) }], ['127.0.0.3', { compiled: compileProfile({ ...p, mode: 'alert' }) }]]))
+  t.same(addrs(await ask('127.0.0.2', port, 'api.example')), ['203.0.113.7'])
+  const got = Date.now()
+  t.equal(written.length, 1, 'pairs written before the answer arrived')
+  t.ok(written[0]!.at <= got)
+  t.same(written[0]!.pairs, [{ container: '127.0.0.2', dst: '203.0.113.7', port: 443, ttlSec: 330 }], 'TTL 300 + grace 30, port of the line')
+  // CNAME chain: the target's address; TTL 30 raised to the 60 s floor.
+  await ask('127.0.0.2', port, 'www.example')
+  t.same(written[1]!.pairs, [{ container: '127.0.0.2', dst: '203.0.113.8', ttlSec: 90 }])
+  // alert mode learns too (so its seen sets report only what enforce would refuse).
+  await ask('127.0.0.3', port, 'api.example')
+  t.equal(written.length, 3)
+  // Unheld client: no pairs, no wait.
+  await ask('127.0.0.1', port, 'api.example')
+  t.equal(written.length, 3)
+  // A writer that never answers: the answer goes out after holdMs and is counted.
+  stall = true
+  const t0 = Date.now()
+  t.same(addrs(await ask('127.0.0.2', port, 'api.example')), ['203.0.113.7'])
+  t.ok(Date.now() - t0 >= 45, 'held up to holdMs')
+  t.equal(s.stats().holdExpired, 1)
+})
