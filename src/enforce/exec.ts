@@ -1,8 +1,8 @@
 // The ONLY place that spawns processes. Argument arrays, never a shell; input on stdin; optional netns.
 // Nothing from a blocklist, an API body or a DNS packet can become shell syntax here because no shell runs.
-import { spawn as spawnChild } from 'node:child_process'
 import { execa, type Options } from 'execa'
 import { errors } from '../errors.js'
+import { spawn as spawnChild } from 'node:child_process'
 
 export interface RunOptions {
   /** Text written to the child's stdin (for `ipset restore`, `iptables-restore`, `nft -f -`). */

@@ -230,9 +230,12 @@ for (const v of VARIANTS) {
       const s = await startSession(t, net.c2, CT.dstD4, CT.sessionPort)
       t.equal(await s.open(), 'connected')
       t.equal(await s.roundTrip(), 'ok', 'session up before quarantine')
+      const flows = (): string => inNs(H, 'conntrack', ['-L', '-f', 'ipv4', '-s', CT.c2.v4])
+      t.match(flows(), new RegExp(`dst=${CT.dstD4} .*dport=${CT.sessionPort}`), 'the session is tracked')
       await e.apply(state(c1(), c2({ mode: 'quarantine' })))
       await e.cut(CT.c2.v4)
       await e.cut(CT.c2.v6)
+      t.notMatch(flows(), new RegExp(`dport=${CT.sessionPort}`), 'cut() deleted its conntrack entry')
       const after = await s.roundTrip()
       t.not(after, 'ok', `the session is cut (${after})`)
       await expectCases(t, reach, [
