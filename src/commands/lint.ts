@@ -7,7 +7,7 @@ import { helpText, loadOptions, type Spec } from '../config.js'
 import { errors } from '../errors.js'
 import { loadBlocklists, DEFAULT_MAX_BYTES, BLOCKLIST_EXTENSIONS } from '../policy/load.js'
 import { buildPolicy } from '../policy/merge.js'
-import { countProblems, formatProblem } from '../policy/problems.js'
+import { countProblems, formatGithubAnnotation, formatProblem } from '../policy/problems.js'
 import { duplicateProblem } from '../policy/parse.js'
 import type { Problem, Profile } from '../policy/types.js'
 import { PROFILES_DIR, loadProfileDir, readProfileFile } from '../profiles/load.js'
@@ -15,6 +15,7 @@ import { profileNameOf } from '../profiles/parse.js'
 import { policyEtag } from '../profiles/etag.js'
 
 const spec = {
+  format: { type: 'string', help: 'text (default): file:line: message; json (same as --json); github: ::error file=F,line=N::message annotations', noEnv: true },
   'max-file-size': { type: 'string', help: `per-file size limit: bytes, or with K/M/G (binary) suffix (default ${DEFAULT_MAX_BYTES / 1024 / 1024}M)` },
 } as const satisfies Spec
 
@@ -23,7 +24,7 @@ const USAGE = `usage: egress-guard lint [PATH...]   (default ./blocklists)
 Checks blocklist files, and directories of them (${BLOCKLIST_EXTENSIONS.map((e) => '*' + e).join(' ')}, README* skipped),
 and profiles: a directory's ${PROFILES_DIR}/ sub-directory (${PROFILES_DIR}/NAME.txt), a ${PROFILES_DIR} directory itself,
 or a file inside one named on the command line.
-Prints one "file:line: message" per problem. Exit 1 on any error, 0 with warnings only, 2 on usage errors.`
+Prints one "file:line: message" per problem (--format github: one GitHub Actions annotation each). Exit 1 on any error, 0 with warnings only, 2 on usage errors.`
 
 /** `1048576`, `512K`, `64M`, `1G` -> bytes. */
 export function parseSize(v: string): number | undefined {
@@ -105,6 +106,11 @@ const command: Command = {
       io.stdout(helpText(USAGE, spec))
       return 0
     }
+    const format = options.format ?? (options.json ? 'json' : 'text')
+    if (!['text', 'json', 'github'].includes(format)) throw errors.usage(`--format must be text, json or github; got ${JSON.stringify(format)}`)
+    if (options.json && format !== 'json') throw errors.usage(`--json and --format ${format} disagree; give one`)
+    const json = format === 'json'
+    const line = format === 'github' ? formatGithubAnnotation : formatProblem
     let maxBytes = DEFAULT_MAX_BYTES
     if (options['max-file-size'] !== undefined) {
       const n = parseSize(options['max-file-size'])
@@ -118,7 +124,7 @@ const command: Command = {
     let loaded
     let policy
     let entryCount: number
-    if (options.json) {
+    if (json) {
       // --json prints the merged policy and its etag, so it needs buildPolicy (sort + merge + hash);
       // its onDuplicate reports duplicates, which makes the loader's own check redundant.
       loaded = await loadBlocklists(paths, { maxBytes, now, duplicates: false })
@@ -142,13 +148,13 @@ const command: Command = {
     for (const p of prof.problems) loaded.problems.push(p)
     const counts = countProblems(loaded.problems)
     const summary = { entries: entryCount, files: loaded.files.length, profiles: prof.profiles.length, errors: counts.error, warnings: counts.warning }
-    if (options.json) {
+    if (json) {
       io.stdout(JSON.stringify({ entries: policy!.entries, files: loaded.files, problems: loaded.problems, summary, etag: policyEtag(policy!.etag, prof.profiles), profiles: prof.profiles, profileFiles: prof.files }) + '\n')
     } else {
       // Built in pieces: one write per problem would be slow for a list with many thousands of them.
       let text = ''
       for (const p of loaded.problems) {
-        text += formatProblem(p) + '\n'
+        text += line(p) + '\n'
         if (text.length > 1 << 16) {
           io.stdout(text)
           text = ''

@@ -164,3 +164,29 @@ t.test('profiles: a directory\'s profiles/ beside its lists, a profiles director
   const plain = await runCli(['lint', clean])
   t.equal(plain.stderr, '2 entries from 1 file: 0 errors, 0 warnings\n')
 })
+
+t.test('--format github: one ::error/::warning annotation per problem, escaped; exit codes as text', async (t) => {
+  const r = await runCli(['lint', '--format', 'github', bad])
+  t.equal(r.code, 1)
+  t.equal(r.stdout, [
+    `::error file=${join(bad, 'binary.list')}::not a text file (NUL byte at offset 0); skipped`,
+    `::error file=${join(bad, 'one-bad-line.txt')},line=2::203.0.113.7/24 has host bits set; did you mean 203.0.113.0/24?`,
+    '',
+  ].join('\n'), 'a whole-file problem (line 0) names the file only')
+  const w = await runCli(['lint', '--format', 'github', warn])
+  t.equal(w.code, 0, 'warnings only still pass')
+  t.match(w.stdout, /^::warning file=[^\n]*w\.txt,line=2::duplicate of /)
+  const c = await runCli(['lint', '--format', 'github', clean])
+  t.equal(c.code, 0)
+  t.equal(c.stdout, '')
+  const odd = join(dir, 'odd,dir:x')
+  mkdirSync(odd)
+  writeFileSync(join(odd, 'l.txt'), '203.0.113.7/24\n')
+  const e = await runCli(['lint', '--format', 'github', odd])
+  t.match(e.stdout, /^::error file=[^\n]*odd%2Cdir%3Ax\/l\.txt,line=1::203\.0\.113\.7\/24 has host bits set/, 'property values escape , and :')
+  const j = await runCli(['lint', '--format', 'json', bad])
+  t.equal(JSON.parse(j.stdout).summary.errors, 2, '--format json is --json')
+  const u = await runCli(['lint', '--format', 'xml', bad])
+  t.equal(u.code, 2)
+  t.match(u.stderr, /--format must be text, json or github/)
+})
