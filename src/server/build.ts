@@ -25,6 +25,9 @@ import adminRoutes from './routes/admin.js'
 import opsRoutes from './routes/ops.js'
 import dashboardRoutes from './routes/dashboard.js'
 import profileRoutes from './routes/profiles.js'
+import gitHookRoutes from './routes/git-hook.js'
+import type { GitFollower } from '../sources/git-follower.js'
+import { connectGit, short } from '../sources/git-policy.js'
 
 export interface BuildServerDeps {
   store: Store
@@ -39,6 +42,8 @@ export interface BuildServerDeps {
   openMetrics?: boolean
   /** Watch the blocklist directories for changes (the command turns it on; tests call reload()). */
   watch?: boolean
+  /** --blocklists-git: its served directory is read after blocklistDirs; the webhook fetches it. */
+  git?: { follower: GitFollower; hookSecret?: Buffer }
   https?: { cert: string | Buffer; key: string | Buffer }
   /** Versions of the policy kept for diffs. */
   historyKeep?: number
@@ -91,15 +96,21 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
     throw errors.config('no admin credential: give --admin-token-file FILE (create one with `egress-guard token create --role admin --data DIR --out FILE`)')
   }
   let metrics: ReturnType<typeof createServerMetrics> | undefined
+  const git = deps.git
   const policy = new PolicyService({
     store: deps.store,
-    blocklistDirs: deps.blocklistDirs,
+    blocklistDirs: git ? [...deps.blocklistDirs, git.follower.servedDir] : deps.blocklistDirs,
+    ...(git ? { sourceSuffix: (dir: string) => (dir === git.follower.servedDir && git.follower.served ? `@${short(git.follower.served)}` : '') } : {}),
     log: deps.log.child({ component: 'policy' }),
     now,
     watch: deps.watch ?? false,
     ...(deps.historyKeep !== undefined ? { historyKeep: deps.historyKeep } : {}),
     onChange: () => metrics?.policyChange(),
   })
+  if (git) {
+    await git.follower.init() // before the first read: a restart serves the last good commit at once
+    connectGit(git.follower, policy, deps.store, deps.log.child({ component: 'git' }))
+  }
   await policy.init()
 
   const app = Fastify({
@@ -214,6 +225,7 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
   adminRoutes(app, ctx)
   opsRoutes(app, ctx, { registry, openMetrics: deps.openMetrics ?? false })
   dashboardRoutes(app)
+  if (git) await gitHookRoutes(app, { secret: git.hookSecret, trigger: () => void git.follower.sync() })
   await app.ready()
   return app
 }

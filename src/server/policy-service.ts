@@ -30,6 +30,8 @@ export interface PolicyServiceOptions {
   watch?: boolean
   debounceMs?: number
   onChange?: (p: PolicyBody) => void
+  /** Appended to the `file:line` source of a directory's entries (a git commit: `@sha`). */
+  sourceSuffix?: (dir: string) => string
 }
 
 /** loadBlocklists problem codes that mean "could not take this file at all" (not a lint problem). */
@@ -56,6 +58,8 @@ export class PolicyService {
   /** Watched profiles directories (path -> watcher and the inode it watches). */
   #profileWatchers = new Map<string, { w: FSWatcher; ino: number }>()
   #storeProblems: Problem[] = []
+  /** Problems reported by a source outside the files (a refused git commit), by source name. */
+  #externalProblems = new Map<string, Problem[]>()
   #current: PolicyBody = { version: 0, etag: '', generatedAt: new Date(0).toISOString(), entries: [] }
   #chain: Promise<unknown> = Promise.resolve()
   #watchers: FSWatcher[] = []
@@ -78,12 +82,18 @@ export class PolicyService {
    * file named), as values and as `file:line: message` text.
    */
   get problems(): (Problem & { text: string })[] {
-    return [...[...this.#fileProblems.values()].flat(), ...this.#storeProblems].map((p) => ({ ...p, text: formatProblem(p) }))
+    return [...[...this.#externalProblems.values()].flat(), ...[...this.#fileProblems.values()].flat(), ...this.#storeProblems].map((p) => ({ ...p, text: formatProblem(p) }))
   }
 
   /** How many stored API entries are kept but not served (invalid): for /metrics. */
   get storeProblemCount(): number {
     return this.#storeProblems.length
+  }
+
+  /** Set (or clear, with []) the problems a source reports, e.g. a refused git commit's lint errors. */
+  setExternalProblems(source: string, problems: Problem[]): void {
+    if (problems.length === 0) this.#externalProblems.delete(source)
+    else this.#externalProblems.set(source, problems)
   }
 
   diff(since: number): Diff | undefined {
@@ -181,7 +191,8 @@ export class PolicyService {
         // Sources read `blocklists/evil.txt:12` (the checkout's own layout), not this server's full path.
         const label = `${basename(dir)}/${name}`
         const relabel = (src: string): string => (src.startsWith(file) ? label + src.slice(file.length) : src)
-        const entries = loaded.entries.map((e) => ({ ...e, source: relabel(e.source) }))
+        const suffix = this.#o.sourceSuffix?.(dir) ?? ''
+        const entries = loaded.entries.map((e) => ({ ...e, source: relabel(e.source) + suffix }))
         const problems = loaded.problems.map((p) => ({ ...p, file: relabel(p.file) }))
         const failed = problems.find((p) => p.line === 0 && p.severity === 'error' && READ_FAILURES.has(p.code))
         if (failed) {
