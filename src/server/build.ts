@@ -28,6 +28,8 @@ import profileRoutes from './routes/profiles.js'
 import gitHookRoutes from './routes/git-hook.js'
 import type { GitFollower } from '../sources/git-follower.js'
 import { connectGit, short } from '../sources/git-policy.js'
+import { FeedFetcher } from '../sources/feed-fetcher.js'
+import { FeedManager } from '../sources/feed-manager.js'
 
 export interface BuildServerDeps {
   store: Store
@@ -44,6 +46,8 @@ export interface BuildServerDeps {
   watch?: boolean
   /** --blocklists-git: its served directory is read after blocklistDirs; the webhook fetches it. */
   git?: { follower: GitFollower; hookSecret?: Buffer }
+  /** Feeds of each directory's feeds.txt: their copies live in `dir`. */
+  feeds?: { dir: string; shrinkLimit?: number; timeoutMs?: number; maxBytes?: number; protect?: string[] }
   https?: { cert: string | Buffer; key: string | Buffer }
   /** Versions of the policy kept for diffs. */
   historyKeep?: number
@@ -97,7 +101,19 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
   }
   let metrics: ReturnType<typeof createServerMetrics> | undefined
   const git = deps.git
+  let policyRef: PolicyService | undefined
+  const feeds = deps.feeds
+    ? new FeedManager({
+        fetcher: new FeedFetcher(deps.feeds),
+        store: deps.store,
+        log: deps.log.child({ component: 'feeds' }),
+        registry,
+        changed: (why) => void policyRef?.rebuild(why).catch((e: Error) => deps.log.error({ err: e.message }, 'rebuild after feed refresh failed')),
+        problems: (p) => policyRef?.setExternalProblems('feeds', p),
+      })
+    : undefined
   const policy = new PolicyService({
+    ...(feeds ? { feeds } : {}),
     store: deps.store,
     blocklistDirs: git ? [...deps.blocklistDirs, git.follower.servedDir] : deps.blocklistDirs,
     ...(git ? { sourceSuffix: (dir: string) => (dir === git.follower.servedDir && git.follower.served ? `@${short(git.follower.served)}` : '') } : {}),
@@ -107,6 +123,7 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
     ...(deps.historyKeep !== undefined ? { historyKeep: deps.historyKeep } : {}),
     onChange: () => metrics?.policyChange(),
   })
+  policyRef = policy
   if (git) {
     await git.follower.init() // before the first read: a restart serves the last good commit at once
     connectGit(git.follower, policy, deps.store, deps.log.child({ component: 'git' }))
@@ -194,7 +211,10 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
     policy.waiters.close()
     await new Promise((r) => setTimeout(r, 50))
   })
-  app.addHook('onClose', async () => policy.close())
+  app.addHook('onClose', async () => {
+    feeds?.close()
+    policy.close()
+  })
 
   await app.register(swagger, {
     openapi: {

@@ -5,7 +5,7 @@
 // (`<dir>/profiles/NAME.txt`) are read, kept and distributed the same way, inside the same version.
 // An API change of entries and the version it makes are one store write (changeEntries): all or nothing.
 import { watch, type FSWatcher } from 'node:fs'
-import { readdir, stat } from 'node:fs/promises'
+import { readFile, readdir, stat } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import type { Logger } from '../log.js'
 import type { Entry, Problem, Profile } from '../policy/types.js'
@@ -18,6 +18,7 @@ import { PolicyHistory, type Diff } from './policy-history.js'
 import { ChangeWaiters } from './waiters.js'
 import { PROFILES_DIR, pickProfileFiles, readProfileFile } from '../profiles/load.js'
 import { policyEtag } from '../profiles/etag.js'
+import { FEEDS_FILE, parseFeedsFile, type FeedSpec } from '../sources/feed-config.js'
 
 export interface PolicyServiceOptions {
   store: Store
@@ -30,6 +31,11 @@ export interface PolicyServiceOptions {
   watch?: boolean
   debounceMs?: number
   onChange?: (p: PolicyBody) => void
+  /**
+   * Feeds (src/sources/feed-manager.ts): given each directory's feeds.txt after every read, and
+   * asked for their entries at every build.
+   */
+  feeds?: { configure(specs: FeedSpec[]): Promise<void>; entries(): Entry[] }
   /** Appended to the `file:line` source of a directory's entries (a git commit: `@sha`). */
   sourceSuffix?: (dir: string) => string
 }
@@ -212,6 +218,7 @@ export class PolicyService {
       }
     }
     for (const dir of this.#o.blocklistDirs) await this.#readProfiles(dir, seen)
+    if (this.#o.feeds) await this.#readFeeds(seen)
     for (const f of [...this.#files.keys()]) if (!seen.has(f)) this.#files.delete(f)
     for (const f of [...this.#profileFiles.keys()]) if (!seen.has(f)) this.#profileFiles.delete(f)
     for (const f of [...this.#fileProblems.keys()]) if (!seen.has(f)) this.#fileProblems.delete(f)
@@ -229,6 +236,21 @@ export class PolicyService {
     }
     this.#profiles = [...byName.values()].map((x) => x.profile).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
     if (this.#o.watch && !this.#closed) await this.#watchProfileDirs()
+  }
+
+  /** Each directory's feeds.txt (a feed named twice: the first directory's). */
+  async #readFeeds(seen: Set<string>): Promise<void> {
+    const specs: FeedSpec[] = []
+    for (const dir of this.#o.blocklistDirs) {
+      const file = join(dir, FEEDS_FILE)
+      const text = await readFile(file, 'utf8').catch(() => undefined)
+      if (text === undefined) continue
+      seen.add(file)
+      const r = parseFeedsFile(text, `${basename(dir)}/${FEEDS_FILE}`)
+      this.#fileProblems.set(file, r.problems)
+      for (const f of r.feeds) if (!specs.some((x) => x.name === f.name)) specs.push(f)
+    }
+    await this.#o.feeds!.configure(specs)
   }
 
   /** `<dir>/profiles/*.txt` into #profileFiles, with the reading rules of blocklist files. */
@@ -276,7 +298,8 @@ export class PolicyService {
   }
 
   #fileEntries(): Entry[] {
-    return [...this.#files.values()].flat().map(withId)
+    const files = [...this.#files.values()].flat()
+    return (this.#o.feeds ? [...files, ...this.#o.feeds.entries()] : files).map(withId)
   }
 
   async #rebuild(why: string): Promise<PolicyBody> {

@@ -5,7 +5,7 @@
 // tree and is reported. Git runs through src/enforce/exec.ts with argument arrays; credentials come
 // from git's own mechanisms (the environment the server was started with: GIT_SSH_COMMAND, a
 // credential helper in the user's git config), never from the URL or the command line.
-import { mkdir, readlink, readdir, rename, rm, stat, symlink } from 'node:fs/promises'
+import { mkdir, readFile, readlink, readdir, rename, rm, stat, symlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from '../log.js'
 import type { Problem } from '../policy/types.js'
@@ -13,6 +13,7 @@ import { errors } from '../errors.js'
 import { run } from '../enforce/exec.js'
 import { loadBlocklists } from '../policy/load.js'
 import { PROFILES_DIR, loadProfileDir } from '../profiles/load.js'
+import { FEEDS_FILE, parseFeedsFile } from './feed-config.js'
 
 export interface CommitInfo {
   sha: string
@@ -211,7 +212,9 @@ export class GitFollower {
     }
     const lists = await loadBlocklists([dir], { duplicates: false })
     const profiles = await loadProfileDir(join(dir, PROFILES_DIR)).catch(() => ({ problems: [] as Problem[] }))
-    return [...lists.problems, ...profiles.problems].map((p) => ({ ...p, file: rel(p.file) }))
+    const feedsText = await readFile(join(dir, FEEDS_FILE), 'utf8').catch(() => undefined)
+    const feeds = feedsText === undefined ? [] : parseFeedsFile(feedsText, join(dir, FEEDS_FILE)).problems
+    return [...lists.problems, ...profiles.problems, ...feeds].map((p) => ({ ...p, file: rel(p.file) }))
   }
 
   #runOpts(env: Record<string, string> = {}): { timeoutMs: number; env: Record<string, string> } {
