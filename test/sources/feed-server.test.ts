@@ -29,6 +29,10 @@ t.test('a feed is served, loses to @@, and a refused refresh keeps it', async (t
   await until('the feed is served', () => entries(f).some((e) => e.value === 'feedbad.example'), 5000, 20)
   t.match(entries(f).find((e) => e.value === 'feedbad.example'), { source: 'feed:mal', mode: 'block' })
   t.notOk(entries(f).some((e) => e.value === 'feeds.txt' || e.source.includes('feeds.txt')), 'feeds.txt is not read as a blocklist')
+  const byFeed = (await f.app.inject({ url: '/v1/entries?source=feed', headers: f.auth.read })).json().entries as { value: string }[]
+  t.same(byFeed.map((e) => e.value).sort(), ['feedbad.example', 'shared.example'], 'block ls --source feed: the feed entries only')
+  const byFile = (await f.app.inject({ url: '/v1/entries?source=file', headers: f.auth.read })).json().entries as { value: string }[]
+  t.same(byFile.map((e) => e.value).sort(), ['filebad.example', 'shared.example'], '--source file: not the feed ones')
   const m = buildMatcher(entries(f))
   t.equal(m.matchName('feedbad.example')?.action, 'block', 'the feed blocks')
   t.not(m.matchName('shared.example')?.action, 'block', 'an @@ in the repository wins over the feed')
