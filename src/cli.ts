@@ -23,11 +23,12 @@ const commands: Record<string, () => Promise<{ default: Command }>> = {
   hits: () => import('./commands/hits.js'),
   token: () => import('./commands/token.js'),
   profile: () => import('./commands/profile.js'),
+  quarantine: () => import('./commands/quarantine.js'),
 }
 
 function usage(): string {
   return [
-    'usage: egress-guard <command> [options]   (egress-guard <command> --help for its options)',
+    'usage: egress-guard <command> [options]   (egress-guard <command> --help for its options; --version)',
     '',
     'commands: ' + Object.keys(commands).sort().join(', '),
     '',
@@ -36,6 +37,10 @@ function usage(): string {
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv
+  if (name === '--version' || name === '-V' || name === 'version') {
+    process.stdout.write(`egress-guard ${(await import('./version.js')).VERSION}\n`)
+    return 0
+  }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage())
     return name ? 0 : 2

@@ -32,6 +32,8 @@ export const errors = {
   unauthorized: def('EG_UNAUTHORIZED', 401),
   forbidden: def('EG_FORBIDDEN', 403),
   conflict: def('EG_CONFLICT', 409),
+  /** A block entry covers an address the fleet must keep reaching (the server's own, its resolvers, --protect); `force` overrides. */
+  protectedTarget: def('EG_PROTECTED', 409),
   tooLarge: def('EG_TOO_LARGE', 413),
   rateLimited: def('EG_RATE_LIMITED', 429),
   fileUnreadable: def('EG_FILE', 400),

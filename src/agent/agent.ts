@@ -5,7 +5,7 @@
 import type { Logger } from '../log.js'
 import type { Entry, Matcher, Policy } from '../policy/types.js'
 import type { Hit } from '../sinkhole/types.js'
-import type { ReportBody } from '../client/api-types.js'
+import type { DockerApiReport, ReportBody } from '../client/api-types.js'
 import { createPolicySync, type BackoffOptions, type LocalSource, type PolicyClient, type PolicySync, type PolicySyncOptions, type SyncStatus } from './sync.js'
 import type { PolicyCache } from './policy-cache.js'
 import { countEntries, createReporter, type Reporter } from './reporter.js'
@@ -19,6 +19,8 @@ export interface AgentController {
   setPolicy(p: Policy, opts?: { resolution?: 'wait' | 'background' }): Promise<{ warnings?: readonly unknown[]; resolving?: number } | unknown>
   /** Restore the addresses an earlier run resolved, and keep saving them to `store`. */
   persistAddresses?(store: AddressStore): Promise<unknown>
+  /** Recompute and apply the current policy after the control plane changed (controller.ts). */
+  reapply?(): Promise<unknown>
   reconcileOnce(): Promise<unknown>
   start(): void
   stop(): Promise<void> | void
@@ -30,6 +32,8 @@ export interface AgentSinkhole {
   start(): Promise<unknown>
   stop(): Promise<unknown>
   setMatcher(m: Matcher): void
+  /** What an interface listen waits for (docker0 without an address yet): reported with the errors. */
+  waiting?(): string[]
 }
 
 export interface AgentHitSource {
@@ -68,12 +72,19 @@ export interface AgentDeps {
   sinkhole?: AgentSinkhole
   buildMatcher?: (entries: Entry[]) => Matcher
   hits?: AgentHitSource
+  /**
+   * Policy entries that cover this host's control plane (its server, upstreams, sinkhole): the kernel
+   * keeps that traffic exempt, and the operator is told, in the log and in every report's errors.
+   */
+  controlPlaneNotices?: (p: Policy) => string[]
   /** Called on stop when onExit is `remove`: the enforcer's remove() and the hosts block's. */
   remove?: () => Promise<void>
   /** Where resolved addresses are kept between runs; default `<stateDir>/resolved-addresses.json`. */
   addressCache?: AddressStore
   /** For tests: replaces the sync's sleep. */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>
+  /** The last look at this host's Docker API exposure (src/docker/api-exposure.ts), reported as is. */
+  dockerApi?: () => DockerApiReport | undefined
 }
 
 export interface AgentStatus {
@@ -96,6 +107,8 @@ export interface Agent {
   /** Run a sync round now (SIGHUP, a local blocklist file changed). */
   wake(): void
   reportNow(): Promise<boolean>
+  /** The control plane changed (the server re-resolved): re-apply, refresh the notices, report. */
+  controlPlaneChanged(): Promise<void>
   status(): AgentStatus
 }
 
@@ -129,6 +142,18 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
   let applyErrors = 0
   let lastApplyError: string | undefined
   let warnings: string[] = []
+  let notices: string[] = []
+  const loggedNotices = new Set<string>()
+
+  function updateNotices(p: Policy | undefined): void {
+    notices = p && deps.controlPlaneNotices ? deps.controlPlaneNotices(p) : []
+    for (const n of notices) {
+      if (loggedNotices.has(n)) continue
+      loggedNotices.add(n)
+      log.warn({ notice: n }, 'a policy entry covers this host\'s control plane')
+    }
+    if (loggedNotices.size > 1000) loggedNotices.clear()
+  }
   let unsubscribe: (() => void) | undefined
   let started = false
 
@@ -164,6 +189,8 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
       void reporter?.reportNow()
       throw e
     }
+    updateNotices(p)
+    warnings.push(...notices)
     applies++
     lastApplyError = undefined
     appliedPolicy = p
@@ -201,6 +228,9 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
     if (s.lastError && s.lastError !== lastApplyError) errs.push(s.lastError)
     const hs = uploader?.stats()
     if (hs && hs.dropped > 0) errs.push(`hit spool full: ${hs.dropped} hits dropped`)
+    errs.push(...notices)
+    errs.push(...(deps.sinkhole?.waiting?.() ?? []))
+    const dockerApi = deps.dockerApi?.()
     // version/etag are the server's (so the fleet view compares like with like); counts are what is enforced.
     return {
       version: s.server?.version ?? appliedPolicy?.version ?? 0,
@@ -209,6 +239,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
       repairs: c.repairs,
       drift: c.drift,
       errors: errs,
+      ...(dockerApi ? { dockerApi } : {}),
     }
   }
 
@@ -288,6 +319,15 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
     syncOnce: () => sync.syncOnce(),
     wake: () => sync.wake(),
     reportNow: () => reporter?.reportNow() ?? Promise.resolve(false),
+    async controlPlaneChanged() {
+      try {
+        await deps.controller.reapply?.()
+      } catch (e) {
+        log.error({ err: (e as Error).message }, 'applying the changed control plane failed; the next apply retries')
+      }
+      updateNotices(appliedPolicy)
+      void reporter?.reportNow()
+    },
     status() {
       return {
         sync: sync.status(),

@@ -5,7 +5,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from '../log.js'
-import type { Entry, Policy, Profile } from '../policy/types.js'
+import type { Entry, Policy, Profile, Quarantine } from '../policy/types.js'
 import { parseBlocklist } from '../policy/parse.js'
 import { buildPolicy } from '../policy/merge.js'
 import { DEFAULT_MAX_BYTES, pickBlocklistFiles } from '../policy/load.js'
@@ -96,13 +96,21 @@ export function combinePolicies(server: Policy | undefined, local: Entry[], loca
   const byName = new Map<string, Profile>()
   for (const pr of server?.profiles ?? []) byName.set(pr.name, pr)
   for (const pr of localProfiles) if (!byName.has(pr.name)) byName.set(pr.name, pr)
-  if (byName.size === 0) return p
+  // Quarantines come from the server only (they are made through its API); a local directory has none.
+  const quarantines = server?.quarantines ?? []
+  if (byName.size === 0 && quarantines.length === 0) return p
   const profiles = [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-  const etag = policyEtag(p.etag, profiles)
-  return { ...p, etag, profiles, version: server ? server.version : parseInt(etag.slice(0, 12), 16) }
+  const etag = policyEtag(p.etag, profiles, quarantines)
+  return {
+    ...p,
+    etag,
+    ...(profiles.length > 0 ? { profiles } : {}),
+    ...(quarantines.length > 0 ? { quarantines } : {}),
+    version: server ? server.version : parseInt(etag.slice(0, 12), 16),
+  }
 }
 
-/** The etag the server computes for an entry list and its profiles (used to verify diffs). */
-export function serverEtag(entries: Entry[], profiles?: Profile[]): string {
-  return policyEtag(buildPolicy(entries, { version: 0 }).etag, profiles)
+/** The etag the server computes for an entry list, its profiles and quarantines (used to verify diffs). */
+export function serverEtag(entries: Entry[], profiles?: Profile[], quarantines?: Quarantine[]): string {
+  return policyEtag(buildPolicy(entries, { version: 0 }).etag, profiles, quarantines)
 }

@@ -4,6 +4,7 @@ import type { Entry, Policy } from '../policy/types.js'
 import { parseCidr, reservedOverlap } from '../policy/net.js'
 import { normalizeName } from '../policy/names.js'
 import { cleanProfiles, profilesProblems } from '../profiles/check.js'
+import { cleanQuarantines, quarantinesProblems } from '../quarantine/check.js'
 
 /** The policy core's own name rules (normalizeName), so the agent and the server agree on what a name is. */
 function checkName(v: string): string | undefined {
@@ -62,6 +63,8 @@ export function policyProblems(x: unknown): string[] {
   })
   // A bad profile rejects the policy as a bad entry does: enforcing half a profile could cut off a service.
   for (const why of profilesProblems(p.profiles)) out.push(why)
+  // A quarantine it cannot read rejects it too: dropping it would let a cut-off container out again.
+  for (const why of quarantinesProblems(p.quarantines)) out.push(why)
   return out
 }
 
@@ -70,5 +73,6 @@ export function cleanPolicy(p: Policy): Policy {
   const out: Policy = { version: p.version, etag: p.etag, generatedAt: p.generatedAt, entries: p.entries }
   // Only when there are some: a policy without profiles stays byte-identical (cache checksums, etags).
   if (p.profiles !== undefined && p.profiles.length > 0) out.profiles = cleanProfiles(p.profiles)
+  if (p.quarantines !== undefined && p.quarantines.length > 0) out.quarantines = cleanQuarantines(p.quarantines)
   return out
 }

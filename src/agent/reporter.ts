@@ -72,6 +72,22 @@ export function createReporter(opts: ReporterOptions): Reporter {
     // control characters, and an error may quote what a container or a tool printed.
     body.drift = body.drift.slice(0, 100).map((s) => apiText(s, 500))
     body.errors = body.errors.slice(0, 100).map((s) => apiText(s, 500))
+    // dockerd's command line and daemon.json are quoted in the Docker API verdict: escaped the same way.
+    if (body.dockerApi) {
+      body.dockerApi = {
+        ...body.dockerApi,
+        listeners: body.dockerApi.listeners.slice(0, 64).map((s) => apiText(s, 64)),
+        detail: apiText(body.dockerApi.detail, 1024),
+      }
+    }
+    // The API takes at most 4096 held containers a report; a compose label is free text: escaped.
+    if (body.containers) {
+      body.containers = body.containers.slice(0, 4096).map((c) => ({
+        ...c,
+        name: apiText(c.name, 256),
+        ...(c.profile !== undefined ? { profile: apiText(c.profile, 256) } : {}),
+      }))
+    }
     try {
       await opts.client.report(body, AbortSignal.timeout(15_000))
       sent++

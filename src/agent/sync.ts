@@ -3,7 +3,7 @@
 // policy to the enforcement callback and caches it once applied. While the server is unreachable it
 // retries with exponential backoff and full jitter and keeps what is enforced: it never removes rules.
 import type { Logger } from '../log.js'
-import type { Entry, Policy, Profile } from '../policy/types.js'
+import type { Entry, Policy, Profile, Quarantine } from '../policy/types.js'
 import type { PolicyBody, PolicyDiffBody } from '../client/api-types.js'
 import type { PolicyCache } from './policy-cache.js'
 import { cleanPolicy, policyProblems } from './policy-check.js'
@@ -53,8 +53,8 @@ export interface PolicySyncOptions {
    * Required with `local`. The agent builds it with buildPolicy over the union of both entry lists.
    */
   combine?: (server: Policy | undefined, local: Entry[], localProfiles?: Profile[]) => Policy
-  /** etag of an entry list (and profiles) as the server computes it; enables `since` diffs (verified against it). */
-  etagOf?: (entries: Entry[], profiles?: Profile[]) => string
+  /** etag of an entry list (and profiles, quarantines) as the server computes it; enables `since` diffs (verified against it). */
+  etagOf?: (entries: Entry[], profiles?: Profile[], quarantines?: Quarantine[]) => string
   /** Abortable sleep (tests replace it to run without waiting). */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>
 }
@@ -177,11 +177,19 @@ export function createPolicySync(opts: PolicySyncOptions): PolicySync {
     if (r.status === 304) return server
     if (r.diff && server) {
       const entries = applyDiff(server, r.diff)
-      // A diff carries every profile whole; the etag check covers them with the entries.
+      // A diff carries every profile and quarantine whole; the etag check covers them with the entries.
       const profiles = r.diff.profiles ?? []
-      if (entries && opts.etagOf!(entries, profiles) === r.diff.etag) {
+      const quarantines = r.diff.quarantines ?? []
+      if (entries && opts.etagOf!(entries, profiles, quarantines) === r.diff.etag) {
         diffs++
-        return validated({ version: r.diff.version, etag: r.diff.etag, generatedAt: r.diff.generatedAt, entries, ...(profiles.length > 0 ? { profiles } : {}) })
+        return validated({
+          version: r.diff.version,
+          etag: r.diff.etag,
+          generatedAt: r.diff.generatedAt,
+          entries,
+          ...(profiles.length > 0 ? { profiles } : {}),
+          ...(quarantines.length > 0 ? { quarantines } : {}),
+        })
       }
       diffMismatches++
       log.warn({ since: r.diff.since, version: r.diff.version }, 'diff does not reproduce the server etag; fetching the full policy')

@@ -3,8 +3,8 @@
 import { Agent, fetch as undiciFetch } from 'undici'
 import { EgError, errors } from '../errors.js'
 import type {
-  AuditEvent, CreatedToken, EntriesQuery, Entry, Hit, HitsQuery, HostsBody, NewEntry, PolicyBody, PolicyDiffBody,
-  ProfilesBody, ReportBody, Role, TokenInfo,
+  AddedQuarantine, AuditEvent, CreatedToken, EntriesQuery, Entry, Hit, HitsQuery, HostsBody, LearnedAccepted, LearnedBody, LearnedRecord,
+  NewEntry, NewQuarantine, PolicyBody, PolicyDiffBody, ProfilesBody, QuarantinesBody, RemovedQuarantines, ReportBody, Role, TokenInfo,
 } from './api-types.js'
 
 export interface GetPolicyOptions {
@@ -30,11 +30,25 @@ export interface ApiClient {
   report(body: ReportBody, signal?: AbortSignal): Promise<void>
   uploadHits(host: string, hits: Hit[], signal?: AbortSignal): Promise<{ accepted: number }>
   hits(q?: HitsQuery): Promise<{ hits: Hit[] }>
-  addEntries(entries: NewEntry[]): Promise<{ entries: Entry[]; version: number }>
+  addEntries(entries: NewEntry[]): Promise<{ entries: Entry[]; version: number; warnings?: Array<{ index: number; message: string; code: string }> }>
   removeEntry(idOrValue: string, reason?: string): Promise<{ removed: Entry[]; version: number }>
   listEntries(q?: EntriesQuery): Promise<{ version: number; entries: Entry[] }>
   /** `GET /v1/profiles`; a server from before profiles answers 404 (EG_NOT_FOUND). */
   listProfiles(): Promise<ProfilesBody>
+  /**
+   * `POST /v1/learned` (agent token bound to `host`): learn-mode records, at most 1000 a call, each
+   * passing learnedRecordProblem (one bad record refuses the batch: 400 EG_BAD_INPUT, nothing stored).
+   * Records are increments (lookups since the last successful upload); the server adds them up.
+   */
+  uploadLearned(host: string, records: LearnedRecord[], signal?: AbortSignal): Promise<LearnedAccepted>
+  /** `GET /v1/profiles/:name/learned?since=` (default 7d). */
+  learned(profile: string, since?: string): Promise<LearnedBody>
+  /** `POST /v1/quarantines` (admin). */
+  addQuarantine(q: NewQuarantine): Promise<AddedQuarantine>
+  /** `DELETE /v1/quarantines/:idOrContainer?reason=` (admin; reason required). */
+  removeQuarantine(idOrContainer: string, reason: string): Promise<RemovedQuarantines>
+  /** `GET /v1/quarantines`: those in force, each with the containers agents report holding in it. */
+  listQuarantines(): Promise<QuarantinesBody>
   hosts(): Promise<HostsBody>
   audit(limit?: number): Promise<{ events: AuditEvent[] }>
   createToken(body: { role: Role; host?: string; name?: string }): Promise<CreatedToken>
@@ -59,7 +73,19 @@ export function unquoteEtag(h: string | null | undefined): string {
   return h.replace(/^W\//, '').replace(/^"(.*)"$/, '$1')
 }
 
-export function createApiClient(opts: { url: string; token: string; timeoutMs?: number; ca?: string }): ApiClient {
+export interface ApiClientOptions {
+  url: string
+  token: string
+  timeoutMs?: number
+  ca?: string
+  /**
+   * Called when a request got no HTTP answer at all (refused, unreachable, timed out): the agent then
+   * re-resolves the server's name, which may have moved (src/agent/server-addresses.ts).
+   */
+  onTransportError?: () => void
+}
+
+export function createApiClient(opts: ApiClientOptions): ApiClient {
   const base = opts.url.replace(/\/+$/, '')
   const timeoutMs = opts.timeoutMs ?? 30_000
   // A private CA needs undici's own fetch with a dispatcher; otherwise the global fetch is enough.
@@ -83,6 +109,7 @@ export function createApiClient(opts: { url: string; token: string; timeoutMs?: 
       })
     } catch (e) {
       if (o.signal?.aborted) throw e
+      opts.onTransportError?.()
       const err = e as Error & { cause?: Error }
       throw errors.upstream(`${method} ${base}${path}: ${err.cause?.message ?? err.message}`)
     }
@@ -137,6 +164,11 @@ export function createApiClient(opts: { url: string; token: string; timeoutMs?: 
     removeEntry: (idOrValue, reason) => json(request('DELETE', `/v1/entries/${encodeURIComponent(idOrValue)}` + qs({ reason }))),
     listEntries: (q = {}) => json(request('GET', '/v1/entries' + qs(q as Query))),
     listProfiles: () => json(request('GET', '/v1/profiles')),
+    uploadLearned: (host, records, signal) => json(request('POST', '/v1/learned', { body: { host, records }, ...(signal ? { signal } : {}) })),
+    learned: (profile, since) => json(request('GET', `/v1/profiles/${encodeURIComponent(profile)}/learned` + qs({ since }))),
+    addQuarantine: (q) => json(request('POST', '/v1/quarantines', { body: q })),
+    removeQuarantine: (idOrContainer, reason) => json(request('DELETE', `/v1/quarantines/${encodeURIComponent(idOrContainer)}` + qs({ reason }))),
+    listQuarantines: () => json(request('GET', '/v1/quarantines')),
     hosts: () => json(request('GET', '/v1/hosts')),
     audit: (limit) => json(request('GET', '/v1/audit' + qs({ limit }))),
     createToken: (body) => json(request('POST', '/v1/tokens', { body })),

@@ -20,11 +20,18 @@ import { createSinkhole } from '../sinkhole/sinkhole.js'
 import { parseBlockMode } from '../sinkhole/answer.js'
 import { createHitLog } from '../sinkhole/hit-log.js'
 import { createDockerContainers } from '../docker/containers.js'
+import { parseListenSpec } from '../sinkhole/listen-spec.js'
+import { createDockerApiMonitor } from '../docker/api-exposure.js'
 import { createAgent, type AgentDeps } from '../agent/agent.js'
+import { VERSION } from '../version.js'
+import { createServerAddresses } from '../agent/server-addresses.js'
+import { controlPlane, coverWarnings, serverTarget, type ControlPlane } from '../enforce/control-plane.js'
+import { parseResolvConf, readBridgeGateways } from '../up/environment.js'
+import { parseCidr } from '../policy/net.js'
 import { createPolicyCache } from '../agent/policy-cache.js'
 import { combinePolicies, createLocalSource, serverEtag } from '../agent/local-source.js'
 
-export const AGENT_VERSION = '0.1.0'
+export const AGENT_VERSION = VERSION
 
 const spec = {
   server: { type: 'string', help: 'server URL, e.g. https://guard.internal:8443 (omit for --blocklists only)' },
@@ -39,10 +46,10 @@ const spec = {
   'hosts-file': { type: 'string', default: '/etc/hosts', help: 'hosts file whose managed block is kept' },
   'no-hosts-file': { type: 'boolean', help: 'do not manage a hosts-file block' },
   upstream: { type: 'string', multiple: true, help: 'DNS upstream IP[:PORT] for resolving blocked names (repeatable)' },
-  protect: { type: 'string', multiple: true, help: 'CIDR never blocked because a blocked name resolved to it (repeatable)' },
-  'sinkhole-listen': { type: 'string', multiple: true, help: 'embedded sinkhole on ADDR:PORT (repeatable)' },
+  protect: { type: 'string', multiple: true, help: 'CIDR never blocked because a blocked name resolved to it (repeatable; the server, upstreams, sinkhole and Docker bridges are always protected)' },
+  'sinkhole-listen': { type: 'string', multiple: true, help: 'embedded sinkhole on ADDR:PORT, or IFACE:PORT (docker0:53: its IPv4 address, bound when it appears, 127.0.0.1 meanwhile; repeatable)' },
   'sinkhole-mode': { type: 'string', default: 'null', help: 'null | nxdomain | refused | IP[,IP]' },
-  'sinkhole-allow': { type: 'string', multiple: true, help: 'client networks the sinkhole answers (default loopback + Docker bridges)' },
+  'sinkhole-allow': { type: 'string', multiple: true, help: 'client networks the sinkhole answers, or host (this host\'s own addresses) (default loopback + Docker bridges + host)' },
   'hit-log': { type: 'string', help: 'JSON-lines file of sinkhole hits' },
   'docker-socket': { type: 'string', help: 'Docker API socket for naming containers in hits' },
   'on-exit': { type: 'string', default: 'keep', help: 'keep | remove: what happens to rules when the agent stops' },
@@ -72,6 +79,14 @@ export function parseHostPort(v: string, defPort: number, what: string): { addre
   if (isIP(address) === 0) throw errors.config(`--${what}: ${JSON.stringify(v)} is not IP[:PORT]`)
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw errors.config(`--${what}: bad port in ${JSON.stringify(v)}`)
   return { address, port }
+}
+
+function readFileOr(path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch {
+    return ''
+  }
 }
 
 function readToken(path: string): string {
@@ -104,11 +119,49 @@ const command: Command = {
     const waitSec = intOption('wait', o.wait, 30, 1, 60)
     const retryMaxMs = durationOption('retry-max', o['retry-max'], 30_000)
     const upstreams: Upstream[] = (o.upstream ?? []).map((u) => parseHostPort(u, 53, 'upstream'))
-    const listens = (o['sinkhole-listen'] ?? []).map((l) => parseHostPort(l, 53, 'sinkhole-listen'))
+    const listens = (o['sinkhole-listen'] ?? []).map((l) => parseListenSpec(l, 53, 'sinkhole-listen'))
     const host = o.host ?? hostname()
     if (!/^[A-Za-z0-9_.-]{1,253}$/.test(host)) throw errors.config(`--host ${JSON.stringify(host)}: letters, digits, '-', '_' and '.' only`)
+    const target = o.server ? serverTarget(o.server) : undefined
+    const extraProtect = (o.protect ?? []).map((c) => {
+      const r = parseCidr(c)
+      if (!r.ok) throw errors.config(`--protect ${JSON.stringify(c)}: ${r.message}`)
+      return r.canonical
+    })
 
     const log = createLogger({ level: o['log-level'] ?? 'info' }).child({ host })
+    // The control plane: what this host must always reach (its server, DNS upstreams, sinkhole) and
+    // the addresses a blocked name may never put into the kernel (those, plus Docker's bridge
+    // gateways and --protect). The server's name is resolved as the HTTP client resolves it: at
+    // start, every minute and after a failed request; a change re-applies the policy at once (one
+    // that lands while the agent is starting is applied right after the start).
+    let agentStarted = false
+    let changedDuringStart = false
+    const serverAddrs = target
+      ? createServerAddresses({
+          host: target.host,
+          log,
+          onChange: () => {
+            cp = computeControlPlane()
+            if (agentStarted) void agent.controlPlaneChanged()
+            else changedDuringStart = true
+          },
+        })
+      : undefined
+    const bridges = await readBridgeGateways(o.netns)
+    // A server known by name is found through the system resolver: its nameservers are control plane too.
+    const resolvers = target && !target.ip ? parseResolvConf(readFileOr('/etc/resolv.conf')) : []
+    const computeControlPlane = (): ControlPlane =>
+      controlPlane({
+        ...(target ? { server: { addresses: serverAddrs!.current(), port: target.port } } : {}),
+        upstreams,
+        resolvers,
+        // An interface listen (docker0:53) is the bridge gateway, protected with the bridges.
+        sinkhole: listens.filter((l): l is { address: string; port: number } => 'address' in l),
+        bridges,
+        protect: extraProtect,
+      })
+    let cp = computeControlPlane()
     const client = o.server
       ? createApiClient({
           url: o.server,
@@ -116,25 +169,27 @@ const command: Command = {
           // The long-poll holds the request up to waitSec; the client adds that to this timeout itself.
           timeoutMs: 15_000,
           ...(o['ca-file'] ? { ca: readFileSync(o['ca-file'], 'utf8') } : {}),
+          ...(serverAddrs ? { onTransportError: () => serverAddrs.refreshSoon() } : {}),
         })
       : undefined
-
-    // The server's own address must never be blocked because a blocked name resolved to it.
-    const protect = [...(o.protect ?? [])]
-    for (const u of upstreams) protect.push(u.address)
-    if (o.server) {
-      try {
-        const h = new URL(o.server).hostname.replace(/^\[|\]$/g, '')
-        if (isIP(h)) protect.push(h)
-      } catch {
-        throw errors.config(`--server ${JSON.stringify(o.server)} is not a URL`)
-      }
-    }
 
     const enforcer = createEnforcer(backend, { ...(o.netns ? { netns: o.netns } : {}), logger: log, print: (l) => io.stdout(l + '\n') })
     const hosts = o['no-hosts-file'] ? undefined : createHostsFile(o['hosts-file']!)
     const book = createAddressBook({ upstreams, minTtlSec: 30, maxTtlSec: 3600, graceSec: 3600, keepAnswers: 3 })
-    const controller = createEnforcementController({ enforcer, ...(hosts ? { hosts } : {}), book, protect, log, reconcileIntervalMs })
+    // Getters: the controller reads the control plane on every apply, so a re-resolved server counts.
+    const controller = createEnforcementController({
+      enforcer,
+      ...(hosts ? { hosts } : {}),
+      book,
+      get protect() {
+        return cp.protect
+      },
+      get exempt() {
+        return cp.exempt
+      },
+      log,
+      reconcileIntervalMs,
+    })
 
     // The container lookup goes to the hit log too: a container's first lookups can arrive before
     // Docker's event about it, and the hit log re-attributes those by time.
@@ -156,6 +211,8 @@ const command: Command = {
     if (upstreams.length === 0) {
       log.warn('no --upstream: blocked names are not resolved into kernel sets (the hosts block and the sinkhole still cover them) and the sinkhole cannot forward other names')
     }
+    // Reported to the fleet view: whether this host's dockerd takes API calls over TCP (Docker lives in --netns when given).
+    const dockerApi = createDockerApiMonitor({ ...(o.netns ? { netns: o.netns } : {}), log })
     const deps: AgentDeps = {
       log,
       cache: createPolicyCache({ dir: o['state-dir']!, discardCorrupt: o['discard-cache'], log }),
@@ -163,7 +220,9 @@ const command: Command = {
       ...(client ? { client } : {}),
       ...(o.blocklists ? { local: createLocalSource({ dir: o.blocklists, log }), combine: combinePolicies } : {}),
       etagOf: serverEtag,
-      ...(sinkhole ? { sinkhole: { start: () => sinkhole.start(), stop: () => sinkhole.stop(), setMatcher: (m) => sinkhole.setMatcher(m) }, buildMatcher } : {}),
+      controlPlaneNotices: (p) => coverWarnings(p.entries, cp.endpoints),
+      ...(sinkhole ? { sinkhole: { start: () => sinkhole.start(), stop: () => sinkhole.stop(), setMatcher: (m) => sinkhole.setMatcher(m), waiting: () => sinkhole.waiting() }, buildMatcher } : {}),
+      dockerApi: () => dockerApi.current(),
       ...(hitLog ? { hits: hitLog } : {}),
       remove: async () => {
         await enforcer.remove()
@@ -183,8 +242,20 @@ const command: Command = {
       },
       deps,
     )
+    if (serverAddrs) {
+      // Before the cached policy is enforced: its first apply already exempts the server. Bounded, so
+      // a resolver that does not answer delays the start by seconds, not forever (the retries and the
+      // minute timer catch up; an IP-literal --server needs no lookup at all).
+      await Promise.race([serverAddrs.refresh(), new Promise((r) => setTimeout(r, 5000).unref())])
+      serverAddrs.start()
+      if (serverAddrs.current().length === 0) log.warn({ server: target!.host }, 'the server\'s name does not resolve yet: it is protected once it does')
+    }
     await containers?.start()
+    await dockerApi.start()
+    changedDuringStart = false
     await agent.start()
+    agentStarted = true
+    if (changedDuringStart) void agent.controlPlaneChanged()
     // SIGHUP, or a change in the blocklist directory (debounced: editors write in several steps),
     // starts a sync round at once instead of at the end of the current long-poll.
     const offReload = io.onReload(() => {
@@ -211,8 +282,10 @@ const command: Command = {
     offReload()
     watcher?.close()
     clearTimeout(debounce)
+    serverAddrs?.stop()
     await agent.stop()
     containers?.stop()
+    dockerApi.stop()
     return 0
   },
 }

@@ -9,9 +9,9 @@ import { createLogger, type Logger } from '../log.js'
 import { loadBlocklists } from '../policy/load.js'
 import { buildPolicy } from '../policy/merge.js'
 import { formatProblem } from '../policy/problems.js'
-import { formatIp, parseCidr, parseIp } from '../policy/net.js'
+import { parseCidr } from '../policy/net.js'
 import type { Policy, Problem } from '../policy/types.js'
-import { parseUpstream, resolveName, type Upstream } from '../resolve/dns-client.js'
+import { parseUpstream, type Upstream } from '../resolve/dns-client.js'
 import { nameserversFromResolvConf } from '../resolve/system-upstreams.js'
 import { createAddressBook } from '../resolve/address-book.js'
 import { domainsToResolve } from '../enforce/desired.js'
@@ -21,6 +21,9 @@ import { createHostsFile, type HostsFile } from '../enforce/hosts-file.js'
 import { createEnforcementController } from '../enforce/controller.js'
 import { createApiClient } from '../client/api-client.js'
 import type { Enforcer } from '../enforce/types.js'
+import { controlPlane, serverTarget } from '../enforce/control-plane.js'
+import { systemLookup, type Lookup } from '../agent/server-addresses.js'
+import { parseResolvConf, readBridgeGateways } from '../up/environment.js'
 
 /** Options shared by `plan` and `apply`. */
 export const enforceSpec = {
@@ -114,33 +117,32 @@ export function upstreamsFrom(list: readonly string[], resolvConf = '/etc/resolv
   return { upstreams: nameserversFromResolvConf(text), fromSystem: true }
 }
 
-/** --protect values (validated) plus the upstreams themselves: blocking the resolver cuts DNS off. */
-export function protectList(list: readonly string[], upstreams: readonly Upstream[]): string[] {
-  const out = list.map((c) => {
+function readResolvConf(): string {
+  try {
+    return readFileSync('/etc/resolv.conf', 'utf8')
+  } catch {
+    return ''
+  }
+}
+
+/** --protect values, validated and canonical. */
+export function protectList(list: readonly string[]): string[] {
+  return list.map((c) => {
     const r = parseCidr(c)
     if (!r.ok) throw errors.usage(`--protect: ${r.message}`)
     return r.canonical
   })
-  for (const u of upstreams) out.push(u.address)
-  return out
 }
 
 /**
- * The policy server's own addresses are protected too: a blocked name pointing at it must not cut the
- * host off its policy. A host name is looked up at the upstream (best effort: no answer, no entry).
+ * The policy server's addresses, as the HTTP client that fetches the policy reaches them (its literal
+ * address, or its host name resolved like fetch resolves it). Best effort: no answer, no address.
  */
-export async function serverAddresses(url: string, upstreams: Upstream[]): Promise<string[]> {
-  let host: string
+export async function serverAddresses(url: string, lookup: Lookup = systemLookup): Promise<string[]> {
+  const target = serverTarget(url)
+  if (target.ip) return [target.ip]
   try {
-    host = new URL(url).hostname.replace(/^\[|\]$/g, '')
-  } catch {
-    throw errors.usage(`--server must be a URL like https://egress-guard.example:8787, got ${JSON.stringify(url)}`)
-  }
-  const ip = parseIp(host)
-  if (ip) return [formatIp(ip)]
-  if (upstreams.length === 0) return []
-  try {
-    return (await resolveName(host, { upstreams })).addrs.map((a) => a.ip)
+    return (await lookup(target.host)).filter((a) => a !== '0.0.0.0' && a !== '::')
   } catch {
     return []
   }
@@ -164,10 +166,19 @@ export async function prepare(o: EnforceOptions, io: CommandIO, log: Logger) {
   if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs > 0 && timeoutMs <= 60_000)) throw errors.usage('--dns-timeout must be milliseconds between 1 and 60000')
   // One-shot runs resolve once: TTLs only schedule re-resolution, which the agent does.
   const book = createAddressBook({ upstreams, minTtlSec: 30, maxTtlSec: 3600, graceSec: 3600, keepAnswers: 4, ...(timeoutMs ? { timeoutMs } : {}) })
-  const protect = protectList(o.protect, upstreams)
-  if (o.server) protect.push(...(await serverAddresses(o.server, upstreams)))
+  // The same control plane as the agent's (control-plane.ts): the server, the upstreams and Docker's
+  // bridges are never blocked because a name resolved to them, and the exempt set keeps the server
+  // and the upstreams reachable whatever the policy lists.
+  const cp = controlPlane({
+    ...(o.server ? { server: { addresses: await serverAddresses(o.server), port: serverTarget(o.server).port } } : {}),
+    upstreams,
+    // A server known by name is found through the system resolver: its nameservers are control plane too.
+    resolvers: o.server && !serverTarget(o.server).ip ? parseResolvConf(readResolvConf()) : [],
+    bridges: await readBridgeGateways(o.netns),
+    protect: protectList(o.protect),
+  })
   log.debug({ domains: domains.length, upstreams }, 'prepared')
-  return { policy, problems, upstreams, book, protect, domains }
+  return { policy, problems, upstreams, book, protect: cp.protect, exempt: cp.exempt, domains }
 }
 
 function backendKind(v: string | undefined, allowed: readonly string[]): BackendKind {
@@ -211,7 +222,7 @@ const command: Command = {
       // dry-run writes nothing anywhere, the hosts file included: it prints the names instead.
       hosts = kind === 'dry-run' ? createDryRunHostsFile(real, print) : real
     }
-    const ctl = createEnforcementController({ enforcer, ...(hosts ? { hosts } : {}), book: prep.book, protect: prep.protect, log })
+    const ctl = createEnforcementController({ enforcer, ...(hosts ? { hosts } : {}), book: prep.book, protect: prep.protect, exempt: prep.exempt, log })
     let result
     try {
       result = await ctl.setPolicy(prep.policy)

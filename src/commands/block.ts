@@ -12,7 +12,7 @@ const spec = {
   expires: { type: 'string', noEnv: true, help: 'stop applying after 4h, 7d, 2026-12-31 or an RFC 3339 time' },
   alert: { type: 'boolean', noEnv: true, help: 'log hits, do not block' },
   allow: { type: 'boolean', noEnv: true, help: 'an allow entry: wins over any block it overlaps' },
-  force: { type: 'boolean', noEnv: true, help: 'accept a network broader than /8 (IPv4) or /32 (IPv6)' },
+  force: { type: 'boolean', noEnv: true, help: 'accept a network broader than /8 (IPv4) or /32 (IPv6), or one covering an address the server protects' },
   source: { type: 'string', noEnv: true, help: 'ls: only api, file or feed entries' },
   q: { type: 'string', noEnv: true, help: 'ls: only entries whose value, reason, id or source contains this' },
 } as const satisfies Spec
@@ -56,6 +56,7 @@ const command: Command = {
       if (o.json) io.stdout(JSON.stringify(r) + '\n')
       else {
         io.stdout(entryTable(r.entries))
+        for (const w of r.warnings ?? []) io.stderr(`warning: ${w.message}\n`)
         io.stderr(`added ${r.entries.length} ${r.entries.length === 1 ? 'entry' : 'entries'}; policy version ${r.version}\n`)
       }
       return 0

@@ -1,12 +1,21 @@
 // `egress-guard doctor`: checks this host's prerequisites (privileges, firewall tools and kernel
-// support, Docker's DOCKER-USER chain), each with how to fix it; exit 1 when a required check fails.
+// support, Docker's DOCKER-USER chain, a Docker API exposed over TCP), each with how to fix it; exit 1
+// when a required check fails.
 // With the agent's options (`--config /etc/egress-guard/agent.json`, or --server/--sinkhole-listen)
 // it also checks the deployed host end to end (src/doctor/deployed-checks.ts).
 import type { Command } from './types.js'
 import { helpText, loadOptions, type Spec } from '../config.js'
 import { DEFAULT_CHECKS, defaultContext, runChecks } from '../doctor/checks.js'
 import { DEPLOYED_CHECKS, type DeployedContext } from '../doctor/deployed-checks.js'
-import { parseHostPort } from './agent.js'
+import { FALLBACK_ADDRESS, parseListenSpec, type ListenSpec } from '../sinkhole/listen-spec.js'
+import { interfaceIPv4, readLinks } from '../sinkhole/interfaces.js'
+
+/** The address to query for a listen: an interface's (docker0:53) as the kernel has it now, else where the sinkhole waits. */
+async function sinkholeAddress(l: ListenSpec): Promise<{ address: string; port: number }> {
+  if ('address' in l) return l
+  const links = await readLinks().catch(() => [])
+  return { address: interfaceIPv4(links, l.interface) ?? FALLBACK_ADDRESS, port: l.port }
+}
 
 const spec = {
   netns: { type: 'string', help: 'check inside this named network namespace' },
@@ -16,7 +25,7 @@ const spec = {
   'ca-file': { type: 'string', help: 'deployed host: PEM CA for the server\'s certificate' },
   backend: { type: 'string', default: 'iptables', help: 'deployed host: iptables | nftables (whose rules to look for)' },
   'sinkhole-listen': { type: 'string', multiple: true, help: 'deployed host: the sinkhole ADDR:PORT to query' },
-  'daemon-json': { type: 'string', default: '/etc/docker/daemon.json', help: 'deployed host: Docker\'s daemon.json' },
+  'daemon-json': { type: 'string', default: '/etc/docker/daemon.json', help: 'Docker\'s daemon.json (its "hosts" for the API check; "dns" on a deployed host)' },
   deployed: { type: 'boolean', help: 'also check the deployed host (implied by --server or --sinkhole-listen)' },
 } as const satisfies Spec
 
@@ -43,12 +52,13 @@ const command: Command = {
     const deployed = options.deployed || !!options.server || !!sink
     const ctx: DeployedContext = {
       ...defaultContext(options.netns),
+      daemonJson: options['daemon-json'] ?? '/etc/docker/daemon.json',
       deployed: {
         ...(options.server ? { server: options.server } : {}),
         ...(options['token-file'] ? { tokenFile: options['token-file'] } : {}),
         ...(options['ca-file'] ? { ca: options['ca-file'] } : {}),
         backend: options.backend ?? 'iptables',
-        ...(sink ? { sinkhole: parseHostPort(sink, 53, 'sinkhole-listen') } : {}),
+        ...(sink ? { sinkhole: await sinkholeAddress(parseListenSpec(sink, 53, 'sinkhole-listen')) } : {}),
         daemonJson: options['daemon-json'] ?? '/etc/docker/daemon.json',
       },
     }

@@ -36,7 +36,7 @@ interface Live {
 }
 
 function emptyState(): DesiredState {
-  return { block: { v4: [], v6: [] }, alert: { v4: [], v6: [] }, allow: { v4: [], v6: [] }, version: 0 }
+  return { block: { v4: [], v6: [] }, alert: { v4: [], v6: [] }, allow: { v4: [], v6: [] }, exempt: { v4: [], v6: [] }, version: 0 }
 }
 
 /** iptables: members from `ipset save`, rule drift from the backend's verify() (read-only before any apply). */
@@ -47,8 +47,9 @@ async function readIptables(o: EnforceOptions): Promise<Live> {
   const sets = parseIpsetSave(saved.stdout, new Set(ownedSetNames(prefix)))
   const state = emptyState()
   for (const k of SET_KEYS) {
-    const role = k.slice(0, -1) as 'block' | 'alert' | 'allow'
-    state[role][k.endsWith('4') ? 'v4' : 'v6'] = [...(sets.get(setName(prefix, k))?.members ?? [])]
+    const role = k.slice(0, -1) as 'block' | 'alert' | 'allow' | 'ctl'
+    const into = role === 'ctl' ? state.exempt! : state[role]
+    into[k.endsWith('4') ? 'v4' : 'v6'] = [...(sets.get(setName(prefix, k))?.members ?? [])]
   }
   const enforcer = createEnforcer('iptables', { ...(o.netns ? { netns: o.netns } : {}), ...(o['name-prefix'] ? { namePrefix: o['name-prefix'] } : {}), logger: silentLogger })
   const drift = await enforcer.verify()
@@ -83,7 +84,7 @@ const command: Command = {
     const log = createLogger({ level: o['log-level'] ?? 'fatal' })
     const prep = await prepare(o, io, log)
     const resolved = await prep.book.refresh(prep.domains)
-    const computed = desiredState(prep.policy, (d) => prep.book.addresses(d), { protect: prep.protect })
+    const computed = desiredState(prep.policy, (d) => prep.book.addresses(d), { protect: prep.protect, exempt: prep.exempt })
     const warnings = [...resolved.errors.map((e) => `${e.domain}: could not resolve: ${e.message}`), ...computed.warnings]
 
     let live: Live

@@ -13,6 +13,8 @@ import { openLowdbStore } from '../store/lowdb-store.js'
 import { readAdminTokenFile } from '../server/auth.js'
 import { buildServer } from '../server/build.js'
 import { GitFollower } from '../sources/git-follower.js'
+import { readServerProtected } from '../server/protected-addresses.js'
+import { parseCidr } from '../policy/net.js'
 
 const spec = {
   listen: { type: 'string', default: '127.0.0.1:8787', help: 'HOST:PORT to listen on ([::1]:8787 for IPv6)' },
@@ -27,6 +29,7 @@ const spec = {
   'tls-cert': { type: 'string', help: 'PEM certificate: serve HTTPS' },
   'tls-key': { type: 'string', help: 'PEM private key for --tls-cert' },
   'open-metrics': { type: 'boolean', help: 'serve /metrics without a token' },
+  protect: { type: 'string', multiple: true, help: 'address or CIDR a block entry may cover only with force (repeatable; this server\'s own addresses and resolvers are always protected)' },
   'silent-after': { type: 'string', default: '90s', help: 'an agent is silent after this long without a report (3 x its interval)' },
   'hits-max': { type: 'string', default: '50000', help: 'hit records kept (oldest dropped first)' },
   'hits-max-age': { type: 'string', default: '7d', help: 'hit records older than this are dropped' },
@@ -70,6 +73,11 @@ const command: Command = {
     const silentAfterMs = durationOption('silent-after', o['silent-after'], 90_000)
     const maxHits = intOption('hits-max', o['hits-max'], 50_000, 1, 10_000_000)
     const maxHitAgeMs = durationOption('hits-max-age', o['hits-max-age'], 7 * 86_400_000)
+    const extraProtect = o.protect.map((c) => {
+      const r = parseCidr(c)
+      if (!r.ok) throw errors.config(`--protect ${JSON.stringify(c)}: ${r.message}`)
+      return r.canonical
+    })
     const log = createLogger({ level: o['log-level'] ?? 'info' })
     const dataDir = o.data ?? './data'
     const store = await openLowdbStore(dataDir, { lock: true, maxHits, maxHitAgeMs })
@@ -98,11 +106,13 @@ const command: Command = {
     const shrink = /^(\d{1,3})%$/.exec(o['feed-shrink-limit'] ?? '50%')
     if (!shrink || Number(shrink[1]) > 100) throw errors.config(`--feed-shrink-limit must be a percentage like 50%; got ${JSON.stringify(o['feed-shrink-limit'])}`)
     const https = o['tls-cert'] && o['tls-key'] ? { cert: await readPem('tls-cert', o['tls-cert']), key: await readPem('tls-key', o['tls-key']) } : undefined
+    // This server's addresses, its resolvers and --protect: a block entry covers them only with force,
+    // a feed never (buildServer hands the same list to the feed fetcher).
+    const protect = readServerProtected(extraProtect)
     const app = await buildServer({
       store,
       blocklistDirs,
-      // Feeds of feeds.txt; a copy of each under DATA/feeds. TODO(lead): pass the --protect addresses
-      // (helper A) as `protect` so a feed can never cover them.
+      // Feeds of feeds.txt; a copy of each under DATA/feeds.
       feeds: { dir: join(dataDir, 'feeds'), shrinkLimit: Number(shrink[1]) / 100 },
       ...(follower ? { git: { follower, ...(hookSecret ? { hookSecret } : {}) } } : {}),
       log,
@@ -111,6 +121,7 @@ const command: Command = {
       limits: { silentAfterMs },
       openMetrics: o['open-metrics'],
       watch: true,
+      protect,
       ...(https ? { https } : {}),
     }).catch(async (e: unknown) => {
       await store.close()

@@ -16,11 +16,12 @@ import type { Matcher } from '../policy/types.js'
 import { parseBlockMode } from '../sinkhole/answer.js'
 import { DEFAULT_ALLOW_CLIENTS } from '../sinkhole/acl.js'
 import { createSinkhole } from '../sinkhole/sinkhole.js'
+import { parseListenSpec } from '../sinkhole/listen-spec.js'
 import { createHitLog, type HitLog } from '../sinkhole/hit-log.js'
 import { createDockerContainers, type DockerContainers } from '../docker/containers.js'
 
 const spec = {
-  listen: { type: 'string', multiple: true, default: ['127.0.0.1:53'], help: 'ADDR:PORT to serve on, UDP and TCP (repeatable; [v6]:port)' },
+  listen: { type: 'string', multiple: true, default: ['127.0.0.1:53'], help: 'ADDR:PORT to serve on, UDP and TCP (repeatable; [v6]:port; IFACE:PORT such as docker0:53 follows that interface\'s IPv4 address)' },
   upstream: { type: 'string', multiple: true, help: 'ADDR[:PORT] to forward to (repeatable; tried in order)' },
   'resolv-conf': { type: 'string', help: 'take the upstream from the first nameserver of this resolv.conf-style file' },
   blocklists: { type: 'string', multiple: true, help: 'blocklist file or directory (repeatable); none: forward everything' },
@@ -112,7 +113,7 @@ const command: Command = {
       return 0
     }
     // Validate everything before binding anything: bad input changes nothing.
-    const listen = options.listen.map((l) => parseHostPort(l, 53, '--listen'))
+    const listen = options.listen.map((l) => parseListenSpec(l, 53, 'listen'))
     const upstreams = options.upstream.map((u) => parseHostPort(u, 53, '--upstream'))
     if (options['resolv-conf'] !== undefined) {
       let text: string
@@ -129,7 +130,7 @@ const command: Command = {
     for (const u of upstreams) {
       if (u.port === 0) throw errors.config(`--upstream ${u.address}:0: port 0 is not a server`)
       // Forwarding to ourselves would loop every unlisted query until it times out.
-      if (listen.some((l) => l.port === u.port && (l.address === u.address || l.address === '0.0.0.0' || l.address === '::'))) {
+      if (listen.some((l) => 'address' in l && l.port === u.port && (l.address === u.address || l.address === '0.0.0.0' || l.address === '::'))) {
         throw errors.config(`--upstream ${u.address}:${u.port} is one of the --listen addresses: queries would loop`)
       }
     }
@@ -195,8 +196,10 @@ const command: Command = {
       throw errors.config(`sinkhole: cannot listen: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.code === 'EACCES' ? 'permission denied (ports below 1024 need root)' : err.message}`)
     }
     const addrs = sinkhole.addresses()
-    if (options.json) io.stdout(JSON.stringify({ listening: addrs, upstreams, entries }) + '\n')
+    const waiting = sinkhole.waiting()
+    if (options.json) io.stdout(JSON.stringify({ listening: addrs, upstreams, entries, ...(waiting.length ? { waiting } : {}) }) + '\n')
     else for (const a of addrs) io.stdout(`listening ${a.proto} ${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}\n`)
+    for (const w of waiting) io.stderr(w + '\n')
 
     // SIGHUP: reload; a reload that fails keeps the policy in force (never an empty one by accident).
     let reloading = false

@@ -1,6 +1,6 @@
 // `egress-guard up`: the server, an agent and its DNS sinkhole in one process on this host, for a first
-// try with embedded defaults (./blocklists, ./data, 127.0.0.1:8787, the sinkhole on docker0 or
-// 127.0.0.1). It composes the real `server` and `agent` commands in-process (the agent talks to the
+// try with embedded defaults (./blocklists, ./data, 127.0.0.1:8787, the sinkhole on docker0's address,
+// on 127.0.0.1 until docker0 has one). It composes the real `server` and `agent` commands in-process (the agent talks to the
 // server over loopback with its own agent-role token), so `up` behaves exactly like a deployed pair.
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
@@ -13,7 +13,9 @@ import { BACKENDS, type BackendKind } from '../enforce/factory.js'
 import { defaultContext, runChecks } from '../doctor/checks.js'
 import { createApiClient } from '../client/api-client.js'
 import { readFile } from 'node:fs/promises'
-import { bridgeAddress, defaultUpstreams } from '../up/environment.js'
+import { defaultUpstreams } from '../up/environment.js'
+import { interfaceIPv4, readLinks } from '../sinkhole/interfaces.js'
+import { FALLBACK_ADDRESS } from '../sinkhole/listen-spec.js'
 import { ensureTokens } from '../up/tokens.js'
 import { missingFor } from '../up/preflight.js'
 import { waitForReport } from '../up/progress.js'
@@ -23,7 +25,7 @@ const spec = {
   blocklists: { type: 'string', default: './blocklists', help: 'blocklist directory (the policy)' },
   data: { type: 'string', default: './data', help: 'store, tokens and agent state' },
   listen: { type: 'string', default: '127.0.0.1:8787', help: 'the server\'s HOST:PORT' },
-  'sinkhole-address': { type: 'string', help: 'sinkhole address (default docker0\'s IPv4 address, else 127.0.0.1)' },
+  'sinkhole-address': { type: 'string', help: 'sinkhole address (default docker0\'s IPv4 address, followed as Docker creates or changes it; 127.0.0.1 until it has one)' },
   'sinkhole-port': { type: 'string', default: '53', help: 'sinkhole port' },
   upstream: { type: 'string', multiple: true, help: 'DNS upstream IP[:PORT] (repeatable; default: /etc/resolv.conf nameservers)' },
   backend: { type: 'string', default: 'iptables', help: 'iptables | nftables' },
@@ -64,9 +66,13 @@ const command: Command = {
     if (backend === 'dry-run' || !BACKENDS.includes(backend)) throw errors.config('--backend must be iptables or nftables (use --dry-run to try without changes)')
     const { host: listenHost, port: listenPort } = parseListen(o.listen ?? '127.0.0.1:8787')
     const sinkPort = intOption('sinkhole-port', o['sinkhole-port'], 53, 1, 65535)
-    const bridge = bridgeAddress()
-    const sinkAddress = o['sinkhole-address'] ?? bridge ?? '127.0.0.1'
-    const sinkListen = `${sinkAddress.includes(':') ? `[${sinkAddress}]` : sinkAddress}:${sinkPort}`
+    // The kernel's list, not os.networkInterfaces(): docker0 has no carrier until a container runs, and
+    // libuv leaves such interfaces out. Without docker0 yet, the sinkhole serves loopback and binds
+    // docker0's address as soon as Docker creates it (the agent follows it: --sinkhole-listen docker0:PORT).
+    const bridge = o['sinkhole-address'] ? undefined : interfaceIPv4((await readLinks().catch(() => undefined)) ?? [], 'docker0')
+    const sinkAddress = o['sinkhole-address'] ?? bridge ?? FALLBACK_ADDRESS
+    const hostPort = (a: string): string => `${a.includes(':') ? `[${a}]` : a}:${sinkPort}`
+    const sinkListen = o['sinkhole-address'] ? hostPort(o['sinkhole-address']) : `docker0:${sinkPort}`
     const upstreams = o.upstream.length ? [...o.upstream] : await defaultUpstreams({ address: sinkAddress, port: sinkPort })
     if (upstreams.length === 0) throw errors.config('no DNS upstream: /etc/resolv.conf has no usable nameserver; give --upstream IP[:PORT]')
     const host = o.host ?? hostname()
@@ -78,7 +84,12 @@ const command: Command = {
     const netnsArgs = o.netns ? ['--netns', o.netns] : []
 
     say(`checking prerequisites for the ${backend} backend${o.netns ? ` in network namespace ${o.netns}` : ''}`)
-    const missing = missingFor(backend, await runChecks(defaultContext(o.netns)))
+    const checks = await runChecks(defaultContext(o.netns))
+    const missing = missingFor(backend, checks)
+    const dockerApi = checks.find((r) => r.name === 'Docker API')
+    if (dockerApi && (dockerApi.status === 'fail' || dockerApi.status === 'warn')) {
+      say(`${dockerApi.status === 'fail' ? 'WARNING' : 'note'}: Docker API: ${dockerApi.detail}\n    fix: ${dockerApi.fix ?? 'see egress-guard doctor'}`)
+    }
 
     if (o['dry-run']) {
       for (const m of missing) io.stdout(`missing: ${m.what}\n  fix: ${m.fix}\n`)
@@ -87,7 +98,7 @@ const command: Command = {
           `would create ${join(dataDir, 'admin.token')} (mode 0600, admin token) and ${join(dataDir, 'agent.token')} (agent token for host ${host}) unless present`,
           `would start the server on ${url}: policy from ${blocklists}, store in ${dataDir}`,
           `would start the agent (host ${host}, state in ${join(dataDir, 'agent')}, backend ${backend}${o.netns ? `, netns ${o.netns}` : ''})`,
-          `would run the DNS sinkhole on ${sinkListen}${bridge && !o['sinkhole-address'] ? ' (docker0)' : ''}, forwarding to ${upstreams.join(', ')}`,
+          `would run the DNS sinkhole on ${o['sinkhole-address'] ? sinkListen : bridge ? `${hostPort(bridge)} (docker0)` : `${hostPort(FALLBACK_ADDRESS)} until docker0 has an address`}, forwarding to ${upstreams.join(', ')}`,
           `would keep the managed block in ${o['hosts-file']}`,
           'the kernel and hosts-file changes (egress-guard plan):',
           '',
@@ -186,10 +197,15 @@ const command: Command = {
     if (report) {
       const c = report.counts
       say(`enforcing policy version ${report.version} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${c.v4} IPv4 and ${c.v6} IPv6 addresses/networks in the kernel sets, ${c.domains} names in the hosts block and the sinkhole`)
-      for (const err of report.errors) say(`agent reported: ${err}`)
-      // Containers cannot reach the host's loopback: only a bridge address is worth a --dns hint.
-      if (/^127\.|^::1$/.test(sinkAddress)) say(`DNS sinkhole on ${sinkListen} (no docker0 here: it serves this host; dig @${sinkAddress}${sinkPort === 53 ? '' : ` -p ${sinkPort}`} NAME)`)
-      else say(`DNS sinkhole on ${sinkListen}; point containers at it: docker run --dns ${sinkAddress} ... (or "dns": ["${sinkAddress}"] in /etc/docker/daemon.json)`)
+      // The sinkhole's wait for docker0 is said below, in words for this place.
+      for (const err of report.errors) if (!err.startsWith('sinkhole: waiting for docker0')) say(`agent reported: ${err}`)
+      const dig = (a: string): string => `dig @${a}${sinkPort === 53 ? '' : ` -p ${sinkPort}`} NAME`
+      // Where it serves now (docker0 may have appeared while starting). Containers cannot reach the
+      // host's loopback: only a bridge address is worth a --dns hint.
+      const now = o['sinkhole-address'] ?? interfaceIPv4((await readLinks().catch(() => undefined)) ?? [], 'docker0')
+      if (!now) say(`DNS sinkhole on ${hostPort(FALLBACK_ADDRESS)} for now (this host: ${dig(FALLBACK_ADDRESS)}): waiting for docker0 (Docker not started or not installed); it moves to docker0's address when Docker creates it`)
+      else if (/^127\.|^::1$/.test(now)) say(`DNS sinkhole on ${hostPort(now)} (it serves this host; ${dig(now)})`)
+      else say(`DNS sinkhole on ${hostPort(now)}; point containers at it: docker run --dns ${now} ... (or "dns": ["${now}"] in /etc/docker/daemon.json); this host: ${dig(now)}`)
       say(`ready. Try: egress-guard block add evil.example --reason test; egress-guard hits. Ctrl-C stops (rules stay; egress-guard uninstall removes them)`)
     }
     if (agentDone === undefined && serverDone === undefined && !io.signal.aborted) {

@@ -4,6 +4,8 @@ import { readFile } from 'node:fs/promises'
 import { run, type RunOptions, type RunResult } from '../enforce/exec.js'
 import { isEgError } from '../errors.js'
 import { parseIptablesVersion } from '../enforce/tools.js'
+import type { DockerApiState } from '../docker/api-exposure.js'
+import { dockerApiCheck } from './docker-api-check.js'
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip'
 
@@ -26,6 +28,10 @@ export interface CheckContext {
   uid: number | undefined
   /** Results of earlier checks, by name (later checks may depend on them). */
   results: Map<string, CheckResult>
+  /** Docker's daemon.json when dockerd's command line names none (default /etc/docker/daemon.json). */
+  daemonJson?: string
+  /** The Docker API's exposure (src/docker/api-exposure.ts); injectable for unit tests. */
+  dockerApi?: () => Promise<DockerApiState | undefined>
 }
 
 export type Check = (ctx: CheckContext) => Promise<CheckResult>
@@ -139,6 +145,7 @@ export const dockerUserChain: Check = async (ctx) => {
 /** The default list, in order (later checks read earlier results). */
 export const DEFAULT_CHECKS: readonly Check[] = [
   privileges, iptablesTool, ip6tablesTool, ipsetTool, nftTool, iptablesFlavour, ipsetKernel, nftKernel, backendAvailable, dockerUserChain,
+  dockerApiCheck,
 ]
 
 export function defaultContext(netns?: string): CheckContext {

@@ -6,7 +6,7 @@
 import type { Logger } from '../log.js'
 import type { Policy } from '../policy/types.js'
 import type { AddressBook, AddressStore, RefreshResult } from '../resolve/address-book.js'
-import type { ApplyReport, DesiredState, Drift, Enforcer } from './types.js'
+import type { ApplyReport, DesiredState, Drift, Enforcer, FamilySets } from './types.js'
 import type { HostsFile } from './hosts-file.js'
 import { desiredState, domainsToResolve, hostsFileNames, type SkippedAddress } from './desired.js'
 
@@ -14,8 +14,13 @@ export interface ControllerDeps {
   enforcer: Enforcer
   hosts?: HostsFile
   book: AddressBook
-  /** Addresses/CIDRs never blocked because a domain resolved to them (upstreams, the server...). */
+  /**
+   * Addresses/CIDRs never blocked because a domain resolved to them (upstreams, the server...). Read
+   * on every apply: the agent passes getters here and calls reapply() when the server re-resolves.
+   */
   protect: string[]
+  /** Control-plane endpoints kept reachable ahead of every policy set (control-plane.ts). */
+  exempt?: FamilySets
   log: Logger
   /** How often verify() runs (default 30 s). */
   reconcileIntervalMs?: number
@@ -72,6 +77,8 @@ export interface EnforcementController {
   setPolicy(policy: Policy, opts?: SetPolicyOptions): Promise<SetPolicyResult>
   /** Re-resolve names whose TTL ran out; re-apply when an address set changed. */
   refreshOnce(): Promise<RefreshResult>
+  /** The control plane (protect / exempt) changed: recompute and apply the current policy. */
+  reapply(): Promise<SetPolicyResult | undefined>
   /** Verify kernel + hosts file against the last applied state; on drift re-apply. */
   reconcileOnce(): Promise<{ drift: Drift[]; repaired: boolean }>
   /**
@@ -174,7 +181,7 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
    * failing kernel never holds back the hosts block, and the reverse. The first failure is rethrown.
    */
   async function applyCurrent(p: Policy, withHosts: boolean, why: 'policy' | 'resolved'): Promise<SetPolicyResult> {
-    const computed = desiredState(p, (d) => deps.book.addresses(d), { protect: deps.protect })
+    const computed = desiredState(p, (d) => deps.book.addresses(d), { protect: deps.protect, ...(deps.exempt ? { exempt: deps.exempt } : {}) })
     const warnings = [...resolveWarningList, ...computed.warnings]
     // Resolution failures were logged (with fields) when they happened; the rest once each.
     noteWarnings(warnings, computed.skipped, resolveWarningList)
@@ -364,6 +371,9 @@ export function createEnforcementController(deps: ControllerDeps): EnforcementCo
       if (!policy) return { changed: false, errors: [] }
       return resolveRound(domains)
     },
+
+    // The kernel only: the control plane changes what is exempt and protected, not the hosts block.
+    reapply: () => serial(async () => (policy ? applyCurrent(policy, false, 'policy') : undefined)),
 
     reconcileOnce: () =>
       serial(async () => {

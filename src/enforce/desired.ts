@@ -8,6 +8,11 @@ import { isExpired } from '../policy/expiry.js'
 export interface DesiredOptions {
   /** Extra addresses/CIDRs never blocked because a *domain* resolved to them (upstreams, the server). */
   protect: string[]
+  /**
+   * The control-plane endpoints (control-plane.ts `exempt`): copied into the state so the backends
+   * keep them reachable ahead of every policy set.
+   */
+  exempt?: FamilySets
   /** Epoch ms used to drop expired entries (default Date.now()). */
   now?: number
 }
@@ -255,6 +260,7 @@ export function desiredState(policy: Policy, resolved: (domain: string) => strin
     block: { v4: mergeSorted(c.block.v4, fam(hosts.block, 'v4')), v6: mergeSorted(c.block.v6, fam(hosts.block, 'v6')) },
     alert: { v4: mergeSorted(c.alert.v4, fam(hosts.alert, 'v4')), v6: mergeSorted(c.alert.v6, fam(hosts.alert, 'v6')) },
     allow: { v4: c.allow.v4.map((m) => m.canonical), v6: c.allow.v6.map((m) => m.canonical) },
+    ...(opts.exempt ? { exempt: { v4: [...opts.exempt.v4], v6: [...opts.exempt.v6] } } : {}),
     version: policy.version,
   }
   return { state, warnings, skipped }

@@ -1,10 +1,10 @@
 // The dry-run backend: prints what a kernel backend would do (set members added and removed, the
 // chain and its jumps) and keeps the result in memory, so plan, tests and verify() work without root.
-import type { ApplyReport, DesiredState, Drift, Enforcer, FamilySets } from './types.js'
+import { mergeReports, type ApplyReport, type DesiredState, type Drift, type Enforcer, type FamilySets } from './types.js'
 import { writableNames, type HostsFile } from './hosts-file.js'
 
-type Role = 'block' | 'alert' | 'allow'
-const ROLES: readonly Role[] = ['allow', 'block', 'alert']
+type Role = 'exempt' | 'block' | 'alert' | 'allow'
+const ROLES: readonly Role[] = ['exempt', 'allow', 'block', 'alert']
 const FAMS = ['v4', 'v6'] as const
 
 export interface DryRunOptions {
@@ -29,11 +29,15 @@ export function createDryRunEnforcer(print: (line: string) => void, opts: DryRun
   /** The pretend kernel: role -> family -> members. */
   let kernel: Map<string, Set<string>> | undefined
   let version = opts.current?.version ?? 0
-  const key = (role: Role, fam: 'v4' | 'v6'): string => `${role}${fam === 'v4' ? 4 : 6}`
+  // The same set names as the iptables backend: `ctl4` holds the exempt control-plane endpoints.
+  const key = (role: Role, fam: 'v4' | 'v6'): string => `${role === 'exempt' ? 'ctl' : role}${fam === 'v4' ? 4 : 6}`
+  const sets = (state: DesiredState, role: Role): FamilySets => (role === 'exempt' ? (state.exempt ?? empty()) : state[role])
+  /** What init() printed, reported by the next apply (as the kernel backends do). */
+  let initReport: ApplyReport | undefined
 
   function load(state: DesiredState | undefined): Map<string, Set<string>> {
     const m = new Map<string, Set<string>>()
-    for (const role of ROLES) for (const fam of FAMS) m.set(key(role, fam), new Set(state ? state[role][fam] : []))
+    for (const role of ROLES) for (const fam of FAMS) m.set(key(role, fam), new Set(state ? sets(state, role)[fam] : []))
     return m
   }
   if (opts.current) kernel = load(opts.current)
@@ -45,9 +49,12 @@ export function createDryRunEnforcer(print: (line: string) => void, opts: DryRun
     async init() {
       if (kernel) return
       kernel = load(undefined)
-      for (const role of ROLES) for (const fam of FAMS) print(`create set ${setName(key(role, fam))} (hash:net, ${fam === 'v4' ? 'inet' : 'inet6'})`)
-      print(`create chain ${chain}: accept allow sets, count+log alert sets, reject block sets (tcp-reset / icmp unreachable)`)
-      print(`insert jump to ${chain} first in OUTPUT, and in DOCKER-USER when it exists (else FORWARD)`)
+      const lines: string[] = []
+      for (const role of ROLES) for (const fam of FAMS) lines.push(`create set ${setName(key(role, fam))} (${role === 'exempt' ? 'hash:ip,port' : 'hash:net'}, ${fam === 'v4' ? 'inet' : 'inet6'})`)
+      lines.push(`create chain ${chain}: return control-plane endpoints (ctl sets), accept allow sets, count+log alert sets, reject block sets (tcp-reset / icmp unreachable)`)
+      lines.push(`insert jump to ${chain} first in OUTPUT, and in DOCKER-USER when it exists (else FORWARD)`)
+      for (const l of lines) print(l)
+      initReport = { backend: 'dry-run', changed: true, added: 0, removed: 0, ms: 0, actions: [`create ${ROLES.length * FAMS.length} sets, chain ${chain} and its jumps`] }
     },
     async apply(desired) {
       const t0 = performance.now()
@@ -60,7 +67,7 @@ export function createDryRunEnforcer(print: (line: string) => void, opts: DryRun
         for (const fam of FAMS) {
           const name = key(role, fam)
           const live = k.get(name)!
-          const want = new Set(desired[role][fam])
+          const want = new Set(sets(desired, role)[fam])
           const add = [...want].filter((m) => !live.has(m))
           const rm = [...live].filter((m) => !want.has(m))
           for (const m of add) print(`add ${setName(name)} ${m}`)
@@ -72,7 +79,9 @@ export function createDryRunEnforcer(print: (line: string) => void, opts: DryRun
         }
       }
       version = desired.version
-      return { backend: 'dry-run', changed: added + removed > 0, added, removed, ms: performance.now() - t0, actions }
+      const out = mergeReports(initReport, { backend: 'dry-run', changed: added + removed > 0, added, removed, ms: performance.now() - t0, actions })
+      initReport = undefined
+      return out
     },
     async verify(): Promise<Drift[]> {
       // Nothing outside this object can change the pretend kernel, so it always matches what was applied.
@@ -83,11 +92,12 @@ export function createDryRunEnforcer(print: (line: string) => void, opts: DryRun
       print(`delete jumps to ${chain} from OUTPUT and DOCKER-USER/FORWARD, then chain ${chain}`)
       for (const role of ROLES) for (const fam of FAMS) print(`destroy set ${setName(key(role, fam))}`)
       kernel = undefined
+      initReport = undefined
     },
     snapshot() {
       if (!kernel) return undefined
-      const s: DesiredState = { block: empty(), alert: empty(), allow: empty(), version }
-      for (const role of ROLES) for (const fam of FAMS) s[role][fam] = [...kernel.get(key(role, fam))!].sort()
+      const s: DesiredState = { block: empty(), alert: empty(), allow: empty(), exempt: empty(), version }
+      for (const role of ROLES) for (const fam of FAMS) sets(s, role)[fam] = [...kernel.get(key(role, fam))!].sort()
       return s
     },
   }

@@ -2,9 +2,20 @@
 // `ipset save` / `ipset list -t`, and the ONE `ipset -exist restore` script that moves a set from what
 // the kernel holds to what the policy wants (incrementally for small changes, else build-beside + swap).
 
-export type SetRole = 'block' | 'alert' | 'allow'
+export type SetRole = 'block' | 'alert' | 'allow' | 'ctl'
 export type SetKey = `${SetRole}${4 | 6}`
-export const SET_KEYS: readonly SetKey[] = ['allow4', 'allow6', 'block4', 'block6', 'alert4', 'alert6']
+/** `ctl4`/`ctl6` hold the control-plane endpoints (DesiredState.exempt), checked before all others. */
+export const SET_KEYS: readonly SetKey[] = ['ctl4', 'ctl6', 'allow4', 'allow6', 'block4', 'block6', 'alert4', 'alert6']
+
+/**
+ * The ipset type of a set. The exempt set is hash:ip,port: it matches the destination address, the
+ * protocol AND the port, so exempting the server's 198.51.100.1 tcp/8787 leaves every other port of
+ * that address (and the rest of a blocked 198.51.100.0/24) blocked. Policy sets are hash:net.
+ */
+export type SetType = 'hash:net' | 'hash:ip,port'
+export function setType(key: SetKey): SetType {
+  return key.startsWith('ctl') ? 'hash:ip,port' : 'hash:net'
+}
 
 /** ipset names are at most 31 characters (IPSET_MAXNAMELEN 32 with the NUL). */
 export const SET_NAME_MAX = 31
@@ -56,10 +67,11 @@ export interface LiveSet extends SetHeader {
 
 /**
  * ipset prints a /32 or /128 member without the prefix and IPv6 via inet_ntop (RFC 5952 text), so
- * appending the host prefix gives the canonical form src/policy/net.ts produces.
+ * appending the host prefix gives the canonical form src/policy/net.ts produces. A hash:ip,port
+ * member (`198.51.100.1,tcp:8787`) is already in DesiredState.exempt's form.
  */
-export function canonicalMember(m: string): string {
-  if (m.includes('/')) return m
+export function canonicalMember(m: string, type = 'hash:net'): string {
+  if (type !== 'hash:net' || m.includes('/')) return m
   return m.includes(':') ? `${m}/128` : `${m}/32`
 }
 
@@ -80,7 +92,7 @@ export function parseIpsetSave(text: string, only?: ReadonlySet<string>): Map<st
       // Members may carry options (timeout, comment...) after the address; ours never do.
       const rest = line.slice(sp + 1)
       const sp2 = rest.indexOf(' ')
-      set.members!.push(canonicalMember(sp2 < 0 ? rest : rest.slice(0, sp2)))
+      set.members!.push(canonicalMember(sp2 < 0 ? rest : rest.slice(0, sp2), set.type))
     } else if (line.startsWith('create ')) {
       const parts = line.split(' ')
       const name = parts[1]!
@@ -136,6 +148,8 @@ export function planSet(args: {
   name: string
   temp: string
   family: 4 | 6
+  /** Default hash:net. */
+  type?: SetType
   desired: readonly string[]
   live: SetHeader | undefined
   liveMembers: ReadonlySet<string> | undefined
@@ -146,7 +160,8 @@ export function planSet(args: {
   const { name, temp, desired, live, liveMembers } = args
   const fam = args.family === 4 ? 'inet' : 'inet6'
   const size = setSize(desired.length)
-  const create = (n: string): string => `create ${n} hash:net family ${fam} hashsize ${size.hashsize} maxelem ${size.maxelem}`
+  const type = args.type ?? 'hash:net'
+  const create = (n: string): string => `create ${n} ${type} family ${fam} hashsize ${size.hashsize} maxelem ${size.maxelem}`
   const lines: string[] = []
   if (args.tempExists) lines.push(`destroy ${temp}`) // left over by a crashed run: start clean
   if (!live) {
@@ -155,7 +170,7 @@ export function planSet(args: {
     return { name, mode: 'create', added: desired.length, removed: 0, lines }
   }
   const { adds, dels } = diffMembers(desired, liveMembers ?? new Set<string>(), args.prevList)
-  const sameKind = live.type === 'hash:net' && live.family === fam
+  const sameKind = live.type === type && live.family === fam
   if (adds.length === 0 && dels.length === 0 && sameKind) {
     return { name, mode: 'none', added: 0, removed: 0, lines }
   }

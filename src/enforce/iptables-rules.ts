@@ -8,7 +8,8 @@ export type Fam = 4 | 6
 export interface ChainSpec {
   chain: string
   family: Fam
-  sets: { allow: string; block: string; alert: string }
+  /** `exempt`: the control-plane set (hash:ip,port); matched first, see chainRules. */
+  sets: { exempt: string; allow: string; block: string; alert: string }
   /** Log rejected packets (rate limited). Alert packets are always logged (rate limited). */
   log: boolean
   /** Text at the start of log lines; iptables allows 29 characters. */
@@ -25,7 +26,10 @@ function quoteLogPrefix(p: string): string {
 
 /**
  * The chain's rules, in order, as `iptables-save` prints them after `-A CHAIN `.
- * Order is the policy's precedence: allow returns first (wins over any overlapping block or alert),
+ * First the control-plane exemption: a packet to the agent's server, its DNS upstreams or its sinkhole
+ * (address, protocol and destination port all matching, `dst,dst`) returns before any policy set is
+ * looked at, so no entry, however broad or forced, cuts the host off the server that can undo it.
+ * Then the policy's precedence: allow returns first (wins over any overlapping block or alert),
  * then block rejects (TCP gets a reset so clients fail fast; everything else an ICMP port
  * unreachable), then alert: a rate-limited LOG and an unconditional RETURN whose counter counts every
  * alert packet. Alert never rejects; block before alert so an alert network cannot shadow a block
@@ -34,7 +38,7 @@ function quoteLogPrefix(p: string): string {
 export function chainRules(s: ChainSpec): string[] {
   const m = (set: string): string => `-m set --match-set ${set} dst`
   const unreach = s.family === 4 ? 'icmp-port-unreachable' : 'icmp6-port-unreachable'
-  const rules = [`${m(s.sets.allow)} -j RETURN`]
+  const rules = [`-m set --match-set ${s.sets.exempt} dst,dst -j RETURN`, `${m(s.sets.allow)} -j RETURN`]
   if (s.log) rules.push(`${m(s.sets.block)} ${LIMIT} -j LOG --log-prefix ${quoteLogPrefix(`${s.logPrefix} block: `)}`)
   rules.push(
     `-p tcp ${m(s.sets.block)} -j REJECT --reject-with tcp-reset`,

@@ -1,5 +1,6 @@
-// The iptables+ipset backend: six hash:net sets (block/alert/allow x IPv4/IPv6) and an EGRESS-GUARD
-// chain for iptables and ip6tables, jumped to first from OUTPUT and DOCKER-USER (else FORWARD).
+// The iptables+ipset backend: six hash:net sets (block/alert/allow x IPv4/IPv6), two hash:ip,port sets
+// of control-plane endpoints (ctl4/ctl6, exempt before everything) and an EGRESS-GUARD chain for
+// iptables and ip6tables, jumped to first from OUTPUT and DOCKER-USER (else FORWARD).
 // A full apply is one `ipset restore` plus at most one `iptables-restore --noflush` per family, fed on
 // stdin, after reads (ipset list -t / save, iptables-save) that decide what must be written; a member
 // edit on top of state this process wrote is ONE `ipset -exist restore` and no reads (see fastApply).
@@ -7,10 +8,10 @@ import type { Logger } from '../log.js'
 import { silentLogger } from '../log.js'
 import { errors, isEgError } from '../errors.js'
 import { run } from './exec.js'
-import type { ApplyReport, DesiredState, Drift, Enforcer, EnforcerOptions } from './types.js'
+import { mergeReports, type ApplyReport, type DesiredState, type Drift, type Enforcer, type EnforcerOptions } from './types.js'
 import { detectIptablesFlavour, iptablesTools, type IptablesFlavour, type IptablesTools } from './tools.js'
 import {
-  SET_KEYS, SET_NAME_MAX, ownedSetNames, parseIpsetSave, parseIpsetTerse, planSet, setName, setSize, tempSetName,
+  SET_KEYS, SET_NAME_MAX, ownedSetNames, parseIpsetSave, parseIpsetTerse, planSet, setName, setSize, setType, tempSetName,
   type SetHeader, type SetKey, type SetPlan,
 } from './ipset-script.js'
 import { chainRules, parseIptablesSave, planRules, removeRules, restoreInput, rulesDrift, type Fam, type FilterTable } from './iptables-rules.js'
@@ -39,9 +40,13 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   return true
 }
 
-function members(d: DesiredState, key: SetKey): string[] {
-  const role = key.slice(0, -1) as 'block' | 'alert' | 'allow'
-  return key.endsWith('4') ? d[role].v4 : d[role].v6
+const NONE: readonly string[] = []
+
+function members(d: DesiredState, key: SetKey): readonly string[] {
+  const role = key.slice(0, -1) as 'block' | 'alert' | 'allow' | 'ctl'
+  const sets = role === 'ctl' ? d.exempt : d[role]
+  if (!sets) return NONE
+  return key.endsWith('4') ? sets.v4 : sets.v6
 }
 
 /** Per live set: the members this process last wrote, their Set (built lazily) and the set's maxelem. */
@@ -72,12 +77,18 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
    * by init, by any drift verify() finds, by a failed write and by remove().
    */
   let trusted = false
+  /**
+   * What init() created (sets, chains, jumps), reported by the next apply: init runs first and its
+   * own report has no caller, so a first apply in a fresh namespace said "unchanged" after creating
+   * everything.
+   */
+  let initReport: ApplyReport | undefined
 
   const specFor = (family: Fam): string[] =>
     chainRules({
       chain,
       family,
-      sets: { allow: names.get(`allow${family}`)!, block: names.get(`block${family}`)!, alert: names.get(`alert${family}`)! },
+      sets: { exempt: names.get(`ctl${family}`)!, allow: names.get(`allow${family}`)!, block: names.get(`block${family}`)!, alert: names.get(`alert${family}`)! },
       log: opts.log ?? false,
       logPrefix: prefix,
     })
@@ -152,8 +163,9 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
         name,
         temp: tempSetName(prefix, k),
         family: fam,
+        type: setType(k),
         desired: want,
-        live: { name, type: 'hash:net', family: fam === 4 ? 'inet' : 'inet6', hashsize: 0, maxelem: kn.maxelem },
+        live: { name, type: setType(k), family: fam === 4 ? 'inet' : 'inet6', hashsize: 0, maxelem: kn.maxelem },
         liveMembers: kn.set,
         prevList: kn.list,
         tempExists: false,
@@ -217,6 +229,7 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
         name,
         temp: tempSetName(prefix, k),
         family: k.endsWith('4') ? 4 : 6,
+        type: setType(k),
         desired: want,
         live: hdr,
         liveMembers: kn ? kn.set : fromKernel?.get(name),
@@ -303,10 +316,14 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
     tools,
     async init() {
       trusted = false // init may create sets that `known` does not describe
-      await reconcile(undefined)
+      const r = await reconcile(undefined)
+      if (r.changed) initReport = mergeReports(initReport, r)
     },
     async apply(desired) {
-      return (await fastApply(desired)) ?? reconcile(desired)
+      const r = (await fastApply(desired)) ?? (await reconcile(desired))
+      const out = mergeReports(initReport, r)
+      initReport = undefined
+      return out
     },
     async verify() {
       const drift: Drift[] = []
@@ -337,6 +354,7 @@ export function createIptablesEnforcer(opts: IptablesOptions = {}): Enforcer & {
     },
     async remove() {
       trusted = false // before anything: a remove() that fails half-way leaves unknown state
+      initReport = undefined
       // Jumps and chains first: a set referenced by a rule cannot be destroyed.
       const [t4, t6] = await readTables()
       for (const [table, bin] of [[t4, tools.restore4], [t6, tools.restore6]] as const) {

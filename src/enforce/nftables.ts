@@ -1,5 +1,6 @@
-// The nftables backend: one table of its own (`inet egress_guard`) with twelve sets (per role and
-// family: a hash set of addresses and an interval set of networks, see nft-script.ts), a guard chain
+// The nftables backend: one table of its own (`inet egress_guard`) with twelve policy sets (per role
+// and family: a hash set of addresses and an interval set of networks, see nft-script.ts), two sets of
+// control-plane endpoints exempt before them (ctl4/ctl6), a guard chain
 // and two base chains hooked on output and forward at priority filter - 10 (before Docker's
 // iptables-nft rules at filter). Every change is ONE `nft -f -` transaction; verify() reads
 // `nft -j list table` back; remove() deletes the table and nothing else.
@@ -7,7 +8,7 @@ import type { Logger } from '../log.js'
 import { silentLogger } from '../log.js'
 import { errors } from '../errors.js'
 import { run } from './exec.js'
-import type { ApplyReport, DesiredState, Enforcer, EnforcerOptions } from './types.js'
+import { mergeReports, type ApplyReport, type DesiredState, type Enforcer, type EnforcerOptions } from './types.js'
 import { nftDrift, parseNftJson, planElements, planNft, tableName, type LiveTable } from './nft-script.js'
 
 export interface NftablesOptions extends EnforcerOptions {
@@ -32,6 +33,8 @@ export function createNftablesEnforcer(opts: NftablesOptions = {}): Enforcer {
    * everything back and drops the cache on any drift, and its repair apply then takes the full path.
    */
   let cache: LiveTable['sets'] | undefined
+  /** What init() created, reported by the next apply (see the iptables backend). */
+  let initReport: ApplyReport | undefined
 
   async function readLive(): Promise<LiveTable> {
     const r = await run('nft', ['-j', 'list', 'table', 'inet', table], { netns, reject: false })
@@ -82,14 +85,16 @@ export function createNftablesEnforcer(opts: NftablesOptions = {}): Enforcer {
       cache = undefined // init may create what the cache does not describe
       const live = await readLive()
       // Only create what is missing: an existing table keeps its members until the first apply.
-      if (!live.exists) await write(EMPTY, live)
+      if (!live.exists) initReport = mergeReports(initReport, await write(EMPTY, live))
       cache = undefined
     },
     async apply(desired) {
       const t0 = performance.now()
       const report = (await fastApply(desired)) ?? (await write(desired, await readLive()))
       last = desired
-      return { ...report, ms: performance.now() - t0 }
+      const out = mergeReports(initReport, { ...report, ms: performance.now() - t0 })
+      initReport = undefined
+      return out
     },
     async verify() {
       const drift = nftDrift(table, await readLive(), last, logOn, prefix)
@@ -100,6 +105,7 @@ export function createNftablesEnforcer(opts: NftablesOptions = {}): Enforcer {
     },
     async remove() {
       cache = undefined
+      initReport = undefined
       const live = await readLive()
       if (live.exists) await run('nft', ['delete', 'table', 'inet', table], { netns })
       last = undefined

@@ -1,5 +1,5 @@
 // The enforcement seam: what the kernel should hold (DesiredState), and the interface every
-// backend (iptables+ipset, nftables, dry-run) implements. Types only.
+// backend (iptables+ipset, nftables, dry-run) implements. Types, and one helper the backends share.
 
 export interface FamilySets {
   /** Canonical CIDRs (see src/policy/net.ts), de-duplicated. */
@@ -15,6 +15,13 @@ export interface DesiredState {
   alert: FamilySets
   /** Allow entries: accepted before the block sets are consulted. */
   allow: FamilySets
+  /**
+   * The host's control plane (its policy server, DNS upstreams, sinkhole): `IP,PROTO:PORT` members
+   * (`198.51.100.1,tcp:8787`, `2001:db8::53,udp:53`; see control-plane.ts) returned from before every
+   * other set, so no policy entry, however broad, cuts the host off the server that can undo it.
+   * Absent: empty.
+   */
+  exempt?: FamilySets
   /** The policy version this state was computed from (for reports and comments). */
   version: number
 }
@@ -64,4 +71,20 @@ export interface EnforcerOptions {
   log?: boolean
   /** Prefix for set/chain/table names; default `egress-guard` / `EGRESS-GUARD`. Tests may vary it. */
   namePrefix?: string
+}
+
+/**
+ * `later` with what `earlier` did folded in (init's creations into the first apply's report), so
+ * the report says everything the kernel was changed by. `earlier` absent: `later` itself.
+ */
+export function mergeReports(earlier: ApplyReport | undefined, later: ApplyReport): ApplyReport {
+  if (!earlier) return later
+  return {
+    backend: later.backend,
+    changed: earlier.changed || later.changed,
+    added: earlier.added + later.added,
+    removed: earlier.removed + later.removed,
+    ms: earlier.ms + later.ms,
+    actions: [...earlier.actions, ...later.actions],
+  }
 }

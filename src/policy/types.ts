@@ -1,7 +1,9 @@
 // The policy model every other part reads: entries, problems, policies and verdicts. Types only.
 import type { Profile } from '../profiles/types.js'
+import type { Quarantine } from '../quarantine/types.js'
 
 export type { Profile, ProfileMode, ProfileRule } from '../profiles/types.js'
+export type { Quarantine } from '../quarantine/types.js'
 
 /** One blocklist entry after parsing and normalisation. */
 export interface Entry {
@@ -61,6 +63,11 @@ export interface Policy {
    * src/profiles/etag.ts); with profiles, `etag` covers them too.
    */
   profiles?: Profile[]
+  /**
+   * Quarantines in force (made through the API; expired ones left out), sorted by id. Absent means
+   * none; with some, `etag` covers them too (src/profiles/etag.ts).
+   */
+  quarantines?: Quarantine[]
 }
 
 export type Action = 'block' | 'alert' | 'allow'

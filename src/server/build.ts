@@ -15,6 +15,7 @@ import { DEFAULT_LIMITS, type ServerContext, type ServerLimits } from './context
 import { createServerMetrics } from './metrics.js'
 import { hostStatuses } from './fleet.js'
 import { PolicyService } from './policy-service.js'
+import type { ProtectedNet } from '../policy/protect-check.js'
 import { entrySchema } from './schemas.js'
 import { isPrintable } from './ui/printable.js'
 import policyRoutes from './routes/policy.js'
@@ -30,6 +31,8 @@ import type { GitFollower } from '../sources/git-follower.js'
 import { connectGit, short } from '../sources/git-policy.js'
 import { FeedFetcher } from '../sources/feed-fetcher.js'
 import { FeedManager } from '../sources/feed-manager.js'
+import quarantineRoutes from './routes/quarantines.js'
+import learnedRoutes from './routes/learned.js'
 
 export interface BuildServerDeps {
   store: Store
@@ -51,6 +54,11 @@ export interface BuildServerDeps {
   https?: { cert: string | Buffer; key: string | Buffer }
   /** Versions of the policy kept for diffs. */
   historyKeep?: number
+  /**
+   * Networks a block entry may cover only with `force` (the server's own addresses, its resolvers,
+   * --protect; see protected-addresses.ts). Default none.
+   */
+  protect?: readonly ProtectedNet[]
   version?: string
 }
 
@@ -73,7 +81,7 @@ function toEgError(e: FastifyError | EgError | Error): EgError {
   if (fe.validation) {
     let hidden = false
     const problems = fe.validation.map((v) => {
-      const m = /^\/(?:entries|hits)\/(\d+)/.exec(v.instancePath)
+      const m = /^\/(?:entries|hits|records)\/(\d+)/.exec(v.instancePath)
       const path = `${fe.validationContext ?? ''}${v.instancePath}`
       const isHidden = v.keyword === 'format' && (v.params as { format?: string }).format === 'printable'
       hidden ||= isHidden
@@ -104,7 +112,8 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
   let policyRef: PolicyService | undefined
   const feeds = deps.feeds
     ? new FeedManager({
-        fetcher: new FeedFetcher(deps.feeds),
+        // A feed never covers what the server protects (its addresses, resolvers, --protect), force or not.
+        fetcher: new FeedFetcher({ ...deps.feeds, protect: [...(deps.feeds.protect ?? []), ...(deps.protect ?? []).map((p) => p.text)] }),
         store: deps.store,
         log: deps.log.child({ component: 'feeds' }),
         registry,
@@ -121,6 +130,7 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
     now,
     watch: deps.watch ?? false,
     ...(deps.historyKeep !== undefined ? { historyKeep: deps.historyKeep } : {}),
+    ...(deps.protect ? { protect: deps.protect } : {}),
     onChange: () => metrics?.policyChange(),
   })
   policyRef = policy
@@ -157,13 +167,19 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
       invalidStoreEntries: () => policy.storeProblemCount,
       agentStates: async () => {
         const counts = { 'in-sync': 0, behind: 0, silent: 0, drift: 0 }
-        for (const h of hostStatuses(await deps.store.listAgents(), policy.current.etag, now(), limits.silentAfterMs)) counts[h.state]++
+        for (const h of hostStatuses(await deps.store.listAgents(), policy.current, now(), limits.silentAfterMs)) counts[h.state]++
+        return counts
+      },
+      dockerApi: async () => {
+        const counts = { ok: 0, warn: 0, fail: 0 }
+        for (const a of await deps.store.listAgents()) if (a.dockerApi) counts[a.dockerApi.verdict]++
         return counts
       },
     })),
     log,
     now,
     limits,
+    protect: deps.protect ?? [],
     version: deps.version ?? '0.1.0',
   }
 
@@ -242,6 +258,8 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
   hitRoutes(app, ctx)
   entryRoutes(app, ctx)
   profileRoutes(app, ctx)
+  quarantineRoutes(app, ctx)
+  learnedRoutes(app, ctx)
   adminRoutes(app, ctx)
   opsRoutes(app, ctx, { registry, openMetrics: deps.openMetrics ?? false })
   dashboardRoutes(app)

@@ -6,6 +6,7 @@ import type { Role } from '../client/api-types.js'
 import type { PolicyService } from './policy-service.js'
 import type { Principal, TokenIndex } from './auth.js'
 import type { ServerMetrics } from './metrics.js'
+import type { ProtectedNet } from '../policy/protect-check.js'
 
 export interface ServerLimits {
   /** Default body limit (bytes). */
@@ -14,6 +15,10 @@ export interface ServerLimits {
   hitsBodyBytes: number
   /** Hits per upload batch. */
   hitsPerBatch: number
+  /** Body limit of POST /v1/learned (bytes). */
+  learnedBodyBytes: number
+  /** Learn-mode records per upload batch. */
+  learnedPerBatch: number
   /** Longest long-poll wait (seconds). */
   maxWaitSec: number
   /** Requests per minute per token (or per IP without a valid token) on ordinary routes; 0 disables rate limiting. */
@@ -28,6 +33,9 @@ export const DEFAULT_LIMITS: ServerLimits = {
   bodyBytes: 1 << 20,
   hitsBodyBytes: 5 << 20,
   hitsPerBatch: 1000,
+  // A record is at most ~1.7 KB (a 253-character name, 16 container names, 8 addresses).
+  learnedBodyBytes: 2 << 20,
+  learnedPerBatch: 1000,
   maxWaitSec: 60,
   ratePerMinute: 600,
   policyRatePerMinute: 1200,
@@ -45,6 +53,8 @@ export interface ServerContext {
   log: Logger
   now: () => Date
   limits: ServerLimits
+  /** Networks a block entry may cover only with `force` (see src/policy/protect-check.ts). */
+  protect: readonly ProtectedNet[]
   version: string
 }
 

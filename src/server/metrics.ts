@@ -3,7 +3,7 @@
 // callbacks, so nothing has to remember to update them.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { Entry } from '../policy/types.js'
-import type { HostState } from '../client/api-types.js'
+import type { DockerApiReport, HostState } from '../client/api-types.js'
 
 export interface ServerMetrics {
   /** One finished HTTP request; `route` is the route pattern (bounded label set), not the URL. */
@@ -16,6 +16,8 @@ export interface MetricSources {
   version: () => number
   entries: () => readonly Entry[]
   agentStates: () => Promise<Record<HostState, number>>
+  /** Hosts by the Docker API verdict of their last report (hosts that reported none are not counted). */
+  dockerApi: () => Promise<Record<DockerApiReport['verdict'], number>>
   waiting: () => number
   /** Stored API entries kept but not served because they fail validation. */
   invalidStoreEntries: () => number
@@ -64,6 +66,16 @@ export function createServerMetrics(registry: Registry, src: MetricSources): Ser
     registers: [registry],
     collect() {
       this.set(src.invalidStoreEntries())
+    },
+  })
+  new Gauge({
+    name: 'egress_guard_server_agents_docker_api',
+    help: 'Hosts by the Docker API verdict of their last report: fail = the API listens on TCP off loopback without TLS client verification',
+    labelNames: ['verdict'] as const,
+    registers: [registry],
+    async collect() {
+      const s = await src.dockerApi()
+      for (const [verdict, n] of Object.entries(s)) this.set({ verdict }, n)
     },
   })
   new Gauge({

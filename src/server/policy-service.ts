@@ -2,7 +2,8 @@
 // into one versioned policy. Every content change bumps the persisted version, records the step for
 // diffs, and wakes the long-polls. Rebuilds run one at a time, in the order they were asked for.
 // A blocklist file that cannot be read keeps the entries it had; a deleted file drops them. Profiles
-// (`<dir>/profiles/NAME.txt`) are read, kept and distributed the same way, inside the same version.
+// (`<dir>/profiles/NAME.txt`) are read, kept and distributed the same way, inside the same version;
+// so are the quarantines in force (from the store, like API entries; each leaves at its expiry).
 // An API change of entries and the version it makes are one store write (changeEntries): all or nothing.
 import { watch, type FSWatcher } from 'node:fs'
 import { readFile, readdir, stat } from 'node:fs/promises'
@@ -15,10 +16,13 @@ import { formatProblem } from '../policy/problems.js'
 import { buildPolicy, entryId } from '../policy/merge.js'
 import { loadBlocklists, pickBlocklistFiles } from '../policy/load.js'
 import { PolicyHistory, type Diff } from './policy-history.js'
+import { COVERS_PROTECTED, coveredProtected, protectedMessage, type ProtectedNet } from '../policy/protect-check.js'
 import { ChangeWaiters } from './waiters.js'
 import { PROFILES_DIR, pickProfileFiles, readProfileFile } from '../profiles/load.js'
 import { policyEtag } from '../profiles/etag.js'
 import { FEEDS_FILE, parseFeedsFile, type FeedSpec } from '../sources/feed-config.js'
+import { quarantineActive } from '../quarantine/match.js'
+import type { Quarantine } from '../quarantine/types.js'
 
 export interface PolicyServiceOptions {
   store: Store
@@ -38,6 +42,31 @@ export interface PolicyServiceOptions {
   feeds?: { configure(specs: FeedSpec[]): Promise<void>; entries(): Entry[] }
   /** Appended to the `file:line` source of a directory's entries (a git commit: `@sha`). */
   sourceSuffix?: (dir: string) => string
+  /**
+   * Networks a block entry must not cover without `force` (protected-addresses.ts): such a file line
+   * is reported as `file:line: message` and not applied; with force it applies, with a warning.
+   */
+  protect?: readonly ProtectedNet[]
+}
+
+/** `blocklists/a.txt:12` -> file and line, for a problem about an entry. */
+function sourceAt(source: string): { file: string; line: number } {
+  const i = source.lastIndexOf(':')
+  const line = i > 0 ? Number(source.slice(i + 1)) : NaN
+  return Number.isInteger(line) ? { file: source.slice(0, i), line } : { file: source, line: 0 }
+}
+
+/** Entries that may apply, and a problem for each that covers a protected network. */
+export function checkProtected(entries: readonly Entry[], protect: readonly ProtectedNet[]): { entries: Entry[]; problems: Problem[] } {
+  if (protect.length === 0) return { entries: [...entries], problems: [] }
+  const kept: Entry[] = []
+  const problems: Problem[] = []
+  for (const e of entries) {
+    const p = coveredProtected(e, protect)
+    if (p) problems.push({ ...sourceAt(e.source), severity: e.force ? 'warning' : 'error', code: COVERS_PROTECTED, message: protectedMessage(e, p) })
+    if (!p || e.force) kept.push(e)
+  }
+  return { entries: kept, problems }
 }
 
 /** loadBlocklists problem codes that mean "could not take this file at all" (not a lint problem). */
@@ -66,6 +95,8 @@ export class PolicyService {
   #storeProblems: Problem[] = []
   /** Problems reported by a source outside the files (a refused git commit), by source name. */
   #externalProblems = new Map<string, Problem[]>()
+  /** The store's quarantines (in force or not), as of the last rebuild. */
+  #quarantines: Quarantine[] = []
   #current: PolicyBody = { version: 0, etag: '', generatedAt: new Date(0).toISOString(), entries: [] }
   #chain: Promise<unknown> = Promise.resolve()
   #watchers: FSWatcher[] = []
@@ -143,7 +174,7 @@ export class PolicyService {
           const all = [...fileEntries, ...api]
           built = { all, policy: buildPolicy(all, { now }) }
           // The store versions the served etag, which covers the profiles too (src/profiles/etag.ts).
-          return policyEtag(built.policy.etag, this.#profiles)
+          return policyEtag(built.policy.etag, this.#profiles, this.#activeQuarantines(now))
         },
       }
       const result = await write(seal)
@@ -198,8 +229,10 @@ export class PolicyService {
         const label = `${basename(dir)}/${name}`
         const relabel = (src: string): string => (src.startsWith(file) ? label + src.slice(file.length) : src)
         const suffix = this.#o.sourceSuffix?.(dir) ?? ''
-        const entries = loaded.entries.map((e) => ({ ...e, source: relabel(e.source) + suffix }))
-        const problems = loaded.problems.map((p) => ({ ...p, file: relabel(p.file) }))
+        // Protection is checked on `file:line` sources (problems name the line); the commit suffix after.
+        const checked = checkProtected(loaded.entries.map((e) => ({ ...e, source: relabel(e.source) })), this.#o.protect ?? [])
+        const entries = suffix ? checked.entries.map((e) => ({ ...e, source: e.source + suffix })) : checked.entries
+        const problems = [...loaded.problems.map((p) => ({ ...p, file: relabel(p.file) })), ...checked.problems]
         const failed = problems.find((p) => p.line === 0 && p.severity === 'error' && READ_FAILURES.has(p.code))
         if (failed) {
           if (/no such file/.test(failed.message)) {
@@ -310,20 +343,34 @@ export class PolicyService {
     // buildPolicy's etag covers what enforcement depends on, not sources or ids: moving a line in a
     // file is not a new policy, so it neither bumps the version nor wakes the fleet.
     // The version follows the served etag: entries and profiles (a profile change is a new version).
-    const version = await this.#o.store.commitPolicy(policyEtag(built.etag, this.#profiles), why)
+    this.#quarantines = await this.#o.store.listQuarantines()
+    const version = await this.#o.store.commitPolicy(policyEtag(built.etag, this.#profiles, this.#activeQuarantines(now)), why)
     return this.#publish(all, built, version, now, why)
+  }
+
+  /** The quarantines in force at `now`, sorted by id (the order the etag covers). */
+  #activeQuarantines(now: Date): Quarantine[] {
+    return this.#quarantines.filter((q) => quarantineActive(q, now)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   }
 
   /** Serve a built policy under its committed version (unchanged content: the same object). */
   #publish(all: Entry[], built: ReturnType<typeof buildPolicy>, version: number, now: Date, why: string): PolicyBody {
     const entries = built.entries.map(withId)
     const profiles = this.#profiles
-    // Without profiles the etag is the entries' own; with them it covers both (src/profiles/etag.ts).
-    const etag = policyEtag(built.etag, profiles)
+    const quarantines = this.#activeQuarantines(now)
+    // Without profiles and quarantines the etag is the entries' own; with them it covers all (src/profiles/etag.ts).
+    const etag = policyEtag(built.etag, profiles, quarantines)
     const before = this.#current
-    this.#scheduleExpiry(all, now)
+    this.#scheduleExpiry([...all, ...this.#quarantines], now)
     if (etag === before.etag && version === before.version) return before
-    this.#current = { version, etag, generatedAt: now.toISOString(), entries, ...(profiles.length > 0 ? { profiles } : {}) }
+    this.#current = {
+      version,
+      etag,
+      generatedAt: now.toISOString(),
+      entries,
+      ...(profiles.length > 0 ? { profiles } : {}),
+      ...(quarantines.length > 0 ? { quarantines } : {}),
+    }
     this.history.push(version, entries)
     this.#o.log.info({ version, entries: entries.length, profiles: profiles.length, why }, 'policy version')
     this.waiters.notify()
@@ -331,8 +378,8 @@ export class PolicyService {
     return this.#current
   }
 
-  /** Expired entries leave the policy by a rebuild at the next expiry instant. */
-  #scheduleExpiry(all: Entry[], now: Date): void {
+  /** Expired entries and quarantines leave the policy by a rebuild at the next expiry instant. */
+  #scheduleExpiry(all: ReadonlyArray<{ expires?: string }>, now: Date): void {
     clearTimeout(this.#expiryTimer)
     if (this.#closed) return
     let next = Infinity

@@ -85,6 +85,33 @@ export const reportBody = {
     drift: { type: 'array', maxItems: 1000, items: text(1024) },
     errors: { type: 'array', maxItems: 1000, items: text(2048) },
     agentVersion: text(64),
+    dockerApi: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['verdict', 'listeners', 'detail'],
+      properties: {
+        verdict: { type: 'string', enum: ['ok', 'warn', 'fail'] },
+        listeners: { type: 'array', maxItems: 64, items: text(64) },
+        detail: text(1024),
+      },
+    },
+    containers: {
+      type: 'array',
+      maxItems: 4096,
+      description: 'containers this host holds to a profile or in quarantine',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'name'],
+        properties: {
+          id: { type: 'string', pattern: '^[0-9a-f]{12,64}$' },
+          name: text(256),
+          // The label as given, even when it names no profile (the fleet view says so).
+          profile: text(256),
+          quarantineId: { type: 'string', pattern: '^q-[0-9a-f]{12}$' },
+        },
+      },
+    },
   },
 } as const
 
@@ -177,3 +204,72 @@ export const idParams = {
 } as const
 
 export const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const
+
+/** Docker's container name rule with an optional leading `/` (also covers id prefixes and compose services). */
+const containerText = { type: 'string', minLength: 1, maxLength: 256, pattern: '^/?[A-Za-z0-9][A-Za-z0-9_.-]*$' } as const
+
+export const quarantineBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['container', 'reason'],
+  properties: {
+    container: { ...containerText, description: 'a container name, an id prefix (at least 12 hex digits) or a compose service' },
+    host: { ...hostName, description: 'only on this host; absent: every host' },
+    reason: { type: 'string', minLength: 1, maxLength: 1024 },
+    expires: { type: 'string', maxLength: 64, description: '4h, 7d, 2026-12-31 or an RFC 3339 time' },
+  },
+} as const
+
+export const removeQuarantineParams = {
+  type: 'object',
+  required: ['idOrContainer'],
+  properties: { idOrContainer: containerText },
+} as const
+
+export const requiredReasonQuery = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['reason'],
+  properties: { reason: { type: 'string', minLength: 1, maxLength: 1024 } },
+} as const
+
+export const learnedBody = (maxItems: number) =>
+  ({
+    type: 'object',
+    additionalProperties: false,
+    required: ['host', 'records'],
+    properties: {
+      host: hostName,
+      records: {
+        type: 'array',
+        maxItems,
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['profile', 'name', 'firstSeen', 'lastSeen', 'count', 'containers', 'answers'],
+          properties: {
+            profile: { type: 'string', minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9_-]*$' },
+            // Checked as a DNS name in normal form by the route (learnedRecordProblem).
+            name: { type: 'string', minLength: 1, maxLength: 253 },
+            firstSeen: { type: 'string', format: 'date-time' },
+            lastSeen: { type: 'string', format: 'date-time' },
+            count: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+            containers: { type: 'array', maxItems: 16, items: { type: 'string', minLength: 1, maxLength: 256, pattern: '^/?[A-Za-z0-9][A-Za-z0-9_.-]*$' } },
+            answers: { type: 'array', maxItems: 8, items: { type: 'string', maxLength: 45 } },
+          },
+        },
+      },
+    },
+  }) as const
+
+export const profileNameParams = {
+  type: 'object',
+  required: ['name'],
+  properties: { name: { type: 'string', minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9_-]*$' } },
+} as const
+
+export const sinceQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { since: { type: 'string', maxLength: 64, description: 'a duration back from now (7d, 1h) or an RFC 3339 time; default 7d' } },
+} as const

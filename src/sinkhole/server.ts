@@ -56,12 +56,18 @@ export interface ServerStats {
 export interface DnsServer {
   start(): Promise<void>
   stop(): Promise<void>
+  /** Serve one more address (UDP and TCP) while running: an interface address that appeared. */
+  add(addr: ListenAddress): Promise<void>
+  /** Stop serving an address added before (its TCP connections are closed); unknown: nothing. */
+  remove(addr: ListenAddress): Promise<void>
   addresses(): Array<{ address: string; port: number; proto: 'udp' | 'tcp' }>
   stats(): ServerStats
 }
 
 interface Conn {
   sock: net.Socket
+  /** The listener that accepted it: remove() of that address closes it. */
+  srv: net.Server
   inflight: number
   lastActive: number
   timer: NodeJS.Timeout
@@ -100,9 +106,10 @@ export function createDnsServer(opts: ServerOptions): DnsServer {
   const idleMs = opts.tcpIdleMs ?? 10_000
   const maxTcp = opts.maxTcpClients ?? 256
   const maxInflight = opts.maxTcpInflight ?? 32
-  const udp: dgram.Socket[] = []
-  const tcp: net.Server[] = []
+  /** One UDP socket and one TCP listener per address served; `addr` as asked for (port 0 stays 0). */
+  const listeners: Array<{ addr: ListenAddress; udp: dgram.Socket; tcp: net.Server }> = []
   const conns = new Set<Conn>()
+  const closedUdp = new WeakSet<dgram.Socket>()
   const st: ServerStats = { udpIn: 0, tcpIn: 0, tcpConnections: 0, tcpAccepted: 0, tcpEvicted: 0, tcpRejected: 0, tcpTimedOut: 0, handlerErrors: 0 }
   let stopping = false
 
@@ -134,7 +141,8 @@ export function createDnsServer(opts: ServerOptions): DnsServer {
           call(msg, { address: clientAddress(rinfo.address), port: rinfo.port, proto: 'udp' }, (r) => {
             // No callback: lets libuv send synchronously without a completion wrap; errors go to the
             // socket's error handler.
-            if (r && !stopping) sock.send(r, rinfo.port, rinfo.address)
+            // A forwarded answer can arrive after its socket was closed (stop, remove): send() would throw.
+            if (r && !stopping && !closedUdp.has(sock)) sock.send(r, rinfo.port, rinfo.address)
           })
         })
         resolve(sock)
@@ -144,7 +152,7 @@ export function createDnsServer(opts: ServerOptions): DnsServer {
 
   function bindTcp(addr: ListenAddress): Promise<net.Server> {
     return new Promise((resolve, reject) => {
-      const srv = net.createServer({ allowHalfOpen: true, noDelay: true }, onConnection)
+      const srv: net.Server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => onConnection(sock, srv))
       srv.once('error', reject)
       srv.listen({ port: addr.port, host: addr.address }, () => {
         srv.off('error', reject)
@@ -159,7 +167,7 @@ export function createDnsServer(opts: ServerOptions): DnsServer {
     c.sock.destroy()
   }
 
-  function onConnection(sock: net.Socket): void {
+  function onConnection(sock: net.Socket, srv: net.Server): void {
     if (stopping) return void sock.destroy()
     if (conns.size >= maxTcp) {
       // Full: evict the connection idle the longest (no query in flight). Slow or half-open clients
@@ -178,6 +186,7 @@ export function createDnsServer(opts: ServerOptions): DnsServer {
     const client: ClientInfo = { address: clientAddress(sock.remoteAddress ?? ''), port: sock.remotePort ?? 0, proto: 'tcp' }
     const c: Conn = {
       sock,
+      srv,
       inflight: 0,
       lastActive: Date.now(),
       ended: false,
@@ -240,44 +249,61 @@ export function createDnsServer(opts: ServerOptions): DnsServer {
     })
   }
 
+  /** Bind UDP and TCP on one address. Port 0: the UDP port the OS picks, the same asked for on TCP; retried on a clash. */
+  async function bindPair(addr: ListenAddress): Promise<void> {
+    // ipLiteral() above relies on this: a host name would never be resolved.
+    if (net.isIP(addr.address) === 0) throw errors.config(`listen address ${JSON.stringify(addr.address)} is not an IP address`)
+    for (let tryNo = 0; ; tryNo++) {
+      const u = await bindUdp(addr)
+      const port = u.address().port
+      try {
+        const t = await bindTcp({ address: addr.address, port })
+        listeners.push({ addr, udp: u, tcp: t })
+        return
+      } catch (e) {
+        await new Promise<void>((r) => u.close(() => r()))
+        if (addr.port !== 0 || tryNo >= 10) throw e
+      }
+    }
+  }
+
+  function closePair(l: (typeof listeners)[number]): Promise<void[]> {
+    for (const c of conns) {
+      if (c.srv === l.tcp) {
+        conns.delete(c)
+        closeConn(c)
+      }
+    }
+    closedUdp.add(l.udp)
+    return Promise.all([new Promise<void>((r) => l.udp.close(() => r())), new Promise<void>((r) => l.tcp.close(() => r()))])
+  }
+
   return {
     async start() {
       stopping = false
-      // ipLiteral() above relies on this: a host name would never be resolved.
       for (const addr of opts.listen) if (net.isIP(addr.address) === 0) throw errors.config(`listen address ${JSON.stringify(addr.address)} is not an IP address`)
-      for (const addr of opts.listen) {
-        // Port 0: take the UDP port the OS picks and ask for the same one on TCP; retry on a clash.
-        for (let tryNo = 0; ; tryNo++) {
-          const u = await bindUdp(addr)
-          const port = u.address().port
-          try {
-            const t = await bindTcp({ address: addr.address, port })
-            udp.push(u)
-            tcp.push(t)
-            break
-          } catch (e) {
-            await new Promise<void>((r) => u.close(() => r()))
-            if (addr.port !== 0 || tryNo >= 10) throw e
-          }
-        }
-      }
+      for (const addr of opts.listen) await bindPair(addr)
     },
     async stop() {
       stopping = true
       for (const c of conns) closeConn(c)
       conns.clear()
-      await Promise.all([
-        ...udp.map((s) => new Promise<void>((r) => s.close(() => r()))),
-        ...tcp.map((s) => new Promise<void>((r) => s.close(() => r()))),
-      ])
-      udp.length = 0
-      tcp.length = 0
+      await Promise.all(listeners.map((l) => closePair(l)))
+      listeners.length = 0
+    },
+    add: (addr) => bindPair(addr),
+    async remove(addr) {
+      const i = listeners.findIndex((l) => l.addr.address === addr.address && l.addr.port === addr.port)
+      if (i < 0) return
+      const [l] = listeners.splice(i, 1)
+      await closePair(l!)
+      st.tcpConnections = conns.size
     },
     addresses() {
       const out: Array<{ address: string; port: number; proto: 'udp' | 'tcp' }> = []
-      for (const s of udp) out.push({ address: s.address().address, port: s.address().port, proto: 'udp' })
-      for (const s of tcp) {
-        const a = s.address() as net.AddressInfo
+      for (const l of listeners) out.push({ address: l.udp.address().address, port: l.udp.address().port, proto: 'udp' })
+      for (const l of listeners) {
+        const a = l.tcp.address() as net.AddressInfo
         out.push({ address: a.address, port: a.port, proto: 'tcp' })
       }
       return out

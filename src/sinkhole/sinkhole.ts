@@ -6,10 +6,15 @@ import type { SinkholeMetrics } from '../metrics.js'
 import type { Matcher } from '../policy/types.js'
 import type { ContainerLookup, HitSink } from './types.js'
 import { answer, blockedReply, checkForwarded, compileBlockMode, type BlockMode, type HitInfo } from './answer.js'
-import { createAcl, DEFAULT_ALLOW_CLIENTS } from './acl.js'
+import { admitsHostAddresses, createAcl, DEFAULT_ALLOW_CLIENTS, type Acl } from './acl.js'
 import { cacheKey, createCache, type DnsCache } from './cache.js'
 import { createRateLimiter, type RateLimiter } from './rate-limit.js'
-import { LATER, createDnsServer, type ClientInfo } from './server.js'
+import { LATER, createDnsServer, type ClientInfo, type ListenAddress } from './server.js'
+import { createInterfaceWatch, type InterfaceWatch } from './interface-watch.js'
+import { interfaceIPv4, ownAddresses, type Link } from './interfaces.js'
+import { FALLBACK_ADDRESS, type ListenSpec } from './listen-spec.js'
+
+export { FALLBACK_ADDRESS, type ListenSpec }
 import { createUpstream } from './upstream.js'
 import { HEADER, RCODE, buildError, parseQuery, truncateReply, typeName, withoutEdnsOptions, type Query } from './wire.js'
 
@@ -19,14 +24,14 @@ export type { BlockMode }
 const EDE_NO_REACHABLE_AUTHORITY = 22
 
 export interface SinkholeOptions {
-  listen: Array<{ address: string; port: number }>
+  listen: ListenSpec[]
   upstreams: Array<{ address: string; port: number }>
   matcher: Matcher
   /** Default 'null'. */
   blockMode?: BlockMode
   /** Seconds, default 60. */
   blockTtl?: number
-  /** CIDRs; default loopback + 172.16.0.0/12 (Docker bridges). */
+  /** CIDRs or `host` (this host's own addresses); default loopback + 172.16.0.0/12 (Docker bridges) + host. */
   allowClients?: string[]
   /** Per client; default none. */
   rateLimit?: { qps: number; burst: number }
@@ -43,6 +48,8 @@ export interface SinkholeOptions {
   upstreamAttempts?: number
   /** Prometheus counters (query results, cache, upstream latency); hits are counted by the hit log. */
   metrics?: SinkholeMetrics
+  /** How interface addresses are followed (interface listens, `host` clients); tests inject a fake. */
+  interfaces?: { intervalMs?: number; slowIntervalMs?: number; readLinks?: () => Promise<Link[]>; fingerprint?: () => Promise<string | undefined> }
 }
 
 type Reply = (r: Buffer | undefined) => void
@@ -98,13 +105,31 @@ export interface Sinkhole {
   /** Atomic swap: queries after this call see the new policy (cached upstream answers are re-checked). */
   setMatcher(m: Matcher): void
   addresses(): Array<{ address: string; port: number; proto: 'udp' | 'tcp' }>
+  /** What an interface listen is waiting for (one line each), empty when every address is served. */
+  waiting(): string[]
   stats(): SinkholeStats
+}
+
+const fmtAddr = (a: ListenAddress): string => `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`
+
+/** One `{ interface, port }` listen and what serves it now. */
+interface IfaceListen {
+  name: string
+  port: number
+  /** The interface address served. */
+  bound?: ListenAddress
+  /** Loopback served instead while the interface has no address (shared by listens on one port). */
+  fallback?: ListenAddress
+  waiting?: string
 }
 
 export function createSinkhole(opts: SinkholeOptions): Sinkhole {
   const log = opts.log.child({ component: 'sinkhole' })
   const plan = compileBlockMode(opts.blockMode ?? 'null', opts.blockTtl ?? 60)
-  const acl = createAcl(opts.allowClients ?? [...DEFAULT_ALLOW_CLIENTS])
+  const aclSpecs = opts.allowClients ?? [...DEFAULT_ALLOW_CLIENTS]
+  // Until the first read of the interface list, `host` admits nothing more (start() reads it before binding).
+  let acl: Acl = createAcl(aclSpecs)
+  const followHost = admitsHostAddresses(aclSpecs)
   const limiter: RateLimiter | undefined = opts.rateLimit ? createRateLimiter(opts.rateLimit) : undefined
   const cache: DnsCache | undefined = opts.cache === false ? undefined : createCache({ maxEntries: opts.cache?.maxEntries ?? 10_000 })
   const newUpstream = () => createUpstream({ servers: opts.upstreams, log: opts.log, timeoutMs: opts.upstreamTimeoutMs, attempts: opts.upstreamAttempts })
@@ -268,7 +293,121 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
     }
   }
 
-  const server = createDnsServer({ listen: opts.listen, handler: handle, log: opts.log, tcpIdleMs: opts.tcpIdleMs, maxTcpClients: opts.maxTcpClients })
+  const fixed = opts.listen.filter((l): l is ListenAddress => 'address' in l)
+  const ifaces: IfaceListen[] = opts.listen.filter((l): l is { interface: string; port: number } => 'interface' in l).map((l) => ({ name: l.interface, port: l.port }))
+  const server = createDnsServer({ listen: fixed, handler: handle, log: opts.log, tcpIdleMs: opts.tcpIdleMs, maxTcpClients: opts.maxTcpClients })
+  /** Loopback fallbacks by port, with the interface listens holding each. */
+  const fallbacks = new Map<number, { addr: ListenAddress; holders: Set<IfaceListen> }>()
+  let starting = false
+  /** Between start() and stop(): a watch tick that ends after stop() must not bind anything. */
+  let active = false
+
+  /** Loopback already served on this port by a fixed listen: no fallback of our own needed there. */
+  const loopbackServed = (port: number): boolean => fixed.some((l) => l.port === port && (l.address === FALLBACK_ADDRESS || l.address === '0.0.0.0'))
+
+  async function holdFallback(d: IfaceListen): Promise<void> {
+    if (d.fallback || loopbackServed(d.port)) return
+    let f = fallbacks.get(d.port)
+    if (!f) {
+      const addr = { address: FALLBACK_ADDRESS, port: d.port }
+      try {
+        await server.add(addr)
+      } catch (e) {
+        // Not fatal: the interface may appear later; the waiting line says loopback is not served either.
+        d.waiting += `; ${fmtAddr(addr)} cannot be served meanwhile either (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`
+        watch?.again()
+        return
+      }
+      if (!active) return void (await server.remove(addr))
+      f = { addr, holders: new Set() }
+      fallbacks.set(d.port, f)
+    }
+    f.holders.add(d)
+    d.fallback = f.addr
+  }
+
+  async function releaseFallback(d: IfaceListen): Promise<void> {
+    const f = d.fallback ? fallbacks.get(d.port) : undefined
+    d.fallback = undefined
+    if (!f) return
+    f.holders.delete(d)
+    if (f.holders.size === 0) {
+      fallbacks.delete(d.port)
+      await server.remove(f.addr)
+    }
+  }
+
+  /**
+   * Bring the served addresses in line with the interface list: bind an interface's address when it has
+   * one (rebind when it changed; a re-created interface with the same address keeps its sockets, the
+   * kernel matches them by address), else serve loopback meanwhile and say what is awaited. During
+   * start() a failed interface bind throws, as a fixed address would; later it is logged and retried.
+   */
+  async function follow(links: Link[] | undefined, error?: string): Promise<void> {
+    if (!active) return
+    if (followHost && links) acl = createAcl(aclSpecs, ownAddresses(links))
+    for (const d of ifaces) {
+      const want = links ? interfaceIPv4(links, d.name) : undefined
+      if (want !== undefined && d.bound?.address === want) continue
+      if (d.bound) {
+        await server.remove(d.bound)
+        log.warn({ interface: d.name, address: fmtAddr(d.bound) }, `sinkhole: ${d.name} no longer has ${d.bound.address}: stopped serving it`)
+        d.bound = undefined
+      }
+      if (want !== undefined) {
+        const addr = { address: want, port: d.port }
+        try {
+          await server.add(addr)
+        } catch (e) {
+          if (starting) throw e
+          const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message
+          d.waiting = `sinkhole: cannot listen on ${d.name} ${fmtAddr(addr)} (${why}); retrying`
+          log.warn({ interface: d.name, err: why }, d.waiting)
+          watch?.again()
+          await holdFallback(d)
+          continue
+        }
+        if (!active) return void (await server.remove(addr))
+        d.bound = addr
+        const was = d.waiting
+        d.waiting = undefined
+        await releaseFallback(d)
+        // At warn when it ends a wait that was logged at warn: whoever saw the one should see the other.
+        if (was) log.warn({ interface: d.name, address: fmtAddr(addr) }, `sinkhole: now listening on ${d.name} ${fmtAddr(addr)}`)
+        else log.info({ interface: d.name, address: fmtAddr(addr) }, `sinkhole listening on ${d.name} ${fmtAddr(addr)}`)
+        continue
+      }
+      const before = d.waiting
+      d.waiting = error
+        ? `sinkhole: cannot read this host's interface addresses (${error}) to find ${d.name}`
+        : `sinkhole: waiting for ${d.name} to have an IPv4 address (Docker not started yet?)`
+      await holdFallback(d)
+      if (d.fallback) d.waiting += `; answering on ${fmtAddr(d.fallback)} meanwhile`
+      if (d.waiting !== before) log.warn({ interface: d.name }, d.waiting)
+    }
+  }
+
+  const watch: InterfaceWatch | undefined =
+    ifaces.length > 0 || followHost
+      ? createInterfaceWatch({
+          onChange: follow,
+          log: opts.log,
+          ...(opts.interfaces?.intervalMs !== undefined ? { intervalMs: opts.interfaces.intervalMs } : {}),
+          ...(opts.interfaces?.slowIntervalMs !== undefined ? { slowIntervalMs: opts.interfaces.slowIntervalMs } : {}),
+          ...(opts.interfaces?.readLinks ? { readLinks: opts.interfaces.readLinks } : {}),
+          ...(opts.interfaces?.fingerprint ? { fingerprint: opts.interfaces.fingerprint } : {}),
+        })
+      : undefined
+
+  /** Forget what the interface listens held (the server's stop closes the sockets): start() begins afresh. */
+  function resetListens(): void {
+    for (const d of ifaces) {
+      d.bound = undefined
+      d.fallback = undefined
+      d.waiting = undefined
+    }
+    fallbacks.clear()
+  }
 
   return {
     async start() {
@@ -279,15 +418,26 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
       }
       try {
         await server.start()
+        starting = true
+        active = true
+        await watch?.start()
       } catch (e) {
+        starting = false
+        active = false
+        watch?.stop()
+        resetListens()
         await server.stop()
         await upstream.close()
         upstreamClosed = true
         throw e
       }
+      starting = false
       log.info({ addresses: server.addresses() }, 'sinkhole listening')
     },
     async stop() {
+      active = false
+      watch?.stop()
+      resetListens()
       await server.stop()
       await upstream.close()
       upstreamClosed = true
@@ -297,6 +447,7 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
       matcher = m
     },
     addresses: () => server.addresses(),
+    waiting: () => ifaces.flatMap((d) => (d.waiting ? [d.waiting] : [])),
     stats: () => ({ ...st, cacheSize: cache?.size ?? 0, server: server.stats(), upstream: upstream.stats() }),
   }
 }

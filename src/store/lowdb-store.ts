@@ -1,5 +1,6 @@
-// The embedded Store: two lowdb JSON files in a data directory (egress-guard.json for entries, tokens,
-// agents, audit and the version counter; hits.json for hits, capped, so the main file stays small).
+// The embedded Store: JSON files in a data directory (egress-guard.json for entries, tokens, agents,
+// quarantines, audit and the version counter; hits.json for hits, capped, and learned.json for learn
+// mode's records, bounded per profile, so the main file stays small).
 // A change is all or nothing: each one builds the next state beside the current one, writes it
 // (atomic-file.ts: temp file, fsync, rename) and only then makes it current, one write at a time, so
 // a write that fails (a full disk) leaves memory and the file as they were, and the caller gets
@@ -18,6 +19,8 @@ import type { AuditEvent } from '../client/api-types.js'
 import { readJsonFile, removeStaleTemp, writeFileAtomic } from './atomic-file.js'
 import { lockDirectory } from './dir-lock.js'
 import { checkEntry, checkStoredEntries, hitsShapeProblem, mainShapeProblem, type CheckedEntries } from './validate.js'
+import type { NewQuarantine, Quarantine } from '../quarantine/types.js'
+import { mergeLearned, type LearnedRecord, type StoredLearned } from '../profiles/learned.js'
 import { STORE_SCHEMA, type Actor, type AgentRecord, type ApiEntry, type HitFilter, type PolicySeal, type Store, type StoredToken } from './types.js'
 
 interface MainData {
@@ -28,11 +31,18 @@ interface MainData {
   tokens: StoredToken[]
   agents: AgentRecord[]
   audit: AuditEvent[]
+  /** Quarantines in force or expired (absent in files from before quarantine: none). */
+  quarantines?: Quarantine[]
 }
 
 interface HitsData {
   schema: number
   hits: Hit[]
+}
+
+interface LearnedData {
+  schema: number
+  profiles: Record<string, StoredLearned[]>
 }
 
 export interface LowdbStoreOptions {
@@ -59,6 +69,7 @@ export { LOCK_FILE } from './dir-lock.js'
 
 export const MAIN_FILE = 'egress-guard.json'
 export const HITS_FILE = 'hits.json'
+export const LEARNED_FILE = 'learned.json'
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
@@ -148,25 +159,41 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
   const unlock = opts.lock ? await lockDirectory(dir) : async () => {}
   const mainFile = join(dir, MAIN_FILE)
   const hitsFile = join(dir, HITS_FILE)
+  const learnedFile = join(dir, LEARNED_FILE)
   let mainRead: Awaited<ReturnType<typeof openFile<MainData>>>
   let hitsRead: Awaited<ReturnType<typeof openFile<HitsData>>>
+  let learnedRead: Awaited<ReturnType<typeof openFile<LearnedData>>>
   try {
-    mainRead = await openFile<MainData>(mainFile, ['entries', 'tokens', 'agents', 'audit'], mainShapeProblem)
+    mainRead = await openFile<MainData>(mainFile, ['entries', 'tokens', 'agents', 'audit'], (d) =>
+      d.quarantines !== undefined && !Array.isArray(d.quarantines) ? '"quarantines" is not a list' : mainShapeProblem(d),
+    )
     hitsRead = await openFile<HitsData>(hitsFile, ['hits'], hitsShapeProblem)
+    learnedRead = await openFile<LearnedData>(learnedFile, [], (d) => {
+      const lp = d.profiles
+      return lp === null || typeof lp !== 'object' || Array.isArray(lp) || Object.values(lp).some((v) => !Array.isArray(v)) ? '"profiles" is missing or not an object of lists' : undefined
+    })
     // After the lock (the server always takes it): a temp file is then a write that a crash cut short,
     // never one in flight.
     await removeStaleTemp(mainFile)
     await removeStaleTemp(hitsFile)
+    await removeStaleTemp(learnedFile)
   } catch (e) {
     await unlock()
     throw e
   }
   const m = new StoreFile<MainData>(mainFile, mainRead?.data ?? { schema: STORE_SCHEMA, version: 0, etag: '', entries: [], tokens: [], agents: [], audit: [] })
   const h = new StoreFile<HitsData>(hitsFile, hitsRead?.data ?? { schema: STORE_SCHEMA, hits: [] })
+  // A null-prototype map keeps a profile name from ever reaching Object.prototype (names are
+  // [a-z0-9][a-z0-9_-]*, so none can be __proto__ anyway).
+  const l = new StoreFile<LearnedData>(learnedFile, {
+    schema: STORE_SCHEMA,
+    profiles: Object.assign(Object.create(null) as Record<string, StoredLearned[]>, learnedRead?.data.profiles ?? {}),
+  })
   let checked: CheckedEntries = checkStoredEntries(m.data.entries, mainFile, mainRead?.text ?? '')
   try {
     if (!mainRead) await m.flush()
     if (!hitsRead) await h.flush()
+    if (!learnedRead) await l.flush()
   } catch (e) {
     await unlock()
     throw e
@@ -179,7 +206,7 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
   const softFlushMs = opts.softFlushMs ?? 2000
   const timers = new Map<StoreFile<unknown>, NodeJS.Timeout>()
   /** Write soft state later (coalesced); a failed write leaves it in memory for the next flush. */
-  const soon = async (f: StoreFile<MainData> | StoreFile<HitsData>): Promise<void> => {
+  const soon = async (f: StoreFile<MainData> | StoreFile<HitsData> | StoreFile<LearnedData>): Promise<void> => {
     if (softFlushMs <= 0) return f.flush()
     const key = f as StoreFile<unknown>
     if (timers.has(key)) return
@@ -323,6 +350,57 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
       // Arrival order is not exactly time order across hosts: sort the page newest first.
       return out.sort((a, b) => Date.parse(b.lastTime) - Date.parse(a.lastTime))
     },
+    async listQuarantines() {
+      return (m.data.quarantines ?? []).map((q) => ({ ...q }))
+    },
+    addQuarantine(n: NewQuarantine, by: Actor) {
+      return m.change((cur) => {
+        const time = iso()
+        const q: Quarantine = {
+          id: `q-${randomBytes(6).toString('hex')}`,
+          container: n.container,
+          ...(n.host !== undefined ? { host: n.host } : {}),
+          reason: n.reason,
+          ...(n.expires !== undefined ? { expires: n.expires } : {}),
+          added: time,
+          actor: by.actor,
+        }
+        const event = auditEvent({ time, actor: by.actor, action: 'quarantine.add', target: q.container, reason: q.reason, details: { id: q.id, ...(q.host ? { host: q.host } : {}), ...(q.expires ? { expires: q.expires } : {}) } })
+        return { next: { ...cur, quarantines: [...(cur.quarantines ?? []), q], audit: [...cur.audit, event] }, result: { ...q } }
+      })
+    },
+    removeQuarantines(ids: string[], by: Actor) {
+      return m.change((cur) => {
+        const want = new Set(ids)
+        const all = cur.quarantines ?? []
+        const removed = all.filter((q) => want.has(q.id))
+        if (removed.length === 0) return { result: [] as Quarantine[] }
+        const time = iso()
+        const events = removed.map((q) => auditEvent({ time, actor: by.actor, action: 'quarantine.remove', target: q.container, ...(by.reason !== undefined ? { reason: by.reason } : {}), details: { id: q.id, ...(q.host ? { host: q.host } : {}), addedBy: q.actor, added: q.added } }))
+        return { next: { ...cur, quarantines: all.filter((q) => !want.has(q.id)), audit: [...cur.audit, ...events] }, result: removed.map((q) => ({ ...q })) }
+      })
+    },
+    async mergeLearned(host: string, records: LearnedRecord[]) {
+      // Soft state like hits: merged in place at once, written within softFlushMs.
+      const byProfile = new Map<string, LearnedRecord[]>()
+      for (const r of records) {
+        const list = byProfile.get(r.profile)
+        if (list) list.push(r)
+        else byProfile.set(r.profile, [r])
+      }
+      let evicted = 0
+      for (const [profile, list] of byProfile) {
+        const r = mergeLearned(l.data.profiles[profile] ?? [], host, list, { now: now() })
+        l.data.profiles[profile] = r.records
+        evicted += r.evicted
+      }
+      await soon(l)
+      return { accepted: records.length, evicted }
+    },
+    async listLearned(f: { profile: string; since?: Date }) {
+      const since = f.since?.getTime()
+      return (l.data.profiles[f.profile] ?? []).filter((r) => since === undefined || Date.parse(r.lastSeen) >= since).map((r) => ({ ...r, containers: [...r.containers], answers: [...r.answers], hosts: [...r.hosts] }))
+    },
     addToken(t: StoredToken, by: Actor) {
       return m.change((cur) => {
         const event = auditEvent({ actor: by.actor, action: 'token.create', target: t.id, ...(by.reason !== undefined ? { reason: by.reason } : {}), details: { role: t.role, ...(t.host ? { host: t.host } : {}), ...(t.name ? { name: t.name } : {}) } })
@@ -345,7 +423,7 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
       for (const t of timers.values()) clearTimeout(t)
       timers.clear()
       try {
-        await Promise.all([m.flush(), h.flush()])
+        await Promise.all([m.flush(), h.flush(), l.flush()])
       } finally {
         await unlock()
       }

@@ -6,6 +6,8 @@
 import type { Entry, Problem } from '../policy/types.js'
 import type { Hit } from '../sinkhole/types.js'
 import type { AuditEvent, ReportBody, Role } from '../client/api-types.js'
+import type { NewQuarantine, Quarantine } from '../quarantine/types.js'
+import type { LearnedRecord, StoredLearned } from '../profiles/learned.js'
 
 /** Bumped when the on-disk shape changes; a store refuses files from a newer schema. */
 export const STORE_SCHEMA = 1
@@ -90,6 +92,24 @@ export interface Store {
   appendHits(hits: Hit[]): Promise<number>
   /** Newest first. */
   queryHits(f: HitFilter): Promise<Hit[]>
+
+  /** Every quarantine made through the API and not removed (expired ones too), oldest first. */
+  listQuarantines(): Promise<Quarantine[]>
+  /**
+   * Store one (`expires` already canonical); id, added and actor are filled in here, and the audit
+   * record `quarantine.add` is written in the same write.
+   */
+  addQuarantine(q: NewQuarantine, by: Actor): Promise<Quarantine>
+  /** Removes the quarantines with these ids (audit `quarantine.remove` each); returns what was removed. */
+  removeQuarantines(ids: string[], by: Actor): Promise<Quarantine[]>
+
+  /**
+   * Merge learn-mode records uploaded by `host` (validated by the caller) into the per-profile
+   * records (mergeLearned: bounded per profile). Soft state, like hits.
+   */
+  mergeLearned(host: string, records: LearnedRecord[]): Promise<{ accepted: number; evicted: number }>
+  /** One profile's records whose lastSeen is at or after `since`, by name. */
+  listLearned(f: { profile: string; since?: Date }): Promise<StoredLearned[]>
 
   addToken(t: StoredToken, by: Actor): Promise<void>
   listTokens(): Promise<StoredToken[]>

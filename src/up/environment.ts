@@ -1,15 +1,39 @@
-// Where `up` puts things on this host: the sinkhole address (docker0's IPv4 when Docker is there, read
-// from the kernel's interface list) and the DNS upstreams (the host's resolv.conf nameservers). Pure
-// parsers plus two small readers so the choice is testable without a Docker host.
-import { networkInterfaces } from 'node:os'
+// Where `up` forwards: the DNS upstreams (the host's resolv.conf nameservers), and the Docker bridge
+// gateways the agent protects (its control plane, see src/enforce/control-plane.ts). Pure parsers plus
+// small readers. (docker0's address for the sinkhole comes from the kernel's list: src/sinkhole/interfaces.ts.)
 import { readFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
+import { run } from '../enforce/exec.js'
 
-type Ifaces = ReturnType<typeof networkInterfaces>
+/** The host's own addresses on bridge interfaces, from `ip -j addr show type bridge` (link-local skipped). */
+export function parseBridgeAddresses(json: string): string[] {
+  let links: unknown
+  try {
+    links = JSON.parse(json)
+  } catch {
+    return []
+  }
+  const out: string[] = []
+  for (const l of Array.isArray(links) ? links : []) {
+    for (const a of ((l as { addr_info?: unknown[] }).addr_info ?? []) as Array<{ local?: unknown; scope?: unknown }>) {
+      if (typeof a.local === 'string' && a.scope !== 'link' && isIP(a.local) !== 0 && !out.includes(a.local)) out.push(a.local)
+    }
+  }
+  return out
+}
 
-/** docker0's first IPv4 address, or undefined when the interface is absent (Docker not installed/started). */
-export function bridgeAddress(ifaces: Ifaces = networkInterfaces(), name = 'docker0'): string | undefined {
-  return ifaces[name]?.find((a) => a.family === 'IPv4')?.address
+/**
+ * Docker's bridge gateways (docker0 and user-defined bridges: the host's own address on each). Read
+ * with `ip`, not os.networkInterfaces(): docker0 without a running container has no carrier and Node
+ * does not list it. Best effort: no `ip`, no bridges, an empty list.
+ */
+export async function readBridgeGateways(netns?: string): Promise<string[]> {
+  try {
+    const r = await run('ip', ['-j', 'addr', 'show', 'type', 'bridge'], { ...(netns ? { netns } : {}), reject: false, timeoutMs: 5000 })
+    return r.exitCode === 0 ? parseBridgeAddresses(r.stdout) : []
+  } catch {
+    return []
+  }
 }
 
 /**

@@ -85,6 +85,26 @@ for (const backend of ['iptables', 'nftables'] as const) {
   })
 }
 
+for (const backend of ['iptables', 'nftables'] as const) {
+  t.test(`${backend}: the first apply in a fresh namespace reports what it created, even for an empty list`, async (t) => {
+    if (!requires(t, capabilities.netns(), capabilities.tool(backend === 'iptables' ? 'ipset' : 'nft'))) return
+    const ns = makeNs(t, backend === 'iptables' ? 'fi' : 'fn')
+    const f = fixture(t)
+    writeFileSync(join(f.bl, 'list.txt'), '# nothing blocked yet\n')
+    const args = ['apply', '--once', '--backend', backend, '--netns', ns, '--blocklists', f.bl, '--no-hosts', '--upstream', '127.0.0.1:5399']
+    const r1 = await runCli(args)
+    t.equal(r1.code, 0, r1.stderr)
+    t.match(r1.stdout, /kernel: changed/, `sets, chain and jumps were created:\n${r1.stdout}`)
+    t.match(r1.stdout, backend === 'iptables' ? /create chain EGRESS-GUARD/ : /create chain guard/, 'the creation is listed')
+    // The upstream is part of the control plane: exempt ahead of every policy set.
+    const ctl = backend === 'iptables' ? inNs(ns, 'ipset', ['list', 'egress-guard-ctl4']) : inNs(ns, 'nft', ['list', 'set', 'inet', 'egress_guard', 'ctl4'])
+    t.match(ctl, backend === 'iptables' ? /127\.0\.0\.1,udp:5399/ : /127\.0\.0\.1 \. udp \. 5399/)
+    const r2 = await runCli(args)
+    t.equal(r2.code, 0, r2.stderr)
+    t.match(r2.stdout, /kernel: unchanged/, 'the second run has nothing to create')
+  })
+}
+
 t.test('dry-run backend prints what it would do and writes nothing', async (t) => {
   if (!requires(t, capabilities.tool('dnsmasq'))) return
   const dm = await startDnsmasq(t, DNS)
@@ -154,11 +174,12 @@ t.test('--server: the policy comes from a real egress-guard server', async (t) =
   t.equal(both.code, 2)
 })
 
-t.test('the --server address is protected (literal, or looked up at the upstream)', async (t) => {
+t.test('the --server address is protected (literal, or its name resolved as the HTTP client resolves it)', async (t) => {
   const { serverAddresses } = await import('../../src/commands/apply.js')
-  t.same(await serverAddresses('https://192.0.2.80:8787', []), ['192.0.2.80'])
-  t.same(await serverAddresses('http://[2001:db8::80]:8787/', []), ['2001:db8::80'])
-  if (!requires(t, capabilities.tool('dnsmasq'))) return
-  const dm = await startDnsmasq(t, ['--host-record=policy.example,198.51.100.80'])
-  t.same(await serverAddresses('https://policy.example:8787', [{ address: '127.0.0.1', port: dm.port }]), ['198.51.100.80'])
+  t.same(await serverAddresses('https://192.0.2.80:8787'), ['192.0.2.80'])
+  t.same(await serverAddresses('http://[2001:db8::80]:8787/'), ['2001:db8::80'])
+  // getaddrinfo, like fetch: the hosts file's localhost (nothing here is written to /etc/hosts).
+  t.ok((await serverAddresses('http://localhost:8787')).some((a) => a === '127.0.0.1' || a === '::1'), 'localhost resolves through the system resolver')
+  t.same(await serverAddresses('https://policy.example:8787', async () => ['198.51.100.80', '0.0.0.0']), ['198.51.100.80'], 'a hosts-block answer (0.0.0.0) is never the server')
+  t.same(await serverAddresses('https://policy.example:8787', async () => Promise.reject(new Error('ENOTFOUND'))), [], 'no answer: nothing (best effort)')
 })

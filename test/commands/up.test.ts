@@ -14,7 +14,8 @@ import { inNs, link, makeNs, sh } from '../helpers/netns.js'
 import { dig } from '../helpers/dnsmasq.js'
 import { probe, startEchoServer } from '../helpers/traffic.js'
 import { missingFor } from '../../src/up/preflight.js'
-import { bridgeAddress, parseResolvConf } from '../../src/up/environment.js'
+import { parseResolvConf } from '../../src/up/environment.js'
+import { interfaceIPv4, parseIpAddrJson } from '../../src/sinkhole/interfaces.js'
 import { ensureTokens } from '../../src/up/tokens.js'
 import { openLowdbStore } from '../../src/store/lowdb-store.js'
 import { hashToken } from '../../src/server/auth.js'
@@ -45,10 +46,16 @@ t.test('preflight: what is missing for each backend, from the doctor results', a
 
 t.test('environment: resolv.conf nameservers and the docker0 address', async (t) => {
   t.same(parseResolvConf('# c\nnameserver 10.0.0.2\nsearch x\nnameserver  2001:db8::53\nnameserver fe80::1%eth0\nnameserver 10.0.0.2\n'), ['10.0.0.2', '2001:db8::53'])
-  const v4 = { address: '172.17.0.1', netmask: '255.255.0.0', family: 'IPv4' as const, mac: '', internal: false, cidr: '172.17.0.1/16' }
-  const v6 = { ...v4, address: 'fe80::1', family: 'IPv6' as const, scopeid: 1, cidr: 'fe80::1/64' }
-  t.equal(bridgeAddress({ docker0: [v6, v4] }), '172.17.0.1')
-  t.equal(bridgeAddress({ eth0: [v4] }), undefined)
+  // `ip -j addr show` on a Docker host with no container running: docker0 has no carrier (libuv's
+  // os.networkInterfaces() leaves it out), the kernel's list still holds its address.
+  const links = parseIpAddrJson(JSON.stringify([
+    { ifindex: 1, ifname: 'lo', flags: ['LOOPBACK', 'UP', 'LOWER_UP'], addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8 }] },
+    { ifindex: 3, ifname: 'docker0', flags: ['NO-CARRIER', 'BROADCAST', 'MULTICAST', 'UP'], operstate: 'DOWN',
+      addr_info: [{ family: 'inet6', local: 'fe80::42:f5ff:fef1:e68', prefixlen: 64 }, { family: 'inet', local: '172.17.0.1', prefixlen: 16 }] },
+  ]))
+  t.equal(interfaceIPv4(links, 'docker0'), '172.17.0.1', 'a docker0 without carrier still has its address')
+  t.equal(interfaceIPv4(links, 'eth0'), undefined)
+  t.same(parseIpAddrJson('not json'), [], 'garbage is no interfaces, not a crash')
 })
 
 t.test('tokens: made once (0600), reused on the next start, an unknown agent token replaced', async (t) => {

@@ -85,6 +85,7 @@ const IPTABLES_DRIFTS: DriftCase[] = [
     expect: ['set-missing', 'chain-rules'],
   },
   { name: 'DOCKER-USER recreated without the jump (Docker restart)', setup: dockerUser, breakIt: recreateDockerUser, expect: ['jump-missing'] },
+  { name: 'control-plane set flushed', breakIt: (ns) => inNs(ns, 'ipset', ['flush', 'egress-guard-ctl4']), expect: ['set-members'] },
 ]
 
 const BACKENDS: Backend[] = [
@@ -120,6 +121,7 @@ const BACKENDS: Backend[] = [
         expect: ['jump-missing'],
       },
       { name: 'set flushed', breakIt: (ns) => inNs(ns, 'nft', ['flush', 'set', 'inet', 'egress_guard', 'block4']), expect: ['set-members'] },
+      { name: 'control-plane set flushed', breakIt: (ns) => inNs(ns, 'nft', ['flush', 'set', 'inet', 'egress_guard', 'ctl4']), expect: ['set-members'] },
     ],
   },
   { label: 'dry-run', kind: 'dry-run', bins: NFT_BINS, needs: () => [], drifts: [] },
@@ -135,7 +137,10 @@ const POLICY: DesiredState = {
   block: { v4: ['192.0.2.0/24', '198.51.100.77/32'], v6: ['2001:db8:b::/48'] },
   alert: { v4: ['198.51.100.0/24'], v6: ['2001:db8:a::/48'] },
   allow: { v4: ['192.0.2.10/32'], v6: ['2001:db8:b::10/128'] },
+  // Control-plane endpoints inside the blocked networks, on ports the traffic tests below do not use.
+  exempt: { v4: ['192.0.2.11,tcp:8787', '192.0.2.11,udp:53'], v6: ['2001:db8:b::11,tcp:8787'] },
 }
+const EMPTY: DesiredState = { version: 0, block: { v4: [], v6: [] }, alert: { v4: [], v6: [] }, allow: { v4: [], v6: [] } }
 
 function withBlock(d: DesiredState, extra4: string[]): DesiredState {
   return { ...d, version: d.version + 1, block: { v4: [...d.block.v4, ...extra4], v6: d.block.v6 } }
@@ -166,13 +171,14 @@ function snapshot(ns: string, b: Bins): string {
     .replace(/initval 0x[0-9a-f]+/g, 'initval X')
 }
 
-async function setupTraffic(t: Test, client: string): Promise<void> {
+async function setupTraffic(t: Test, client: string, extra: readonly string[] = []): Promise<void> {
   const server = makeNs(t, 'srv')
   const { bIf } = link(client, ['203.0.113.1/24', '2001:db8:ffff::1/64'], server, ['203.0.113.2/24', '2001:db8:ffff::2/64'])
-  for (const a of Object.values(ADDR)) sh('ip', ['-n', server, 'addr', 'add', a.includes(':') ? `${a}/128` : `${a}/32`, 'dev', bIf, ...(a.includes(':') ? ['nodad'] : [])])
+  const all = [...Object.values(ADDR), ...extra]
+  for (const a of all) sh('ip', ['-n', server, 'addr', 'add', a.includes(':') ? `${a}/128` : `${a}/32`, 'dev', bIf, ...(a.includes(':') ? ['nodad'] : [])])
   for (const net of ['192.0.2.0/24', '198.51.100.0/24']) sh('ip', ['-n', client, 'route', 'add', net, 'via', '203.0.113.2'])
   sh('ip', ['-n', client, '-6', 'route', 'add', '2001:db8::/33', 'via', '2001:db8:ffff::2'])
-  await startEchoServer(t, server, 8080, Object.values(ADDR))
+  await startEchoServer(t, server, 8080, all)
 }
 
 function make(b: Backend, ns: string, print?: (l: string) => void): Enforcer {
@@ -220,10 +226,59 @@ for (const b of BACKENDS) {
       t.equal(snapshot(ns, b.bins), before, 'remove() twice is harmless')
     })
 
+    t.test('the first apply after init reports what init created, even with nothing to put in the sets', async (t) => {
+      const ns = makeNs(t, 'ci')
+      const e = make(b, ns, () => undefined)
+      await e.init()
+      const r = await e.apply(EMPTY)
+      t.ok(r.changed, 'a fresh namespace got sets, chains and jumps: "changed", not "unchanged"')
+      t.match(r.actions.join('\n'), kernel ? /chain/ : /create .*sets, chain EGRESS-GUARD/, `the creation is listed:\n${r.actions.join('\n')}`)
+      if (!kernel) return
+      const again = make(b, ns)
+      await again.init()
+      const r2 = await again.apply(EMPTY)
+      t.equal(r2.changed, false, 'a second run in the same namespace has nothing to create')
+      t.same(r2.actions, [])
+    })
+
     if (!kernel) {
       t.skip('incremental edits, traffic and drift: dry-run holds no kernel state to check', () => {})
       return
     }
+
+    t.test('control-plane endpoints stay reachable inside blocked networks; the exemption is per address, protocol and port, and updatable', async (t) => {
+      const ns = makeNs(t, 'cp')
+      // .12 is "the server's next address": in the blocked /24 like .11, exempt only after the update.
+      await setupTraffic(t, ns, ['192.0.2.12', '2001:db8:b::12'])
+      const e = make(b, ns)
+      // The blocked networks cover the endpoints (`block add 192.0.2.0/24` with force, say); the
+      // endpoints themselves are in the block sets too (a blocked name resolved to them).
+      const server = (a4: string, a6: string): DesiredState => ({
+        ...POLICY,
+        version: POLICY.version + 1,
+        block: { v4: [...POLICY.block.v4, `${a4}/32`], v6: [...POLICY.block.v6, `${a6}/128`] },
+        exempt: { v4: [`${a4},tcp:8080`, '203.0.113.53,udp:53'], v6: [`${a6},tcp:8080`] },
+      })
+      // Probes run side by side: each is a process start, and they do not interfere.
+      const probes = (list: Array<[proto: 'tcp' | 'udp', addr: string]>) => Promise.all(list.map(([proto, a]) => probe(ns, proto, a, 8080)))
+      await e.apply(server('192.0.2.11', '2001:db8:b::11'))
+      t.same(await e.verify(), [])
+      const [ep4, ep6, udp4, udp6, other4, other6] = await probes([['tcp', '192.0.2.11'], ['tcp', '2001:db8:b::11'], ['udp', '192.0.2.11'], ['udp', '2001:db8:b::11'], ['tcp', '192.0.2.12'], ['tcp', '2001:db8:b::12']])
+      t.same([ep4, ep6], [{ ok: true }, { ok: true }], 'tcp/8080 of the control-plane endpoint is reachable inside the blocked network (IPv4, IPv6)')
+      t.same([udp4!.ok, udp6!.ok], [false, false], 'udp/8080 of the same address is still blocked: only tcp/8080 is exempt')
+      t.same([other4!.ok, other6!.ok], [false, false], 'another address in the blocked network is still blocked')
+
+      // The server re-resolved to .12: one edit moves the exemption.
+      const r = await e.apply(server('192.0.2.12', '2001:db8:b::12'))
+      t.ok(r.changed)
+      t.same(await e.verify(), [], 'no drift after the edit')
+      const [new4, new6, old4, old6] = await probes([['tcp', '192.0.2.12'], ['tcp', '2001:db8:b::12'], ['tcp', '192.0.2.11'], ['tcp', '2001:db8:b::11']])
+      t.same([new4, new6], [{ ok: true }, { ok: true }], 'the new endpoint is reachable after the update')
+      t.same([old4!.ok, old6!.ok], [false, false], 'the old address is blocked again once it is no longer an endpoint')
+      // A fresh enforcer (another process) reads the same state back: nothing to do.
+      const r2 = await make(b, ns).apply(server('192.0.2.12', '2001:db8:b::12'))
+      t.equal(r2.changed, false, 'a fresh enforcer sees the exempt set as written')
+    })
 
     t.test('add one entry, remove one entry', async (t) => {
       const ns = makeNs(t, 'ce')

@@ -91,11 +91,12 @@ t.test('planSet: create, none, incremental, swap, grow, stale temp', async (t) =
   t.equal(wrongFamily.mode, 'swap')
 })
 
-const SPEC = { chain: 'EGRESS-GUARD', family: 4 as const, sets: { allow: 'a4', block: 'b4', alert: 'l4' }, log: false, logPrefix: 'egress-guard' }
+const SPEC = { chain: 'EGRESS-GUARD', family: 4 as const, sets: { exempt: 'c4', allow: 'a4', block: 'b4', alert: 'l4' }, log: false, logPrefix: 'egress-guard' }
 
-t.test('chain rules: allow, block (tcp reset, icmp), alert (log, return); never a reject for alert', async (t) => {
+t.test('chain rules: control plane first, then allow, block (tcp reset, icmp), alert (log, return); never a reject for alert', async (t) => {
   const r = chainRules(SPEC)
   t.same(r, [
+    '-m set --match-set c4 dst,dst -j RETURN',
     '-m set --match-set a4 dst -j RETURN',
     '-p tcp -m set --match-set b4 dst -j REJECT --reject-with tcp-reset',
     '-m set --match-set b4 dst -j REJECT --reject-with icmp-port-unreachable',
@@ -104,8 +105,8 @@ t.test('chain rules: allow, block (tcp reset, icmp), alert (log, return); never 
   ])
   t.notOk(r.some((x) => x.includes('l4') && x.includes('REJECT')))
   const r6 = chainRules({ ...SPEC, family: 6, log: true })
-  t.match(r6[1], /-j LOG --log-prefix "egress-guard block: "/)
-  t.match(r6[3], /icmp6-port-unreachable/)
+  t.match(r6[2], /-j LOG --log-prefix "egress-guard block: "/)
+  t.match(r6[4], /icmp6-port-unreachable/)
 })
 
 const SAVE = (extra: string[], chains: string[] = []): string =>

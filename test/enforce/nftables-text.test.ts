@@ -10,6 +10,7 @@ const D: DesiredState = {
   block: { v4: ['192.0.2.0/25', '192.0.2.128/25', '198.51.100.7/32', '198.51.100.8/32', '198.51.100.9/32'], v6: ['2001:db8::/48', '2001:db8:0:1::1/128'] },
   alert: { v4: ['203.0.113.0/24'], v6: [] },
   allow: { v4: [], v6: [] },
+  exempt: { v4: ['198.51.100.1,tcp:8787', '198.51.100.53,udp:53'], v6: [] },
 }
 
 t.test('merged members: adjacent and overlapping intervals merge as auto-merge does', async (t) => {
@@ -33,6 +34,9 @@ t.test('plan on an empty kernel: one transaction creating table, sets, chains', 
   t.match(p.script!, /add element inet egress_guard block4 \{ 198\.51\.100\.7, 198\.51\.100\.8, 198\.51\.100\.9 \}/)
   t.match(p.script!, /add element inet egress_guard block6 \{ 2001:db8:0:1::1 \}/, 'a host inside a network is kept in the address set (harmless)')
   t.match(p.script!, /meta l4proto tcp ip daddr @block4net counter reject with tcp reset/)
+  t.match(p.script!, /add set inet egress_guard ctl4 \{ type ipv4_addr \. inet_proto \. inet_service; \}/, 'control plane: a concatenated set')
+  t.match(p.script!, /add element inet egress_guard ctl4 \{ 198\.51\.100\.1 \. tcp \. 8787, 198\.51\.100\.53 \. udp \. 53 \}/)
+  t.match(p.script!, /add rule inet egress_guard guard ip daddr \. meta l4proto \. th dport @ctl4 counter return comment "eg:[0-9a-f]+"\nadd rule inet egress_guard guard ip6 daddr \. meta l4proto \. th dport @ctl6 counter return comment "eg:[0-9a-f]+"\nadd rule inet egress_guard guard ip daddr @allow4 /, 'the exemption comes before every policy rule')
   t.match(p.script!, /add chain inet egress_guard output \{ type filter hook output priority filter - 10; policy accept; \}/)
   t.match(p.script!, /add chain inet egress_guard forward \{ type filter hook forward priority filter - 10; policy accept; \}/)
   t.match(p.script!, /meta l4proto tcp ip daddr @block4 counter reject with tcp reset/)
@@ -46,6 +50,9 @@ t.test('read-back: a matching kernel needs no transaction; drift is named', asyn
   const hash = (name: string, type: string, elem: string[]): unknown => ({ set: { family: 'inet', name, table: 'egress_guard', type, ...(elem.length ? { elem } : {}) } })
   const items: unknown[] = [
     { table: { family: 'inet', name: 'egress_guard' } },
+    // As nft 1.0.6 lists a concatenated set: the type as an array, elements as {concat: [...]}.
+    { set: { family: 'inet', name: 'ctl4', table: 'egress_guard', type: ['ipv4_addr', 'inet_proto', 'inet_service'], elem: [{ concat: ['198.51.100.53', 'udp', 53] }, { concat: ['198.51.100.1', 'tcp', 8787] }] } },
+    { set: { family: 'inet', name: 'ctl6', table: 'egress_guard', type: ['ipv6_addr', 'inet_proto', 'inet_service'] } },
     set('allow4net', 'ipv4_addr', []), set('allow6net', 'ipv6_addr', []),
     set('block4net', 'ipv4_addr', [{ prefix: { addr: '192.0.2.0', len: 24 } }]),
     set('block6net', 'ipv6_addr', [{ prefix: { addr: '2001:db8::', len: 48 } }]),
@@ -66,6 +73,11 @@ t.test('read-back: a matching kernel needs no transaction; drift is named', asyn
   t.match(nftDrift('egress_guard', flushedGuard, D, false, 'egress-guard'), [{ kind: 'chain-rules', detail: /flushed/ }])
   const noOutput = parseNftJson(json(items.filter((i) => (i as { chain?: { name: string } }).chain?.name !== 'output' && (i as { rule?: { chain: string } }).rule?.chain !== 'output')))
   t.match(nftDrift('egress_guard', noOutput, D, false, 'egress-guard'), [{ kind: 'jump-missing' }])
+  const moved = { ...D, exempt: { v4: ['198.51.100.2,tcp:8787', '198.51.100.53,udp:53'], v6: [] } }
+  t.match(nftDrift('egress_guard', live, moved, false, 'egress-guard'), [{ kind: 'set-members', detail: /set ctl4:/ }], 'a moved control-plane endpoint is drift')
+  const mp = planNft('egress_guard', live, moved, false, 'egress-guard')
+  t.match(mp.script, /delete element inet egress_guard ctl4 \{ 198\.51\.100\.1 \. tcp \. 8787 \}\nadd element inet egress_guard ctl4 \{ 198\.51\.100\.2 \. tcp \. 8787 \}/, 'the endpoint set is edited in place')
+  t.same(mp.actions, ['set ctl4: edit +1 -1 (2 control-plane endpoints)'])
   const changed = { ...D, block: { ...D.block, v4: ['192.0.2.0/24', '198.51.100.8/32'] } }
   t.match(nftDrift('egress_guard', live, changed, false, 'egress-guard'), [{ kind: 'set-members', detail: /set block4:/ }])
   const p = planNft('egress_guard', live, changed, false, 'egress-guard')

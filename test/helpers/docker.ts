@@ -20,8 +20,11 @@ export interface DockerEnv {
   dir: string
   /** The daemon's log so far (for a failing test's diagnostics). */
   log(): string
-  /** Stop dockerd (SIGTERM, like `systemctl restart docker`), run `between` while it is down, start it again and wait for its API. */
-  restart(between?: () => Promise<void> | void): Promise<void>
+  /**
+   * Stop dockerd (SIGTERM, like `systemctl restart docker`), run `between` while it is down, start it
+   * again and wait for its API. `args` replace the extra dockerd flags from then on (e.g. a new --bip).
+   */
+  restart(between?: () => Promise<void> | void, args?: string[]): Promise<void>
 }
 
 /** The image every e2e test uses: busybox with sh, nslookup, wget, nc, cat, sleep. */
@@ -77,9 +80,11 @@ function mountsUnder(dir: string): string[] {
  * Start dockerd inside a fresh namespace and wait until it answers. `nsenter --net`, not `ip netns exec`:
  * the latter remounts /sys and dockerd then finds no cgroups. dockerd keeps `--iptables` on (it builds
  * DOCKER-USER inside the namespace). Teardown removes containers, stops the daemon (SIGTERM, then
- * SIGKILL of what is left), unmounts, deletes the namespace and the directory.
+ * SIGKILL of what is left), unmounts, deletes the namespace and the directory. `args` are extra dockerd
+ * flags (e.g. `-H tcp://0.0.0.0:2375` for the exposed-API check); `before` runs in the new namespace's
+ * life before dockerd starts (an "eth0" made first, as on a host; a program started before Docker).
  */
-export async function startDocker(t: T): Promise<DockerEnv> {
+export async function startDocker(t: T, opts: { args?: string[]; before?: (ns: string) => Promise<void> | void } = {}): Promise<DockerEnv> {
   const n = counter++
   const ns = `egdk${process.pid % 100000}x${n}`
   const dir = `/tmp/egd-${process.pid}-${n}`
@@ -121,11 +126,12 @@ export async function startDocker(t: T): Promise<DockerEnv> {
   await exec('ip', ['netns', 'add', ns])
   await exec('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
   const log = () => (existsSync(logfile) ? readFileSync(logfile, 'utf8') : '')
+  let extra = opts.args ?? []
   const launch = async (): Promise<void> => {
     const logFd = openSync(logfile, 'a')
     const child = spawn(
       'setsid',
-      ['nsenter', `--net=/var/run/netns/${ns}`, 'dockerd', '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', pidfile, '-H', host],
+      ['nsenter', `--net=/var/run/netns/${ns}`, 'dockerd', '--data-root', join(dir, 'data'), '--exec-root', join(dir, 'exec'), '--pidfile', pidfile, '-H', host, ...extra],
       { stdio: ['ignore', logFd, logFd] },
     )
     closeSync(logFd)
@@ -148,14 +154,16 @@ export async function startDocker(t: T): Promise<DockerEnv> {
       await sleep(200)
     }
   }
+  await opts.before?.(ns)
   await launch()
-  const restart = async (between?: () => Promise<void> | void): Promise<void> => {
+  const restart = async (between?: () => Promise<void> | void, args?: string[]): Promise<void> => {
     const pid = daemonPid
     if (pid && alive(pid)) {
       process.kill(pid, 'SIGTERM')
       for (let i = 0; i < 300 && alive(pid); i++) await sleep(100)
     }
     await between?.()
+    if (args) extra = args
     await launch()
   }
 

@@ -39,6 +39,12 @@ t.test('every route: no token 401, wrong token 401, wrong role 403, nothing chan
     { method: 'GET', url: '/v1/tokens', path: '/v1/tokens', roles: ['admin'] },
     { method: 'DELETE', url: `/v1/tokens/${readTokenId}`, path: '/v1/tokens/{id}', roles: ['admin'] },
     { method: 'GET', url: '/metrics', path: '/metrics', roles: ['read', 'admin'] },
+    { method: 'GET', url: '/v1/profiles', path: '/v1/profiles', roles: ['read', 'admin'] },
+    { method: 'GET', url: '/v1/profiles/web/learned', path: '/v1/profiles/{name}/learned', roles: ['read', 'admin'] },
+    { method: 'POST', url: '/v1/learned', path: '/v1/learned', roles: ['agent'], payload: { host: 'web1', records: [] } },
+    { method: 'POST', url: '/v1/quarantines', path: '/v1/quarantines', roles: ['admin'], payload: { container: 'web', reason: 'x' } },
+    { method: 'DELETE', url: '/v1/quarantines/web?reason=x', path: '/v1/quarantines/{idOrContainer}', roles: ['admin'] },
+    { method: 'GET', url: '/v1/quarantines', path: '/v1/quarantines', roles: ['read', 'admin'] },
   ]
   // The table covers every route the server has (healthz is the one open route).
   const doc = (await f.app.inject({ url: '/openapi.json' })).json() as { paths: Record<string, Record<string, unknown>> }
@@ -65,6 +71,7 @@ t.test('every route: no token 401, wrong token 401, wrong role 403, nothing chan
     }
   }
   t.equal(await f.snapshot(), before, 'the store is unchanged after every refused request')
+  t.same(await f.store.listQuarantines(), [], 'no quarantine was made by a refused request')
 
   // The allowed roles do get through (so the table is not vacuous): spot-check the writes.
   const ok = await f.app.inject({ method: 'POST', url: '/v1/report', headers: f.auth.agent, payload: sampleReport() })

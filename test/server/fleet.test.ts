@@ -40,13 +40,42 @@ t.test('fleet states from reports', async (t) => {
 })
 
 t.test('hostState precedence', async (t) => {
-  const a = { ...sampleReport(), etag: 'e', lastSeen: '2026-06-01T12:00:00Z' }
+  const a = { ...sampleReport(), version: 7, etag: 'e', lastSeen: '2026-06-01T12:00:00Z' }
   const at = (s: number) => new Date(Date.parse('2026-06-01T12:00:00Z') + s * 1000)
-  t.equal(hostState(a, 'e', at(10), 90_000), 'in-sync')
-  t.equal(hostState(a, 'f', at(10), 90_000), 'behind')
-  t.equal(hostState({ ...a, drift: ['x'] }, 'f', at(10), 90_000), 'drift')
-  t.equal(hostState({ ...a, drift: ['x'] }, 'e', at(90), 90_000), 'drift', 'exactly 90 s is not silent yet')
-  t.equal(hostState({ ...a, drift: ['x'] }, 'e', at(91), 90_000), 'silent')
+  const cur = (etag: string, version = 7, generatedAt = '2026-06-01T11:00:00Z') => ({ version, etag, generatedAt })
+  t.equal(hostState(a, cur('e'), at(10), 90_000), 'in-sync')
+  t.equal(hostState(a, cur('f'), at(10), 90_000), 'behind')
+  t.equal(hostState({ ...a, drift: ['x'] }, cur('f'), at(10), 90_000), 'drift')
+  t.equal(hostState({ ...a, drift: ['x'] }, cur('e'), at(90), 90_000), 'drift', 'exactly 90 s is not silent yet')
+  t.equal(hostState({ ...a, drift: ['x'] }, cur('e'), at(91), 90_000), 'silent')
+  // Same etag, older version: in sync only if the report came after the current version was built.
+  t.equal(hostState({ ...a, version: 5 }, cur('e', 7, '2026-06-01T12:00:01Z'), at(10), 90_000), 'behind', 'reported before version 7 existed')
+  t.equal(hostState({ ...a, version: 5 }, cur('e', 7, '2026-06-01T11:59:59Z'), at(10), 90_000), 'in-sync', 'reported the same content after version 7 existed')
+})
+
+t.test('a block added and removed again: a host that never confirmed it is behind, not in sync (versions, not only etags)', async (t) => {
+  const f = await makeServer(t)
+  const tick = () => (f.clock.now = new Date(f.clock.now.getTime() + 1000))
+  const hosts = async () => (await f.app.inject({ url: '/v1/hosts', headers: f.auth.read })).json()
+  const report = (over: Record<string, unknown>) => f.app.inject({ method: 'POST', url: '/v1/report', headers: f.auth.agent, payload: sampleReport({ host: 'web1', ...over }) })
+  const v1 = (await f.app.inject({ url: '/v1/policy', headers: f.auth.agent })).json()
+  t.equal((await report({ version: v1.version, etag: v1.etag })).statusCode, 204)
+  tick()
+  // The hostile push: it cuts web1 off, so web1 never reports again (but is not silent for 90 s).
+  await f.app.inject({ method: 'POST', url: '/v1/entries', headers: f.auth.admin, payload: { entries: [{ value: '198.51.100.0/24', reason: 'hostile' }] } })
+  tick()
+  const rm = await f.app.inject({ method: 'DELETE', url: '/v1/entries/198.51.100.0%2F24', headers: f.auth.admin })
+  t.equal(rm.statusCode, 200, rm.body)
+  const h = await hosts()
+  t.equal(h.current.etag, v1.etag, 'the version after the removal has the etag of the version before the add')
+  t.ok(h.current.version > v1.version)
+  t.equal(h.hosts[0].state, 'behind', 'web1 last confirmed an older version: behind, not in-sync')
+  tick()
+  // web1 reaches the server again; its etag already matched, so it kept its version number.
+  await report({ version: v1.version, etag: v1.etag })
+  t.equal((await hosts()).hosts[0].state, 'in-sync', 'a report after the removal with the current content is in sync')
+  await report({ version: h.current.version, etag: h.current.etag })
+  t.equal((await hosts()).hosts[0].state, 'in-sync')
 })
 
 t.test('hits: upload, query by time, host, container, domain; batch limit', async (t) => {

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { makeServer, type Fixture } from '../server/fixtures/server.js'
 import { buildMatcher } from '../../src/policy/matcher.js'
 import { until } from '../helpers/wait.js'
+import { protectedNets } from '../../src/policy/protect-check.js'
 
 t.test('a feed is served, loses to @@, and a refused refresh keeps it', async (t) => {
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_q, res) => res.end('feedbad.example\nshared.example\n')
@@ -59,4 +60,17 @@ t.test('a feed is served, loses to @@, and a refused refresh keeps it', async (t
   const f2 = await makeServer(t, { files: { 'feeds.txt': `mal ${url} format=domains every=1h\n` }, deps: { feeds: { dir: feedDir } } })
   t.ok(entries(f2).some((e) => e.value === 'feedbad.example' && e.source === 'feed:mal'), 'served from disk')
   t.equal(requests, before, 'without fetching')
+})
+
+t.test("the server's protected addresses (--protect, its own, its resolvers) are never covered by a feed", async (t) => {
+  const srv = createServer((_q, res) => res.end('198.51.100.0/24 ; SBL1\n203.0.113.0/24 ; SBL2\n'))
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()))
+  t.teardown(() => new Promise<void>((r) => { srv.closeAllConnections(); srv.close(() => r()) }))
+  const url = `http://127.0.0.1:${(srv.address() as { port: number }).port}/drop.txt`
+  const feedDir = mkdtempSync(join(tmpdir(), `eg-feedprot-${process.pid}-`))
+  t.teardown(() => rmSync(feedDir, { recursive: true, force: true }))
+  const protect = protectedNets([{ value: '198.51.100.7', why: '--protect' }])
+  const f = await makeServer(t, { files: { 'feeds.txt': `drop ${url} format=drop\n` }, deps: { feeds: { dir: feedDir, timeoutMs: 2000 }, protect } })
+  await until('the feed is served', () => f.app.eg.policy.current.entries.some((e) => e.source === 'feed:drop'), 5000, 20)
+  t.same(f.app.eg.policy.current.entries.filter((e) => e.source === 'feed:drop').map((e) => e.value), ['203.0.113.0/24'], 'the range covering a protected address is refused, the rest served')
 })

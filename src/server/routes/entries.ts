@@ -7,6 +7,7 @@ import type { NewEntry } from '../../client/api-types.js'
 import { errors } from '../../errors.js'
 import { entryFromFields } from '../../policy/parse.js'
 import { entriesBody, entriesQuery, reasonQuery, removeEntryParams } from '../schemas.js'
+import { COVERS_PROTECTED, coveredProtected, protectedMessage } from '../../policy/protect-check.js'
 
 const sameTarget = (a: Entry, b: Entry): boolean => a.kind === b.kind && a.value === b.value && !!a.subdomainsOnly === !!b.subdomainsOnly && a.allow === b.allow
 
@@ -23,10 +24,18 @@ export default function entryRoutes(app: FastifyInstance, ctx: ServerContext): v
       req.body.entries.forEach((item, index) => {
         const r = entryFromFields(item, `api:${actor}`, now)
         for (const p of r.problems) (p.severity === 'error' ? problems : warnings).push({ index, message: `entries[${index}] ${JSON.stringify(item.value)}: ${p.message}`, code: p.code })
-        if (r.entry && !r.problems.some((p) => p.severity === 'error')) out.push(r.entry)
+        if (!r.entry || r.problems.some((p) => p.severity === 'error')) return
+        // A block that covers the server's own addresses, its resolvers or --protect: refused without
+        // force; with force it is added (agents keep their control plane reachable in the kernel).
+        const covered = coveredProtected(r.entry, ctx.protect)
+        if (covered) (r.entry.force ? warnings : problems).push({ index, message: `entries[${index}] ${JSON.stringify(item.value)}: ${protectedMessage(r.entry, covered)}`, code: COVERS_PROTECTED })
+        if (!covered || r.entry.force) out.push(r.entry)
       })
       if (problems.length > 0) {
-        throw errors.badInput(problems.length === 1 ? problems[0]!.message : `${problems.length} invalid entries; nothing was added`, { problems })
+        const message = problems.length === 1 ? problems[0]!.message : `${problems.length} invalid entries; nothing was added`
+        // Only protected coverage: 409 EG_PROTECTED (valid entries, refused for what they would cut).
+        if (problems.every((p) => p.code === COVERS_PROTECTED)) throw errors.protectedTarget(message, { problems })
+        throw errors.badInput(message, { problems })
       }
       // The entries, the version they make and the audit records: one store write, all or nothing.
       const { result: added, policy } = await ctx.policy.changeEntries(`${count(out.length, 'entry', 'entries')} added by ${actor}`, (seal) => ctx.store.addEntries(out, { actor }, seal))

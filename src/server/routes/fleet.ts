@@ -24,7 +24,7 @@ export default function fleetRoutes(app: FastifyInstance, ctx: ServerContext): v
     { config: { roles: ['read', 'admin'] }, schema: { summary: 'Fleet: each host, what it applied, its state', querystring: noQuery } },
     async () => {
       const cur = ctx.policy.current
-      return { current: { version: cur.version, etag: cur.etag }, hosts: hostStatuses(await ctx.store.listAgents(), cur.etag, ctx.now(), ctx.limits.silentAfterMs) }
+      return { current: { version: cur.version, etag: cur.etag }, hosts: hostStatuses(await ctx.store.listAgents(), cur, ctx.now(), ctx.limits.silentAfterMs) }
     },
   )
 }

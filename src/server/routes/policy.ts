@@ -26,8 +26,8 @@ export default function policyRoutes(app: FastifyInstance, ctx: ServerContext): 
     if (!a) {
       const d = since === undefined ? undefined : ctx.policy.diff(since)
       a = d
-        ? // Profiles are small and travel whole in every diff: the etag the agent checks covers them.
-          { body: JSON.stringify({ version: p.version, etag: p.etag, generatedAt: p.generatedAt, since, added: d.added, removed: d.removed, ...(p.profiles ? { profiles: p.profiles } : {}) }), diff: true }
+        ? // Profiles and quarantines are small and travel whole in every diff: the etag the agent checks covers them.
+          { body: JSON.stringify({ version: p.version, etag: p.etag, generatedAt: p.generatedAt, since, added: d.added, removed: d.removed, ...(p.profiles ? { profiles: p.profiles } : {}), ...(p.quarantines ? { quarantines: p.quarantines } : {}) }), diff: true }
         : (cache.get('full') ?? { body: JSON.stringify(p), diff: false })
       // Unknown versions share the full answer; keep the map small when agents send odd versions.
       if (cache.size > 64) cache.clear()

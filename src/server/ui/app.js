@@ -152,6 +152,19 @@ function badge(state) {
   return h('span', { class: `badge ${state}` }, state)
 }
 
+/** The Docker API verdict as a badge with what was found under it; '-' when the agent found no dockerd. */
+const API_LABEL = { fail: 'exposed', warn: 'TCP', ok: 'unix only' }
+function dockerApiCell(d) {
+  if (!d) return h('td', { 'data-label': 'Docker API' }, '-')
+  return h(
+    'td',
+    { 'data-label': 'Docker API', 'data-docker-api': d.verdict },
+    h('span', { class: `badge api-${d.verdict}` }, API_LABEL[d.verdict] ?? d.verdict),
+    d.listeners.length ? h('span', { class: 'sub mono' }, d.listeners.join(', ')) : [],
+    d.verdict === 'ok' ? [] : h('span', { class: 'sub' }, d.detail),
+  )
+}
+
 // ---- views -----------------------------------------------------------------------------------------
 
 let current = 'signin'
@@ -190,6 +203,8 @@ const refresh = {
     const d = await api('GET', '/v1/hosts')
     renderFleet(d)
     renderPropagation(d)
+    // A server from before quarantines answers 404: no section then.
+    renderQuarantines(await api('GET', '/v1/quarantines').catch((e) => (e.status === 404 ? undefined : Promise.reject(e))))
   },
   async policy() {
     const q = $('policy-search').value.trim()
@@ -231,12 +246,15 @@ function renderFleet(d) {
         h('td', { 'data-label': 'Entries' }, String(x.counts.entries), h('span', { class: 'sub' }, `${x.counts.domains} names, ${x.counts.nets} nets`)),
         h('td', { 'data-label': 'Repairs' }, String(x.repairs)),
         h('td', { 'data-label': 'Drift / errors' }, problems.length ? problems : 'none'),
+        dockerApiCell(x.dockerApi),
         h('td', { 'data-label': 'Agent', class: 'mono' }, x.agentVersion),
       )
     }),
   )
   $('fleet-empty').hidden = d.hosts.length > 0
   const parts = Object.entries(counts).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`)
+  const exposed = d.hosts.filter((x) => x.dockerApi?.verdict === 'fail').length
+  if (exposed) parts.push(`${exposed} with the Docker API exposed`)
   $('fleet-summary').textContent = `Current policy v${d.current.version} · ${d.hosts.length} host${d.hosts.length === 1 ? '' : 's'}${parts.length ? `: ${parts.join(', ')}` : ''}`
 }
 
@@ -456,6 +474,7 @@ function renderHits(fresh) {
         h('td', { 'data-label': 'Action' }, badge(x.action)),
         h('td', { 'data-label': 'Reason' }, x.entry.reason ?? ''),
         h('td', { 'data-label': 'Entry', class: 'mono' }, x.entry.value, h('span', { class: 'sub' }, x.entry.source)),
+        quarantineCell(x),
       ),
     ),
   )
@@ -499,6 +518,126 @@ function drawChart(list) {
   })
   $('hits-chart').replaceChildren(root)
   $('hits-chart-caption').textContent = `${total} hit${total === 1 ? '' : 's'} in the last hour (bars: 2 minutes each)`
+}
+
+// ---- quarantines -----------------------------------------------------------------------------------
+
+/**
+ * A hit row's Quarantine button: admin role only (a read token would be refused with 403 anyway). It
+ * fills the quarantine form above the table with the hit's container name and host; the form, not the
+ * row, holds what is typed, because the rows are rebuilt every 2 seconds.
+ */
+function quarantineCell(x) {
+  const td = h('td', { 'data-label': x.container && session.role === 'admin' ? 'Quarantine' : undefined })
+  if (x.container && session.role === 'admin') {
+    td.append(h('button', { type: 'button', class: 'danger quarantine', 'data-container': x.container.name, 'data-host': x.host ?? '', 'aria-label': `Quarantine ${x.container.name}${x.host ? ` on ${x.host}` : ''}` }, 'Quarantine'))
+  }
+  return td
+}
+
+function closeQuarantineForms() {
+  $('quarantine-form').hidden = true
+  $('lift-form').hidden = true
+  $('quarantine-error').textContent = ''
+  $('lift-error').textContent = ''
+}
+
+function askQuarantine(button) {
+  $('quarantine-container').value = button.dataset.container ?? ''
+  $('quarantine-host').value = button.dataset.host ?? ''
+  $('quarantine-reason').value = ''
+  $('quarantine-expires').value = ''
+  $('quarantine-error').textContent = ''
+  $('quarantine-result').textContent = ''
+  $('quarantine-form').hidden = false
+  $('quarantine-reason').focus()
+}
+
+async function submitQuarantine(ev) {
+  ev.preventDefault()
+  const err = $('quarantine-error')
+  err.textContent = ''
+  const body = { container: $('quarantine-container').value.trim(), reason: $('quarantine-reason').value.trim() }
+  const host = $('quarantine-host').value.trim()
+  const expires = $('quarantine-expires').value.trim()
+  if (host) body.host = host
+  if (expires) body.expires = expires
+  if (!body.container) return (err.textContent = 'give a container name')
+  if (!body.reason) return (err.textContent = 'a reason is required (it goes to the audit log)')
+  try {
+    const r = await api('POST', '/v1/quarantines', { body })
+    $('quarantine-form').hidden = true
+    $('quarantine-result').textContent = `Quarantined ${r.quarantine.container} ${r.quarantine.host ? `on ${r.quarantine.host}` : 'on every host'} (${r.quarantine.id}): policy version ${r.version}. The Fleet view shows the containers it holds.`
+  } catch (e) {
+    err.textContent = refusal(e, 'quarantining containers')
+  }
+}
+
+/** Quarantines in force, with the containers the agents report holding in each (host/name). */
+function renderQuarantines(d) {
+  const list = d?.quarantines ?? []
+  const admin = session.role === 'admin'
+  $('quarantines-table').tBodies[0].replaceChildren(
+    ...list.map((q) =>
+      h(
+        'tr',
+        { 'data-quarantine': q.id, 'data-container': q.container },
+        h('td', { 'data-label': 'Container', class: 'mono' }, q.container, h('span', { class: 'sub' }, q.id)),
+        h('td', { 'data-label': 'Host', class: 'mono' }, q.host ?? 'every host'),
+        h('td', { 'data-label': 'Holds', class: 'mono' }, q.matched.length ? q.matched.map((m) => h('span', { class: 'held' }, `${m.host}/${m.container.name}`, h('span', { class: 'sub' }, m.container.id.slice(0, 12)))) : h('span', { class: 'sub' }, 'no match yet')),
+        h('td', { 'data-label': 'Reason' }, q.reason),
+        h('td', { 'data-label': 'Added' }, h('time', { datetime: q.added, title: q.added }, when(q.added)), h('span', { class: 'sub' }, `by ${q.actor}`)),
+        h('td', { 'data-label': 'Expires' }, q.expires ? h('time', { datetime: q.expires, title: q.expires }, when(q.expires)) : 'never'),
+        h('td', { 'data-label': admin ? 'Lift' : undefined }, admin ? h('button', { type: 'button', class: 'lift', 'data-id': q.id, 'aria-label': `Lift the quarantine of ${q.container}` }, 'Lift') : ''),
+      ),
+    ),
+  )
+  $('quarantines-table').hidden = list.length === 0
+  $('quarantines-summary').textContent = list.length === 0
+    ? `No container is quarantined.${admin ? ' Quarantine one from a hit in the Hits view.' : ''}`
+    : `${list.length} quarantine${list.length === 1 ? '' : 's'} in force; ${list.filter((q) => q.matched.length === 0).length} with no match yet.`
+}
+
+function askLift(button) {
+  $('lift-form').dataset.id = button.dataset.id
+  $('lift-legend').textContent = `Lift the quarantine ${button.dataset.id}`
+  $('lift-reason').value = ''
+  $('lift-error').textContent = ''
+  $('lift-result').textContent = ''
+  $('lift-form').hidden = false
+  $('lift-reason').focus()
+}
+
+async function submitLift(ev) {
+  ev.preventDefault()
+  const err = $('lift-error')
+  err.textContent = ''
+  const id = $('lift-form').dataset.id
+  const reason = $('lift-reason').value.trim()
+  if (!reason) return (err.textContent = 'a reason is required (it goes to the audit log)')
+  try {
+    const r = await api('DELETE', `/v1/quarantines/${encodeURIComponent(id)}?reason=${encodeURIComponent(reason)}`)
+    $('lift-form').hidden = true
+    $('lift-result').textContent = `Lifted ${r.removed.map((q) => q.container).join(', ')}: policy version ${r.version}.`
+    await tick()
+  } catch (e) {
+    err.textContent = refusal(e, 'lifting quarantines')
+  }
+}
+
+function initQuarantines() {
+  $('hits-table').addEventListener('click', (ev) => {
+    const b = ev.target.closest('button.quarantine')
+    if (b) askQuarantine(b)
+  })
+  $('quarantines-table').addEventListener('click', (ev) => {
+    const b = ev.target.closest('button.lift')
+    if (b) askLift(b)
+  })
+  $('quarantine-form').addEventListener('submit', (ev) => void submitQuarantine(ev))
+  $('lift-form').addEventListener('submit', (ev) => void submitLift(ev))
+  $('quarantine-cancel').addEventListener('click', () => ($('quarantine-form').hidden = true))
+  $('lift-cancel').addEventListener('click', () => ($('lift-form').hidden = true))
 }
 
 // ---- audit -----------------------------------------------------------------------------------------
@@ -574,7 +713,8 @@ function signOut(message) {
   hits = new Map()
   hitsFilter = ''
   newest = undefined
-  for (const id of ['fleet-table', 'policy-table', 'hits-table', 'audit-table']) $(id).tBodies[0].replaceChildren()
+  for (const id of ['fleet-table', 'policy-table', 'hits-table', 'audit-table', 'quarantines-table']) $(id).tBodies[0].replaceChildren()
+  closeQuarantineForms()
   $('nav').hidden = true
   $('who').hidden = true
   banner('')
@@ -608,6 +748,7 @@ function init() {
     const b = ev.target.closest('button.remove')
     if (b) askRemove(b)
   })
+  initQuarantines()
   const again = debounce(() => void tick(), 250)
   for (const id of ['policy-search', 'policy-source', 'hits-host', 'hits-container', 'hits-name']) $(id).addEventListener('input', again)
   window.addEventListener('hashchange', () => {
