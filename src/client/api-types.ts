@@ -131,7 +131,7 @@ export interface HitsQuery {
 }
 
 export interface EntriesQuery {
-  source?: 'api' | 'file'
+  source?: 'api' | 'file' | 'feed'
   q?: string
   mode?: 'block' | 'alert'
   allow?: boolean

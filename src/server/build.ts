@@ -26,6 +26,11 @@ import adminRoutes from './routes/admin.js'
 import opsRoutes from './routes/ops.js'
 import dashboardRoutes from './routes/dashboard.js'
 import profileRoutes from './routes/profiles.js'
+import gitHookRoutes from './routes/git-hook.js'
+import type { GitFollower } from '../sources/git-follower.js'
+import { connectGit, short } from '../sources/git-policy.js'
+import { FeedFetcher } from '../sources/feed-fetcher.js'
+import { FeedManager } from '../sources/feed-manager.js'
 import quarantineRoutes from './routes/quarantines.js'
 import learnedRoutes from './routes/learned.js'
 
@@ -42,6 +47,10 @@ export interface BuildServerDeps {
   openMetrics?: boolean
   /** Watch the blocklist directories for changes (the command turns it on; tests call reload()). */
   watch?: boolean
+  /** --blocklists-git: its served directory is read after blocklistDirs; the webhook fetches it. */
+  git?: { follower: GitFollower; hookSecret?: Buffer }
+  /** Feeds of each directory's feeds.txt: their copies live in `dir`. */
+  feeds?: { dir: string; shrinkLimit?: number; timeoutMs?: number; maxBytes?: number; protect?: string[] }
   https?: { cert: string | Buffer; key: string | Buffer }
   /** Versions of the policy kept for diffs. */
   historyKeep?: number
@@ -99,9 +108,24 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
     throw errors.config('no admin credential: give --admin-token-file FILE (create one with `egress-guard token create --role admin --data DIR --out FILE`)')
   }
   let metrics: ReturnType<typeof createServerMetrics> | undefined
+  const git = deps.git
+  let policyRef: PolicyService | undefined
+  const feeds = deps.feeds
+    ? new FeedManager({
+        // A feed never covers what the server protects (its addresses, resolvers, --protect), force or not.
+        fetcher: new FeedFetcher({ ...deps.feeds, protect: [...(deps.feeds.protect ?? []), ...(deps.protect ?? []).map((p) => p.text)] }),
+        store: deps.store,
+        log: deps.log.child({ component: 'feeds' }),
+        registry,
+        changed: (why) => void policyRef?.rebuild(why).catch((e: Error) => deps.log.error({ err: e.message }, 'rebuild after feed refresh failed')),
+        problems: (p) => policyRef?.setExternalProblems('feeds', p),
+      })
+    : undefined
   const policy = new PolicyService({
+    ...(feeds ? { feeds } : {}),
     store: deps.store,
-    blocklistDirs: deps.blocklistDirs,
+    blocklistDirs: git ? [...deps.blocklistDirs, git.follower.servedDir] : deps.blocklistDirs,
+    ...(git ? { sourceSuffix: (dir: string) => (dir === git.follower.servedDir && git.follower.served ? `@${short(git.follower.served)}` : '') } : {}),
     log: deps.log.child({ component: 'policy' }),
     now,
     watch: deps.watch ?? false,
@@ -109,6 +133,11 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
     ...(deps.protect ? { protect: deps.protect } : {}),
     onChange: () => metrics?.policyChange(),
   })
+  policyRef = policy
+  if (git) {
+    await git.follower.init() // before the first read: a restart serves the last good commit at once
+    connectGit(git.follower, policy, deps.store, deps.log.child({ component: 'git' }))
+  }
   await policy.init()
 
   const app = Fastify({
@@ -198,7 +227,10 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
     policy.waiters.close()
     await new Promise((r) => setTimeout(r, 50))
   })
-  app.addHook('onClose', async () => policy.close())
+  app.addHook('onClose', async () => {
+    feeds?.close()
+    policy.close()
+  })
 
   await app.register(swagger, {
     openapi: {
@@ -231,6 +263,7 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
   adminRoutes(app, ctx)
   opsRoutes(app, ctx, { registry, openMetrics: deps.openMetrics ?? false })
   dashboardRoutes(app)
+  if (git) await gitHookRoutes(app, { secret: git.hookSecret, trigger: () => void git.follower.sync() })
   await app.ready()
   return app
 }
