@@ -217,6 +217,8 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
     t.unref()
     timers.set(key, t)
   }
+  /** learned.json is written at close only when learn records arrived (it is rarely used). */
+  let learnedChanged = false
   const iso = (): string => now().toISOString()
   const auditEvent = (e: Omit<AuditEvent, 'time'> & { time?: string }): AuditEvent => ({
     time: e.time ?? iso(),
@@ -389,6 +391,7 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
         else byProfile.set(r.profile, [r])
       }
       let evicted = 0
+      learnedChanged = true
       for (const [profile, list] of byProfile) {
         const r = mergeLearned(l.data.profiles[profile] ?? [], host, list, { now: now() })
         l.data.profiles[profile] = r.records
@@ -423,7 +426,7 @@ export async function openLowdbStore(dir: string, opts: LowdbStoreOptions = {}):
       for (const t of timers.values()) clearTimeout(t)
       timers.clear()
       try {
-        await Promise.all([m.flush(), h.flush(), l.flush()])
+        await Promise.all([m.flush(), h.flush(), ...(learnedChanged ? [l.flush()] : [])])
       } finally {
         await unlock()
       }
