@@ -131,7 +131,7 @@ export interface HitsQuery {
 }
 
 export interface EntriesQuery {
-  source?: 'api' | 'file' | 'feed'
+  source?: 'api' | 'file'
   q?: string
   mode?: 'block' | 'alert'
   allow?: boolean

@@ -13,13 +13,13 @@ const spec = {
   alert: { type: 'boolean', noEnv: true, help: 'log hits, do not block' },
   allow: { type: 'boolean', noEnv: true, help: 'an allow entry: wins over any block it overlaps' },
   force: { type: 'boolean', noEnv: true, help: 'accept a network broader than /8 (IPv4) or /32 (IPv6), or one covering an address the server protects' },
-  source: { type: 'string', noEnv: true, help: 'ls: only api, file or feed entries' },
+  source: { type: 'string', noEnv: true, help: 'ls: only api or file entries' },
   q: { type: 'string', noEnv: true, help: 'ls: only entries whose value, reason, id or source contains this' },
 } as const satisfies Spec
 
 const USAGE = `usage: egress-guard block add VALUE... --reason TEXT [--expires 4h|DATE] [--alert] [--allow] [--force]
        egress-guard block rm ID|VALUE [--reason TEXT]
-       egress-guard block ls [--source api|file|feed] [--q TEXT] [--json]`
+       egress-guard block ls [--source api|file] [--q TEXT] [--json]`
 
 function describe(e: Entry): string {
   return `${e.allow ? '@@' : ''}${e.subdomainsOnly ? '*.' : ''}${e.value}`
@@ -73,10 +73,10 @@ const command: Command = {
     }
     if (sub === 'ls') {
       if (values.length) throw errors.usage('block ls takes no values; use --q TEXT to filter')
-      if (o.source !== undefined && o.source !== 'api' && o.source !== 'file' && o.source !== 'feed') throw errors.usage('--source must be api, file or feed')
+      if (o.source !== undefined && o.source !== 'api' && o.source !== 'file') throw errors.usage('--source must be api or file')
       const api = await adminClient(o)
       const r = await api.listEntries({
-        ...(o.source ? { source: o.source as 'api' | 'file' | 'feed' } : {}),
+        ...(o.source ? { source: o.source as 'api' | 'file' } : {}),
         ...(o.q ? { q: o.q } : {}),
         ...(o.alert ? { mode: 'alert' as const } : {}),
         ...(o.allow ? { allow: true } : {}),

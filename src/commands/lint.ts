@@ -1,6 +1,6 @@
 // `egress-guard lint [PATH...]`: check blocklist files and profiles before they reach the fleet (CI,
 // pre-commit). Problems go to stdout as `file:line: message`, the summary to stderr; exit 1 on any error.
-import { readFile, stat } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import type { Command } from './types.js'
 import { helpText, loadOptions, type Spec } from '../config.js'
@@ -13,7 +13,6 @@ import type { Problem, Profile } from '../policy/types.js'
 import { PROFILES_DIR, loadProfileDir, readProfileFile } from '../profiles/load.js'
 import { profileNameOf } from '../profiles/parse.js'
 import { policyEtag } from '../profiles/etag.js'
-import { FEEDS_FILE, parseFeedsFile } from '../sources/feed-config.js'
 
 const spec = {
   format: { type: 'string', help: 'text (default): file:line: message; json (same as --json); github: ::error file=F,line=N::message annotations', noEnv: true },
@@ -144,12 +143,6 @@ const command: Command = {
       let dups = 0
       for (const p of loaded.problems) if (p.code === 'duplicate') dups++
       entryCount = listed - dups
-    }
-    // A directory's feeds.txt (not a blocklist: one feed a line).
-    for (const p of paths) {
-      const file = join(p, FEEDS_FILE)
-      const text = (await isDir(p)) ? await readFile(file, 'utf8').catch(() => undefined) : undefined
-      if (text !== undefined) for (const x of parseFeedsFile(text, file).problems) loaded.problems.push(x)
     }
     const prof = await lintProfiles(split.profileDirs, split.profileFiles)
     for (const p of prof.problems) loaded.problems.push(p)

@@ -61,13 +61,10 @@ export interface Loaded {
   lines?: number
 }
 
-/**
- * Directory members that are blocklists: known extensions, README* and feeds.txt (the feed list,
- * src/sources/feed-config.ts) skipped, sorted by name (code-unit order).
- */
+/** Directory members that are blocklists: known extensions, README* skipped, sorted by name (code-unit order). */
 export function pickBlocklistFiles(names: readonly string[]): string[] {
   return names
-    .filter((n) => !/^readme/i.test(n) && n !== 'feeds.txt' && !n.startsWith('.') && BLOCKLIST_EXTENSIONS.includes(extname(n).toLowerCase()))
+    .filter((n) => !/^readme/i.test(n) && !n.startsWith('.') && BLOCKLIST_EXTENSIONS.includes(extname(n).toLowerCase()))
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
 }
 

@@ -26,11 +26,6 @@ import adminRoutes from './routes/admin.js'
 import opsRoutes from './routes/ops.js'
 import dashboardRoutes from './routes/dashboard.js'
 import profileRoutes from './routes/profiles.js'
-import gitHookRoutes from './routes/git-hook.js'
-import type { GitFollower } from '../sources/git-follower.js'
-import { connectGit, short } from '../sources/git-policy.js'
-import { FeedFetcher } from '../sources/feed-fetcher.js'
-import { FeedManager } from '../sources/feed-manager.js'
 import quarantineRoutes from './routes/quarantines.js'
 import learnedRoutes from './routes/learned.js'
 
@@ -47,10 +42,6 @@ export interface BuildServerDeps {
   openMetrics?: boolean
   /** Watch the blocklist directories for changes (the command turns it on; tests call reload()). */
   watch?: boolean
-  /** --blocklists-git: its served directory is read after blocklistDirs; the webhook fetches it. */
-  git?: { follower: GitFollower; hookSecret?: Buffer }
-  /** Feeds of each directory's feeds.txt: their copies live in `dir`. */
-  feeds?: { dir: string; shrinkLimit?: number; timeoutMs?: number; maxBytes?: number; protect?: string[] }
   https?: { cert: string | Buffer; key: string | Buffer }
   /** Versions of the policy kept for diffs. */
   historyKeep?: number
@@ -108,24 +99,9 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
     throw errors.config('no admin credential: give --admin-token-file FILE (create one with `egress-guard token create --role admin --data DIR --out FILE`)')
   }
   let metrics: ReturnType<typeof createServerMetrics> | undefined
-  const git = deps.git
-  let policyRef: PolicyService | undefined
-  const feeds = deps.feeds
-    ? new FeedManager({
-        // A feed never covers what the server protects (its addresses, resolvers, --protect), force or not.
-        fetcher: new FeedFetcher({ ...deps.feeds, protect: [...(deps.feeds.protect ?? []), ...(deps.protect ?? []).map((p) => p.text)] }),
-        store: deps.store,
-        log: deps.log.child({ component: 'feeds' }),
-        registry,
-        changed: (why) => void policyRef?.rebuild(why).catch((e: Error) => deps.log.error({ err: e.message }, 'rebuild after feed refresh failed')),
-        problems: (p) => policyRef?.setExternalProblems('feeds', p),
-      })
-    : undefined
   const policy = new PolicyService({
-    ...(feeds ? { feeds } : {}),
     store: deps.store,
-    blocklistDirs: git ? [...deps.blocklistDirs, git.follower.servedDir] : deps.blocklistDirs,
-    ...(git ? { sourceSuffix: (dir: string) => (dir === git.follower.servedDir && git.follower.served ? `@${short(git.follower.served)}` : '') } : {}),
+    blocklistDirs: deps.blocklistDirs,
     log: deps.log.child({ component: 'policy' }),
     now,
     watch: deps.watch ?? false,
@@ -133,11 +109,6 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
     ...(deps.protect ? { protect: deps.protect } : {}),
     onChange: () => metrics?.policyChange(),
   })
-  policyRef = policy
-  if (git) {
-    await git.follower.init() // before the first read: a restart serves the last good commit at once
-    connectGit(git.follower, policy, deps.store, deps.log.child({ component: 'git' }))
-  }
   await policy.init()
 
   const app = Fastify({
@@ -227,10 +198,7 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
     policy.waiters.close()
     await new Promise((r) => setTimeout(r, 50))
   })
-  app.addHook('onClose', async () => {
-    feeds?.close()
-    policy.close()
-  })
+  app.addHook('onClose', async () => policy.close())
 
   await app.register(swagger, {
     openapi: {
@@ -263,7 +231,6 @@ export async function buildServer(deps: BuildServerDeps): Promise<FastifyInstanc
   adminRoutes(app, ctx)
   opsRoutes(app, ctx, { registry, openMetrics: deps.openMetrics ?? false })
   dashboardRoutes(app)
-  if (git) await gitHookRoutes(app, { secret: git.hookSecret, trigger: () => void git.follower.sync() })
   await app.ready()
   return app
 }

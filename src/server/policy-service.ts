@@ -6,7 +6,7 @@
 // so are the quarantines in force (from the store, like API entries; each leaves at its expiry).
 // An API change of entries and the version it makes are one store write (changeEntries): all or nothing.
 import { watch, type FSWatcher } from 'node:fs'
-import { readFile, readdir, stat } from 'node:fs/promises'
+import { readdir, stat } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import type { Logger } from '../log.js'
 import type { Entry, Problem, Profile } from '../policy/types.js'
@@ -20,7 +20,6 @@ import { COVERS_PROTECTED, coveredProtected, protectedMessage, type ProtectedNet
 import { ChangeWaiters } from './waiters.js'
 import { PROFILES_DIR, pickProfileFiles, readProfileFile } from '../profiles/load.js'
 import { policyEtag } from '../profiles/etag.js'
-import { FEEDS_FILE, parseFeedsFile, type FeedSpec } from '../sources/feed-config.js'
 import { quarantineActive } from '../quarantine/match.js'
 import type { Quarantine } from '../quarantine/types.js'
 
@@ -35,13 +34,6 @@ export interface PolicyServiceOptions {
   watch?: boolean
   debounceMs?: number
   onChange?: (p: PolicyBody) => void
-  /**
-   * Feeds (src/sources/feed-manager.ts): given each directory's feeds.txt after every read, and
-   * asked for their entries at every build.
-   */
-  feeds?: { configure(specs: FeedSpec[]): Promise<void>; entries(): Entry[] }
-  /** Appended to the `file:line` source of a directory's entries (a git commit: `@sha`). */
-  sourceSuffix?: (dir: string) => string
   /**
    * Networks a block entry must not cover without `force` (protected-addresses.ts): such a file line
    * is reported as `file:line: message` and not applied; with force it applies, with a warning.
@@ -93,8 +85,6 @@ export class PolicyService {
   /** Watched profiles directories (path -> watcher and the inode it watches). */
   #profileWatchers = new Map<string, { w: FSWatcher; ino: number }>()
   #storeProblems: Problem[] = []
-  /** Problems reported by a source outside the files (a refused git commit), by source name. */
-  #externalProblems = new Map<string, Problem[]>()
   /** The store's quarantines (in force or not), as of the last rebuild. */
   #quarantines: Quarantine[] = []
   #current: PolicyBody = { version: 0, etag: '', generatedAt: new Date(0).toISOString(), entries: [] }
@@ -119,18 +109,12 @@ export class PolicyService {
    * file named), as values and as `file:line: message` text.
    */
   get problems(): (Problem & { text: string })[] {
-    return [...[...this.#externalProblems.values()].flat(), ...[...this.#fileProblems.values()].flat(), ...this.#storeProblems].map((p) => ({ ...p, text: formatProblem(p) }))
+    return [...[...this.#fileProblems.values()].flat(), ...this.#storeProblems].map((p) => ({ ...p, text: formatProblem(p) }))
   }
 
   /** How many stored API entries are kept but not served (invalid): for /metrics. */
   get storeProblemCount(): number {
     return this.#storeProblems.length
-  }
-
-  /** Set (or clear, with []) the problems a source reports, e.g. a refused git commit's lint errors. */
-  setExternalProblems(source: string, problems: Problem[]): void {
-    if (problems.length === 0) this.#externalProblems.delete(source)
-    else this.#externalProblems.set(source, problems)
   }
 
   diff(since: number): Diff | undefined {
@@ -228,10 +212,8 @@ export class PolicyService {
         // Sources read `blocklists/evil.txt:12` (the checkout's own layout), not this server's full path.
         const label = `${basename(dir)}/${name}`
         const relabel = (src: string): string => (src.startsWith(file) ? label + src.slice(file.length) : src)
-        const suffix = this.#o.sourceSuffix?.(dir) ?? ''
-        // Protection is checked on `file:line` sources (problems name the line); the commit suffix after.
         const checked = checkProtected(loaded.entries.map((e) => ({ ...e, source: relabel(e.source) })), this.#o.protect ?? [])
-        const entries = suffix ? checked.entries.map((e) => ({ ...e, source: e.source + suffix })) : checked.entries
+        const entries = checked.entries
         const problems = [...loaded.problems.map((p) => ({ ...p, file: relabel(p.file) })), ...checked.problems]
         const failed = problems.find((p) => p.line === 0 && p.severity === 'error' && READ_FAILURES.has(p.code))
         if (failed) {
@@ -251,7 +233,6 @@ export class PolicyService {
       }
     }
     for (const dir of this.#o.blocklistDirs) await this.#readProfiles(dir, seen)
-    if (this.#o.feeds) await this.#readFeeds(seen)
     for (const f of [...this.#files.keys()]) if (!seen.has(f)) this.#files.delete(f)
     for (const f of [...this.#profileFiles.keys()]) if (!seen.has(f)) this.#profileFiles.delete(f)
     for (const f of [...this.#fileProblems.keys()]) if (!seen.has(f)) this.#fileProblems.delete(f)
@@ -269,21 +250,6 @@ export class PolicyService {
     }
     this.#profiles = [...byName.values()].map((x) => x.profile).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
     if (this.#o.watch && !this.#closed) await this.#watchProfileDirs()
-  }
-
-  /** Each directory's feeds.txt (a feed named twice: the first directory's). */
-  async #readFeeds(seen: Set<string>): Promise<void> {
-    const specs: FeedSpec[] = []
-    for (const dir of this.#o.blocklistDirs) {
-      const file = join(dir, FEEDS_FILE)
-      const text = await readFile(file, 'utf8').catch(() => undefined)
-      if (text === undefined) continue
-      seen.add(file)
-      const r = parseFeedsFile(text, `${basename(dir)}/${FEEDS_FILE}`)
-      this.#fileProblems.set(file, r.problems)
-      for (const f of r.feeds) if (!specs.some((x) => x.name === f.name)) specs.push(f)
-    }
-    await this.#o.feeds!.configure(specs)
   }
 
   /** `<dir>/profiles/*.txt` into #profileFiles, with the reading rules of blocklist files. */
@@ -331,8 +297,7 @@ export class PolicyService {
   }
 
   #fileEntries(): Entry[] {
-    const files = [...this.#files.values()].flat()
-    return (this.#o.feeds ? [...files, ...this.#o.feeds.entries()] : files).map(withId)
+    return [...this.#files.values()].flat().map(withId)
   }
 
   async #rebuild(why: string): Promise<PolicyBody> {

@@ -166,7 +166,7 @@ export const entriesQuery = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    source: { type: 'string', enum: ['api', 'file', 'feed'] },
+    source: { type: 'string', enum: ['api', 'file'] },
     q: str(256),
     mode: { type: 'string', enum: ['block', 'alert'] },
     allow: { type: 'boolean' },

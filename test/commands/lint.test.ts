@@ -190,14 +190,3 @@ t.test('--format github: one ::error/::warning annotation per problem, escaped; 
   t.equal(u.code, 2)
   t.match(u.stderr, /--format must be text, json or github/)
 })
-
-t.test('feeds.txt is checked as a feed list, not read as a blocklist', async (t) => {
-  const d = join(dir, 'feeds')
-  mkdirSync(d)
-  writeFileSync(join(d, 'a.txt'), 'evil.example\n')
-  writeFileSync(join(d, 'feeds.txt'), 'drop https://www.spamhaus.org/drop/drop_v4.json format=drop-json\nbad https://x.example/ format=rss\n')
-  const r = await runCli(['lint', d])
-  t.equal(r.code, 1)
-  t.equal(r.stdout, `${join(d, 'feeds.txt')}:2: feed bad: format=rss: want domains, hosts, adblock, drop, drop-json or csv:COLUMN\n`, 'only the bad feed line, no blocklist errors for the URL lines')
-  t.equal(r.stderr, '1 entry from 1 file: 1 error, 0 warnings\n')
-})

@@ -72,7 +72,7 @@ export default function entryRoutes(app: FastifyInstance, ctx: ServerContext): v
     },
   )
 
-  app.get<{ Querystring: { source?: 'api' | 'file' | 'feed'; q?: string; mode?: 'block' | 'alert'; allow?: boolean } }>(
+  app.get<{ Querystring: { source?: 'api' | 'file'; q?: string; mode?: 'block' | 'alert'; allow?: boolean } }>(
     '/v1/entries',
     { config: { roles: ['read', 'admin'] }, schema: { summary: 'Entries of the current policy, filtered', querystring: entriesQuery } },
     async (req) => {
@@ -81,7 +81,7 @@ export default function entryRoutes(app: FastifyInstance, ctx: ServerContext): v
       const p = ctx.policy.current
       const entries = p.entries.filter(
         (e) =>
-          (source === undefined || sourceKind(e.source) === source) &&
+          (source === undefined || e.source.startsWith('api:') === (source === 'api')) &&
           (mode === undefined || e.mode === mode) &&
           (allow === undefined || e.allow === allow) &&
           (needle === undefined || e.value.includes(needle) || (e.reason?.toLowerCase().includes(needle) ?? false) || e.id === q || e.source.toLowerCase().includes(needle)),
@@ -90,9 +90,6 @@ export default function entryRoutes(app: FastifyInstance, ctx: ServerContext): v
     },
   )
 }
-
-/** api:ACTOR, feed:NAME, or a file (file:line, file:line@sha). */
-const sourceKind = (s: string): 'api' | 'feed' | 'file' => (s.startsWith('api:') ? 'api' : s.startsWith('feed:') ? 'feed' : 'file')
 
 /** `1 entry`, `3 entries`: the policy version's reason is read by people (audit log, dashboard). */
 function count(n: number, one: string, many: string): string {
