@@ -20,7 +20,7 @@ export interface SinkholeMetrics {
    * `mode` is the answer kind: 'null' | 'nxdomain' | 'refused' | 'custom' | 'forwarded'
    * ('custom:<ip>' is folded to 'custom' so the label set stays small).
    */
-  hit(action: 'block' | 'alert', mode: string): void
+  hit(action: 'block' | 'alert' | 'deny' | 'quarantine', mode: string): void
   /** Seconds from sending a query upstream to a valid answer (or the final failure). */
   upstreamLatency(seconds: number): void
   cacheHit(): void
@@ -77,8 +77,8 @@ export function createSinkholeMetrics(registry: Registry): SinkholeMetrics {
     byResult.set(r, queries.labels(r))
     queries.labels(r).inc(0) // expose every series at 0 so rate() works from the first scrape
   }
-  const byHit = { block: new Map<string, Counter.Internal>(), alert: new Map<string, Counter.Internal>() }
-  for (const a of ['block', 'alert'] as const) for (const m of MODES) byHit[a].set(m, hits.labels(a, m))
+  const byHit = { block: new Map<string, Counter.Internal>(), alert: new Map<string, Counter.Internal>(), deny: new Map<string, Counter.Internal>(), quarantine: new Map<string, Counter.Internal>() }
+  for (const a of ['block', 'alert', 'deny', 'quarantine'] as const) for (const m of MODES) byHit[a].set(m, hits.labels(a, m))
 
   return {
     query(result) {

@@ -42,6 +42,16 @@ export interface AgentHitSource {
   close?(): Promise<void>
 }
 
+/** Default-deny containers (src/agent/container-egress.ts): profiles in, kernel state and hits out. */
+export interface AgentContainerEgress {
+  start(): Promise<void>
+  stop(): Promise<void>
+  setProfiles(profiles: Policy['profiles']): Promise<void>
+  setQuarantineList?(list: Policy['quarantines']): Promise<void>
+  problems(): string[]
+  stats(): unknown
+}
+
 export interface AgentConfig {
   host: string
   agentVersion: string
@@ -85,6 +95,7 @@ export interface AgentDeps {
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>
   /** The last look at this host's Docker API exposure (src/docker/api-exposure.ts), reported as is. */
   dockerApi?: () => DockerApiReport | undefined
+  containerEgress?: AgentContainerEgress
 }
 
 export interface AgentStatus {
@@ -96,6 +107,7 @@ export interface AgentStatus {
   reports?: ReturnType<Reporter['stats']>
   hits?: ReturnType<HitUploader['stats']>
   controller: unknown
+  containerEgress?: unknown
 }
 
 export interface Agent {
@@ -176,6 +188,11 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
     // before the lookups (an upstream that is down costs its timeout). If the kernel write then fails,
     // the sinkhole keeps the new policy: each layer enforces what it can, and the retry rewrites it.
     if (deps.sinkhole && deps.buildMatcher) deps.sinkhole.setMatcher(deps.buildMatcher(p.entries))
+    // Containers held to a profile follow the new profiles whatever becomes of the fleet apply below
+    // (its failures are its own; the container seam reports its own in problems()).
+    // Quarantines first: the apply that setProfiles schedules then holds both.
+    void deps.containerEgress?.setQuarantineList?.(p.quarantines)
+    const containersDone = deps.containerEgress?.setProfiles(p.profiles)
     let resolving = 0
     try {
       // 'background': explicit networks, addresses already known and the hosts block are in place when
@@ -189,6 +206,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
       void reporter?.reportNow()
       throw e
     }
+    await containersDone
     updateNotices(p)
     warnings.push(...notices)
     applies++
@@ -230,6 +248,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
     if (hs && hs.dropped > 0) errs.push(`hit spool full: ${hs.dropped} hits dropped`)
     errs.push(...notices)
     errs.push(...(deps.sinkhole?.waiting?.() ?? []))
+    errs.push(...(deps.containerEgress?.problems() ?? []))
     const dockerApi = deps.dockerApi?.()
     // version/etag are the server's (so the fleet view compares like with like); counts are what is enforced.
     return {
@@ -277,9 +296,18 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
         }
         log.error({ err: (e as Error).message }, 'enforcing the cached policy failed; continuing with the server')
       }
-      // 2. The sinkhole answers with whatever matcher it has (the cached policy's, or forwards all).
+      // 2. Containers held to a profile: the cached policy's profiles (set above), or none yet (a
+      // labelled container is then held to DNS only: fail closed until the policy arrives).
+      if (deps.containerEgress) {
+        try {
+          await deps.containerEgress.start()
+        } catch (e) {
+          log.error({ err: (e as Error).message }, 'container egress did not start')
+        }
+      }
+      // 3. The sinkhole answers with whatever matcher it has (the cached policy's, or forwards all).
       if (deps.sinkhole) await deps.sinkhole.start()
-      // 3. Hits: spool left by a previous run, then live ones.
+      // 4. Hits: spool left by a previous run, then live ones.
       if (uploader && deps.hits) {
         await uploader.load()
         unsubscribe = deps.hits.onHit((h) => uploader.add(h))
@@ -300,6 +328,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
       reporter?.stop()
       await deps.controller.stop()
       if (deps.sinkhole) await deps.sinkhole.stop()
+      await deps.containerEgress?.stop()
       // Flush the aggregated hits while still subscribed, so the last interval reaches the uploader.
       await deps.hits?.flush?.()
       unsubscribe?.()
@@ -338,6 +367,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
         ...(reporter ? { reports: reporter.stats() } : {}),
         ...(uploader ? { hits: uploader.stats() } : {}),
         controller: deps.controller.stats(),
+        ...(deps.containerEgress ? { containerEgress: deps.containerEgress.stats() } : {}),
       }
     },
   }

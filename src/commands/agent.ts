@@ -23,6 +23,10 @@ import { createDockerContainers } from '../docker/containers.js'
 import { parseListenSpec } from '../sinkhole/listen-spec.js'
 import { createDockerApiMonitor } from '../docker/api-exposure.js'
 import { createAgent, type AgentDeps } from '../agent/agent.js'
+import { createContainerEnforcer } from '../enforce/container-factory.js'
+import { createLearnRecorder } from '../sinkhole/learn-recorder.js'
+import { createContainerEgress } from '../agent/container-egress.js'
+import { sinkholeForContainers } from '../agent/sinkhole-addresses.js'
 import { VERSION } from '../version.js'
 import { createServerAddresses } from '../agent/server-addresses.js'
 import { controlPlane, coverWarnings, serverTarget, type ControlPlane } from '../enforce/control-plane.js'
@@ -51,7 +55,7 @@ const spec = {
   'sinkhole-mode': { type: 'string', default: 'null', help: 'null | nxdomain | refused | IP[,IP]' },
   'sinkhole-allow': { type: 'string', multiple: true, help: 'client networks the sinkhole answers, or host (this host\'s own addresses) (default loopback + Docker bridges + host)' },
   'hit-log': { type: 'string', help: 'JSON-lines file of sinkhole hits' },
-  'docker-socket': { type: 'string', help: 'Docker API socket for naming containers in hits' },
+  'docker-socket': { type: 'string', help: 'Docker API socket: names containers in hits and holds labelled containers to their profiles' },
   'on-exit': { type: 'string', default: 'keep', help: 'keep | remove: what happens to rules when the agent stops' },
   'reconcile-interval': { type: 'string', default: '10s', help: 'drift check period' },
   'report-interval': { type: 'string', default: '10s', help: 'status report period' },
@@ -193,8 +197,11 @@ const command: Command = {
 
     // The container lookup goes to the hit log too: a container's first lookups can arrive before
     // Docker's event about it, and the hit log re-attributes those by time.
-    const containers = listens.length && o['docker-socket'] ? createDockerContainers({ socketPath: o['docker-socket'], log }) : undefined
-    const hitLog = listens.length ? createHitLog({ ...(o['hit-log'] ? { file: o['hit-log'] } : {}), intervalMs: 10_000, log, ...(containers ? { containers } : {}) }) : undefined
+    const containers = o['docker-socket'] ? createDockerContainers({ socketPath: o['docker-socket'], log }) : undefined
+    const hitLog = listens.length || containers ? createHitLog({ ...(o['hit-log'] ? { file: o['hit-log'] } : {}), intervalMs: 10_000, log, ...(containers ? { containers } : {}) }) : undefined
+    // learn-mode lookups, per profile; drained by the learned-names uploader when there is one (a hook:
+    // the server side is separate work), else kept bounded in memory.
+    const learned = createLearnRecorder()
     const sinkhole = listens.length
       ? createSinkhole({
           listen: listens,
@@ -204,9 +211,28 @@ const command: Command = {
           ...(o['sinkhole-allow']?.length ? { allowClients: [...o['sinkhole-allow']] } : {}),
           ...(hitLog ? { hits: hitLog } : {}),
           ...(containers ? { containers } : {}),
+          learn: learned,
+          // Allowed answers to held containers wait (bounded) for their pairs to be in the kernel.
+          ...(o['docker-socket'] ? { learnPairs: (pairs) => containerEnforcer!.learn(pairs) } : {}),
           log,
         })
       : undefined
+
+    // Containers labelled egress-guard.profile=NAME: held in the kernel to their profile (issue 16).
+    // (Declared after the sinkhole that calls it: it is only called once containers are held.)
+    const containerEnforcer = containers ? createContainerEnforcer(backend, { ...(o.netns ? { netns: o.netns } : {}), logger: log, print: (l) => io.stdout(l + '\n') }) : undefined
+    const containerEgress =
+      containers && containerEnforcer
+        ? createContainerEgress({
+            enforcer: containerEnforcer,
+            containers,
+            host,
+            sinkhole: () => sinkholeForContainers(sinkhole?.addresses() ?? [], listens),
+            ...(hitLog ? { hits: hitLog } : {}),
+            ...(sinkhole ? { onClientProfiles: (m) => sinkhole.setClientProfiles(m) } : {}),
+            log,
+          })
+        : undefined
 
     if (upstreams.length === 0) {
       log.warn('no --upstream: blocked names are not resolved into kernel sets (the hosts block and the sinkhole still cover them) and the sinkhole cannot forward other names')
@@ -224,7 +250,9 @@ const command: Command = {
       ...(sinkhole ? { sinkhole: { start: () => sinkhole.start(), stop: () => sinkhole.stop(), setMatcher: (m) => sinkhole.setMatcher(m), waiting: () => sinkhole.waiting() }, buildMatcher } : {}),
       dockerApi: () => dockerApi.current(),
       ...(hitLog ? { hits: hitLog } : {}),
+      ...(containerEgress ? { containerEgress } : {}),
       remove: async () => {
+        await containerEnforcer?.remove()
         await enforcer.remove()
         await hosts?.remove()
       },

@@ -4,6 +4,7 @@ import type { Command } from './types.js'
 import { helpText, loadOptions, type Spec } from '../config.js'
 import { errors, isEgError } from '../errors.js'
 import { createEnforcer } from '../enforce/factory.js'
+import { createContainerEnforcer } from '../enforce/container-factory.js'
 import { createHostsFile } from '../enforce/hosts-file.js'
 
 const spec = {
@@ -16,12 +17,36 @@ const spec = {
 
 const USAGE = `usage: egress-guard uninstall [--backend iptables|nftables|all] [--netns NAME] [--hosts-file PATH | --no-hosts-file]
 
-Removes every rule, set, chain and table egress-guard made, and its hosts-file block; nothing else.`
+Removes every rule, set, chain and table egress-guard made (the container-egress ones included), and its
+hosts-file block; nothing else.`
 
 interface Step {
   what: string
   status: 'removed' | 'skipped' | 'failed'
   detail?: string
+}
+
+/**
+ * The container-egress seam (issue 16) of one backend: its own chains, sets and table, removed
+ * before the fleet's (its jumps sit beside the fleet chain's). A prefix too long for its set names
+ * means it was never installed.
+ */
+async function removeContainerSeam(kind: 'iptables' | 'nftables', common: { netns?: string; namePrefix?: string }, all: boolean, steps: Step[]): Promise<void> {
+  const what = `${kind} containers`
+  let ce
+  try {
+    ce = createContainerEnforcer(kind, common)
+  } catch (err) {
+    steps.push({ what, status: 'skipped', detail: (err as Error).message })
+    return
+  }
+  try {
+    await ce.remove()
+    steps.push({ what, status: 'removed' })
+  } catch (err) {
+    if (all && isEgError(err) && err.code === 'EG_MISSING_TOOL') steps.push({ what, status: 'skipped', detail: err.message })
+    else steps.push({ what, status: 'failed', detail: (err as Error).message })
+  }
 }
 
 const command: Command = {
@@ -41,6 +66,7 @@ const command: Command = {
     const enforcers = kinds.map((k) => [k, createEnforcer(k as 'iptables' | 'nftables', common)] as const)
     const steps: Step[] = []
     for (const [kind, e] of enforcers) {
+      await removeContainerSeam(kind as 'iptables' | 'nftables', common, backend === 'all', steps)
       try {
         await e.remove()
         steps.push({ what: kind, status: 'removed' })

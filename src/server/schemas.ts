@@ -47,7 +47,8 @@ export const hitSchema = {
     // agent forever. The server keeps `host` from the upload, not from each hit.
     name: str(1024),
     qtype: text(16),
-    action: { type: 'string', enum: ['block', 'alert'] },
+    action: { type: 'string', enum: ['block', 'alert', 'deny', 'quarantine'] },
+    profile: text(64),
     entry: {
       type: 'object',
       required: ['value', 'source', 'mode'],

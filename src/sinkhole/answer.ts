@@ -60,7 +60,10 @@ export function parseBlockMode(text: string): BlockMode {
 
 /** A blocked or alert lookup, for the hit log. */
 export interface HitInfo {
-  action: 'block' | 'alert'
+  /** `deny`: outside the asking container's profile (enforce); `alert` also for a profile in alert mode. */
+  action: 'block' | 'alert' | 'deny'
+  /** The asking container's profile, when it decided. */
+  profile?: string
   verdict: Verdict
   name: string
   qtype: string
@@ -189,6 +192,23 @@ export function checkForwarded(resp: Buffer, matcher: Matcher): ForwardCheck {
   }
   if (w.malformed) return MALFORMED
   return alert ?? OK
+}
+
+/**
+ * Every A/AAAA address in an answer's answer section with its TTL: with a CNAME chain these are the
+ * chain's targets' addresses, which is what the client will connect to. undefined when malformed.
+ */
+export function answerAddresses(resp: Buffer): Array<{ ip: string; ttl: number }> | undefined {
+  const w = walker
+  if (!w.reset(resp)) return undefined
+  const out: Array<{ ip: string; ttl: number }> = []
+  while (w.next()) {
+    if (w.section !== SECTION.answer || w.klass !== CLASS_IN || (w.type !== TYPE.A && w.type !== TYPE.AAAA)) continue
+    const ip = addressText(resp, w.rdOff, w.rdLen)
+    if (ip === undefined) return undefined
+    out.push({ ip, ttl: w.ttl })
+  }
+  return w.malformed ? undefined : out
 }
 
 const OK: ForwardCheck = Object.freeze({ kind: 'ok' })

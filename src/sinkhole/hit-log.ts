@@ -69,6 +69,7 @@ const WRITE_DELAY_MS = 20
  */
 function toRecord(h: Incoming, container = h.container): Hit {
   const r: Hit = { time: h.time, lastTime: h.time, count: 1, client: h.client, name: h.name, qtype: h.qtype, action: h.action, entry: h.entry, answer: h.answer }
+  if (h.profile !== undefined) r.profile = h.profile
   if (container) r.container = container
   if (h.host) r.host = h.host
   return r

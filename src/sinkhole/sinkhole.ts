@@ -5,7 +5,12 @@ import type { Logger } from '../log.js'
 import type { SinkholeMetrics } from '../metrics.js'
 import type { Matcher } from '../policy/types.js'
 import type { ContainerLookup, HitSink } from './types.js'
-import { answer, blockedReply, checkForwarded, compileBlockMode, type BlockMode, type HitInfo } from './answer.js'
+import { answer, answerAddresses, blockedReply, checkForwarded, compileBlockMode, type BlockMode, type HitInfo } from './answer.js'
+import { NO_CLIENT_PROFILES, type ClientProfile, type ClientProfiles } from './client-profiles.js'
+import type { LearnRecorder } from './learn-recorder.js'
+import type { LearnPair } from '../enforce/container-types.js'
+import type { ProfileRule } from '../profiles/types.js'
+import type { Verdict } from '../policy/types.js'
 import { admitsHostAddresses, createAcl, DEFAULT_ALLOW_CLIENTS, type Acl } from './acl.js'
 import { cacheKey, createCache, type DnsCache } from './cache.js'
 import { createRateLimiter, type RateLimiter } from './rate-limit.js'
@@ -39,6 +44,18 @@ export interface SinkholeOptions {
   cache?: { maxEntries: number } | false
   hits?: HitSink
   containers?: ContainerLookup
+  /**
+   * enforce/alert: write the (client, address[, port]) pairs of an allowed answer to the kernel; the
+   * answer is held until this resolves, at most holdMs (then it goes out and holdExpired counts it).
+   */
+  learnPairs?: (pairs: LearnPair[]) => Promise<unknown>
+  /** Longest hold of an allowed answer for its pairs (default 50 ms). */
+  holdMs?: number
+  /** Learned pair timeout: max(answer TTL, floor) + grace (defaults 60 s and 30 s). */
+  learnTtlFloorSec?: number
+  learnGraceSec?: number
+  /** Where learn-mode lookups are recorded (names per profile); without it they are only forwarded. */
+  learn?: LearnRecorder
   log: Logger
   tcpIdleMs?: number
   maxTcpClients?: number
@@ -81,6 +98,10 @@ class Waiting {
 
 export interface SinkholeStats {
   queries: number
+  /** Allowed answers released after holdMs without their pairs acknowledged. */
+  holdExpired: number
+  /** Pair writes that failed (the answer was released anyway). */
+  learnFailed: number
   blocked: number
   alerted: number
   forwarded: number
@@ -104,6 +125,8 @@ export interface Sinkhole {
   stop(): Promise<void>
   /** Atomic swap: queries after this call see the new policy (cached upstream answers are re-checked). */
   setMatcher(m: Matcher): void
+  /** Atomic swap of the client address -> profile map (containers held to a profile); empty: none. */
+  setClientProfiles(p: ClientProfiles): void
   addresses(): Array<{ address: string; port: number; proto: 'udp' | 'tcp' }>
   /** What an interface listen is waiting for (one line each), empty when every address is served. */
   waiting(): string[]
@@ -136,12 +159,23 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
   let upstream = newUpstream()
   let upstreamClosed = false
   let matcher = opts.matcher
+  let clientProfiles: ClientProfiles = NO_CLIENT_PROFILES
+  /** The verdict a name outside a profile is answered with (its EDE text names the profile), per profile. */
+  const denyVerdicts = new WeakMap<ClientProfile['compiled'], Verdict>()
+  const denyVerdict = (c: ClientProfile['compiled']): Verdict => {
+    let v = denyVerdicts.get(c)
+    if (!v) {
+      v = { action: 'block', entry: { kind: 'domain', value: c.profile.name, allow: false, mode: 'block', source: c.profile.source, reason: `not in profile ${c.profile.name}` } }
+      denyVerdicts.set(c, v)
+    }
+    return v
+  }
   const m = opts.metrics
-  const st = { queries: 0, blocked: 0, alerted: 0, forwarded: 0, coalesced: 0, cacheHits: 0, blockedByAnswer: 0, refusedClients: 0, rateLimited: 0, formErr: 0, servFail: 0, dropped: 0 }
+  const st = { holdExpired: 0, learnFailed: 0, queries: 0, blocked: 0, alerted: 0, forwarded: 0, coalesced: 0, cacheHits: 0, blockedByAnswer: 0, refusedClients: 0, rateLimited: 0, formErr: 0, servFail: 0, dropped: 0 }
 
   function record(h: HitInfo, client: ClientInfo): void {
-    if (h.action === 'block') st.blocked++
-    else st.alerted++
+    if (h.action === 'alert') st.alerted++
+    else st.blocked++
     if (!opts.hits) return
     try {
       const e = h.verdict.entry
@@ -154,6 +188,7 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
         action: h.action,
         entry: { value: e.value, source: e.source, reason: e.reason, id: e.id, mode: e.mode },
         answer: h.answer,
+        ...(h.profile !== undefined ? { profile: h.profile } : {}),
       })
     } catch (err) {
       log.warn({ err: (err as Error).message, domain: h.name }, 'hit sink failed')
@@ -183,7 +218,9 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
     if (cached) {
       st.cacheHits++
       m?.cacheHit()
-      return reply(fit(checked(cached, msg, q, check, alertHit, client), q, client))
+      const out = checked(cached, msg, q, check, alertHit, client)
+      if (clientProfiles.size !== 0) noteAnswers(out, q, client)
+      return reply(fit(out, q, client))
     }
     if (cache) m?.cacheMiss()
     st.forwarded++
@@ -223,13 +260,57 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
         const resp = Buffer.from(shared!)
         resp.writeUInt16BE(q.id, 0)
         if (resp.length >= q.qEnd) w.msg.copy(resp, HEADER, HEADER, q.qEnd)
-        out = fit(checked(resp, w.msg, q, w.check, w.alertHit, w.client), q, w.client)
+        out = checked(resp, w.msg, q, w.check, w.alertHit, w.client)
+        if (clientProfiles.size !== 0) noteAnswers(out, q, w.client)
+        out = fit(out, q, w.client)
       }
     } catch (e) {
       log.error({ err: (e as Error).message, domain: w.q.qname }, 'answering a forwarded query failed')
       out = undefined
     }
     w.reply(out)
+  }
+
+  const holdMs = opts.holdMs ?? 50
+  const ttlFloor = opts.learnTtlFloorSec ?? 60
+  const grace = opts.learnGraceSec ?? 30
+
+  /** Write the pairs of an allowed answer, then release it (at the latest after holdMs). */
+  function holdThenReply(out: Buffer | undefined, client: string, rule: ProfileRule, release: Reply): void {
+    const ips = out ? answerAddresses(out) : undefined
+    if (!ips || ips.length === 0) return release(out)
+    const pairs: LearnPair[] = []
+    for (const { ip, ttl } of ips) {
+      const ttlSec = Math.max(ttl, ttlFloor) + grace
+      if (rule.ports?.length) for (const port of rule.ports) pairs.push({ container: client, dst: ip, port, ttlSec })
+      else pairs.push({ container: client, dst: ip, ttlSec })
+    }
+    let done = false
+    const timer = setTimeout(() => {
+      if (done) return
+      done = true
+      st.holdExpired++
+      release(out)
+    }, holdMs)
+    const finish = (): void => {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      release(out)
+    }
+    opts.learnPairs!(pairs).then(finish, (e: Error) => {
+      st.learnFailed++
+      log.warn({ err: e.message, client }, 'learned pairs not written; answer released')
+      finish()
+    })
+  }
+
+  /** learn mode: the addresses a held container was given for a name it looked up. */
+  function noteAnswers(resp: Buffer, q: Query, client: ClientInfo): void {
+    const cp = clientProfiles.get(client.address)
+    if (!cp || cp.compiled.profile.mode !== 'learn' || !opts.learn) return
+    const ips = answerAddresses(resp)
+    if (ips?.length) opts.learn.answers(cp.compiled.profile.name, q.qname, ips.map((x) => x.ip))
   }
 
   /** A forwarded (or cached) answer, own copy, checked against the policy as it is now. */
@@ -287,9 +368,36 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
         m?.query(d.hit ? 'blocked' : d.rcode === RCODE.REFUSED ? 'refused' : 'formerr')
         if (d.hit) record(d.hit, client)
         return fit(d.packet, d.query, client)
-      case 'forward':
+      case 'forward': {
+        // A name the fleet blocks was answered above (a fleet-wide block wins); a fleet `@@` allow
+        // does not open a container held to a profile. One Map lookup, none while no profile is held.
+        const cp = clientProfiles.size === 0 ? undefined : clientProfiles.get(client.address)
+        if (cp !== undefined) {
+          const c = cp.compiled
+          const mode = c.profile.mode
+          const dec = mode === 'learn' ? undefined : c.decideName(d.query.qname)
+          if (dec === undefined) opts.learn?.record(c.profile.name, d.query.qname, cp.container?.name)
+          else if (dec.action === 'allow') {
+            // The answer's addresses become this container's pairs before it sees them.
+            if (opts.learnPairs) {
+              const release = reply
+              const rule = dec.rule
+              reply = (out) => holdThenReply(out, client.address, rule, release)
+            }
+          } else {
+            const v = denyVerdict(c)
+            if (mode === 'enforce') {
+              m?.query('blocked')
+              const b = blockedReply(msg, d.query, v, plan)
+              record({ action: 'deny', verdict: v, name: d.query.qname, qtype: typeName(d.query.qtype), answer: b.label, profile: c.profile.name }, client)
+              return fit(b.packet, d.query, client)
+            }
+            record({ action: 'alert', verdict: { action: 'alert', entry: { ...v.entry, mode: 'alert' } }, name: d.query.qname, qtype: typeName(d.query.qtype), answer: 'forwarded', profile: c.profile.name }, client)
+          }
+        }
         forward(msg, d.query, d.check, d.hit, client, reply)
         return LATER
+      }
     }
   }
 
@@ -442,6 +550,9 @@ export function createSinkhole(opts: SinkholeOptions): Sinkhole {
       await upstream.close()
       upstreamClosed = true
       cache?.clear()
+    },
+    setClientProfiles(p) {
+      clientProfiles = p
     },
     setMatcher(m) {
       matcher = m

@@ -5,6 +5,8 @@ import type { ContainerInfo } from '../docker/types.js'
 
 export type { ContainerInfo, ContainerLookup } from '../docker/types.js'
 
+export type HitAction = 'block' | 'alert' | 'deny' | 'quarantine'
+
 /** One blocked or alert lookup (or an aggregate of repeats within an interval). */
 export interface Hit {
   /** RFC 3339, first occurrence in the interval. */
@@ -19,7 +21,10 @@ export interface Hit {
   name: string
   /** Query type, e.g. 'A', 'AAAA'. */
   qtype: string
-  action: 'block' | 'alert'
+  /** `deny`: outside a profile in enforce mode; `quarantine`: from a quarantined container (issue 16). */
+  action: HitAction
+  /** The profile that decided (`deny`, or `alert` from a profile in alert mode). */
+  profile?: string
   /** The deciding entry. */
   entry: { value: string; source: string; reason?: string; id?: string; mode: 'block' | 'alert' }
   /** What the client was told: 'null', 'nxdomain', 'refused', 'custom:<ip>', or 'forwarded'. */

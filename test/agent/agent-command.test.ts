@@ -66,7 +66,7 @@ for (const [backend, netns, expectRe] of [
     let out = ''
     child.stdout.on('data', (x) => (out += String(x)))
     child.stderr.on('data', (x) => (out += String(x)))
-    for (let i = 0; i < 150 && !expectRe.test(out); i++) await new Promise((r) => setTimeout(r, 100))
+    for (let i = 0; i < 400 && !expectRe.test(out); i++) await new Promise((r) => setTimeout(r, 100))
     t.match(out, expectRe)
     t.match(out, /bad name here|a\.txt:3/, 'the bad line is reported')
     // A failed apply is logged and retried with backoff; the agent does not exit over it.

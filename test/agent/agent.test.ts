@@ -153,3 +153,32 @@ t.test("the controller's standing problems are reported as errors", async (t) =>
   t.notOk(w.reports.at(-1)!.errors.includes(problem), 'gone once the controller clears it')
   await agent.stop()
 })
+
+t.test('container egress: the cached policy\'s profiles before its start, every policy\'s profiles, its problems in the report', async (t) => {
+  const w = world(t)
+  const web = { name: 'web', mode: 'enforce' as const, rules: [], source: 'blocklists/profiles/web.txt' }
+  await w.deps.cache.write({ ...pol(3, []), profiles: [web] })
+  let problems: string[] = []
+  const agent = createAgent(cfg(w.dir), {
+    ...w.deps,
+    containerEgress: {
+      start: async () => void w.events.push('containers:start'),
+      stop: async () => void w.events.push('containers:stop'),
+      setProfiles: async (ps) => void w.events.push(`profiles:${(ps ?? []).map((p) => p.name).join(',')}`),
+      problems: () => problems,
+      stats: () => ({ held: 1 }),
+    },
+  })
+  w.answers.push({ ...pol(4, []), profiles: [web, { ...web, name: 'db' }] })
+  await agent.start()
+  t.ok(w.events.indexOf('profiles:web') < w.events.indexOf('containers:start'), 'cached profiles set before the seam starts')
+  t.ok(w.events.indexOf('containers:start') < w.events.indexOf('sinkhole:start'), 'containers held before the sinkhole answers')
+  for (let i = 0; i < 200 && !w.events.includes('profiles:web,db'); i++) await new Promise((r) => setTimeout(r, 10))
+  t.ok(w.events.includes('profiles:web,db'), 'a new policy\'s profiles reach the seam')
+  problems = ['container typo (cccccccccccc): label egress-guard.profile="wbe" names no profile: held to DNS to the sinkhole only']
+  await agent.reportNow()
+  t.ok(w.reports.at(-1)!.errors.includes(problems[0]!), 'in the fleet view\'s errors')
+  t.same(agent.status().containerEgress, { held: 1 })
+  await agent.stop()
+  t.ok(w.events.includes('containers:stop'))
+})

@@ -59,9 +59,9 @@ t.test('quarantine add, ls (no match yet, then matched), rm; hosts and profile l
 
   const hosts = await cli(['hosts'])
   t.equal(hosts.code, 0, hosts.stderr)
-  t.match(hosts.stdout, /^HOST\s+STATE\s+VERSION\s+LAST SEEN\s+ENTRIES\s+REPAIRS\s+DRIFT\s+ERRORS\s+PROFILED\s+QUARANTINED\s+AGENT\n/)
-  t.match(hosts.stdout, /\nweb1\s+in-sync\s+3\s+.*\s1\s+shop-web-1\s+0\.1\.0\n/)
-  t.match(hosts.stdout, /\nweb2\s+in-sync\s+3\s+.*\s2\s+-\s+0\.1\.0\n/)
+  t.match(hosts.stdout, /^HOST\s+STATE\s+VERSION\s+LAST SEEN\s+ENTRIES\s+REPAIRS\s+DRIFT\s+ERRORS\s+PROFILED\s+QUARANTINED\s+DOCKER API\s+AGENT\n/)
+  t.match(hosts.stdout, /\nweb1\s+in-sync\s+3\s+.*\s1\s+shop-web-1\s+-\s+0\.1\.0\n/)
+  t.match(hosts.stdout, /\nweb2\s+in-sync\s+3\s+.*\s2\s+-\s+-\s+0\.1\.0\n/)
 
   const prof = await cli(['profile', 'ls'])
   t.equal(prof.code, 0, prof.stderr)

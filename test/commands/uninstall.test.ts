@@ -9,6 +9,8 @@ import { capabilities, requires } from '../helpers/caps.js'
 import { inNs, makeNs } from '../helpers/netns.js'
 import { runCli } from '../helpers/cli.js'
 import { createEnforcer } from '../../src/enforce/factory.js'
+import { createContainerEnforcer } from '../../src/enforce/container-factory.js'
+import type { ContainerState } from '../../src/enforce/container-types.js'
 import { createHostsFile } from '../../src/enforce/hosts-file.js'
 import type { DesiredState } from '../../src/enforce/types.js'
 
@@ -18,6 +20,19 @@ const POLICY: DesiredState = {
   alert: { v4: ['198.51.100.0/24'], v6: [] },
   allow: { v4: ['192.0.2.10/32'], v6: [] },
 }
+// Container egress (issue 16): an enforced and a quarantined container with a learned pair each.
+const CONTAINERS: ContainerState = {
+  containers: [
+    { id: 'a'.repeat(64), addresses: ['172.30.0.2', 'fd00:30::2'], mode: 'enforce', nets: [{ cidr: '198.51.100.16/28', ports: [443] }] },
+    { id: 'b'.repeat(64), addresses: ['172.30.0.3'], mode: 'quarantine', nets: [] },
+  ],
+  sinkhole: { v4: ['172.30.0.1'], v6: ['fd00:30::1'], port: 53 },
+}
+const LEARN = [
+  { container: '172.30.0.2', dst: '198.51.100.10', ttlSec: 600 },
+  { container: '172.30.0.2', dst: '198.51.100.11', proto: 'tcp' as const, port: 443, ttlSec: 600 },
+  { container: 'fd00:30::2', dst: '2001:db8:1::10', ttlSec: 600 },
+]
 const HOSTS = '127.0.0.1 localhost\n::1 localhost\n# keep me\n203.0.113.5 intranet.example\n'
 
 function foreign(ns: string): void {
@@ -50,14 +65,29 @@ t.test('uninstall removes exactly what egress-guard made', async (t) => {
 
   await createEnforcer('iptables', { netns: ns }).apply(POLICY)
   await createEnforcer('nftables', { netns: ns }).apply(POLICY)
+  for (const kind of ['iptables', 'nftables'] as const) {
+    const ce = createContainerEnforcer(kind, { netns: ns })
+    await ce.init()
+    await ce.apply(CONTAINERS)
+    await ce.learn(LEARN)
+    await ce.close()
+  }
   await createHostsFile(hosts).apply(['evil.example'])
   t.not(snapshot(ns), before)
+  t.match(inNs(ns, 'iptables', ['-S', 'DOCKER-USER']), /-A DOCKER-USER -j EGRESS-GUARD-CT/)
+  t.match(inNs(ns, 'ipset', ['list', '-n']), /egress-guard-ct-l-/)
+  t.match(inNs(ns, 'nft', ['list', 'tables']), /egress_guard_ct/)
   t.match(inNs(ns, 'iptables', ['-S', 'DOCKER-USER']), /-A DOCKER-USER -j EGRESS-GUARD/)
   t.match(readFileSync(hosts, 'utf8'), /evil\.example/)
 
   const r = await runCli(['uninstall', '--netns', ns, '--hosts-file', hosts, '--json'])
   t.equal(r.code, 0, r.stderr)
-  t.match(JSON.parse(r.stdout), { ok: true, steps: [{ what: 'iptables', status: 'removed' }, { what: 'nftables', status: 'removed' }, { what: `hosts file ${hosts}`, status: 'removed' }] })
+  t.match(JSON.parse(r.stdout), { ok: true, steps: [
+      { what: 'iptables containers', status: 'removed' }, { what: 'iptables', status: 'removed' },
+      { what: 'nftables containers', status: 'removed' }, { what: 'nftables', status: 'removed' },
+      { what: `hosts file ${hosts}`, status: 'removed' },
+    ],
+  })
   t.equal(snapshot(ns), before, 'rules, sets and tables as before (foreign ones kept)')
   t.equal(readFileSync(hosts, 'utf8'), HOSTS, 'hosts file as before')
 
@@ -72,10 +102,15 @@ t.test('--backend nftables removes only the nftables table', async (t) => {
   foreign(ns)
   await createEnforcer('iptables', { netns: ns }).apply(POLICY)
   await createEnforcer('nftables', { netns: ns }).apply(POLICY)
+  const ci = createContainerEnforcer('iptables', { netns: ns })
+  await ci.apply(CONTAINERS)
+  await ci.close()
+  await createContainerEnforcer('nftables', { netns: ns }).apply(CONTAINERS)
   const r = await runCli(['uninstall', '--netns', ns, '--backend', 'nftables', '--no-hosts-file'])
   t.equal(r.code, 0, r.stderr)
   t.notMatch(inNs(ns, 'nft', ['list', 'tables']), /egress_guard/)
   t.match(inNs(ns, 'iptables', ['-S']), /EGRESS-GUARD/, 'iptables side untouched')
+  t.match(inNs(ns, 'iptables', ['-S']), /EGRESS-GUARD-CT/, 'iptables container side untouched')
   t.match(inNs(ns, 'ipset', ['list', '-n']), /egress-guard-block4/)
 })
 
